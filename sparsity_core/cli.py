@@ -1,0 +1,148 @@
+"""Headless twin of the UI: the same specs, the same store.
+
+    python -m sparsity_core run SPEC.json        # runs in the foreground; last line: JSON summary
+    python -m sparsity_core list [--json]
+    python -m sparsity_core worker               # the background worker
+    python -m sparsity_core serve                # worker + Streamlit app; Ctrl-C stops both
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+
+class CLIError(Exception):
+    """An error for a person: printed as one line, exit code 2."""
+
+
+def _summary(run_id: int) -> dict:
+    from db import repo
+
+    run = repo.get_run(run_id)
+    frame = repo.metrics_frame([run_id])
+    metrics = [{"key": r.key, "series": r.series, "x": None if r.x != r.x else r.x, "value": r.value}
+               for r in frame.itertuples()]
+    return {"run_id": run_id, "status": run.status, "error": run.error, "metrics": metrics}
+
+
+def cmd_run(args) -> int:
+    from sparsity_core.jobs import submit
+    from sparsity_core.jobs.worker import supervise
+    from sparsity_core.specs import SpecError
+
+    path = Path(args.spec)
+    if not path.is_file():
+        raise CLIError(f"no spec file {path}")
+    try:
+        run_id = submit(path.read_text(), status="running", worker=f"cli:{socket.gethostname()}:{os.getpid()}")
+    except SpecError as exc:
+        raise CLIError(f"invalid spec: {exc}") from None
+    print(f"run {run_id} started", file=sys.stderr)
+    try:
+        supervise(run_id)
+    except KeyboardInterrupt:
+        from db import repo
+
+        repo.finish_run(run_id, "cancelled", message="interrupted from the command line")
+    summary = _summary(run_id)
+    print(json.dumps(summary))
+    return 0 if summary["status"] == "succeeded" else 1
+
+
+def run_row(run) -> dict:
+    return {"id": run.id, "kind": run.kind, "name": run.name, "model": run.model, "method": run.method,
+            "status": run.status, "parent_run": run.parent_run_id,
+            "created_at": run.created_at.isoformat(timespec="seconds"),
+            "duration_s": None if run.duration_s is None else round(run.duration_s, 2), "error": run.error}
+
+
+def cmd_list(args) -> int:
+    from db import repo
+
+    rows = [run_row(r) for r in repo.list_runs(kind=args.kind, limit=args.limit)]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    print(f"{'id':>5}  {'kind':<7} {'status':<10} {'model':<16} {'method':<12} {'dur s':>7}  name / error")
+    for r in rows:
+        dur = "" if r["duration_s"] is None else f"{r['duration_s']:.1f}"
+        tail = r["error"] or r["name"] or ""
+        print(f"{r['id']:>5}  {r['kind']:<7} {r['status']:<10} {r['model'][:16]:<16} "
+              f"{(r['method'] or '')[:12]:<12} {dur:>7}  {tail[:60]}")
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from sparsity_core.jobs.worker import main
+
+    main()
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Start the worker and the Streamlit app; Ctrl-C (or SIGTERM) stops both."""
+    root = Path(__file__).resolve().parent.parent
+    py = sys.executable
+    worker = subprocess.Popen([py, "-m", "sparsity_core", "worker"], cwd=root)
+    app = subprocess.Popen([py, "-m", "streamlit", "run", str(root / "app.py"), "--server.port", str(args.port),
+                            "--server.headless", "true", "--browser.gatherUsageStats", "false"], cwd=root)
+    print(f"Sparsity Lab on http://localhost:{args.port}  (Ctrl-C stops the app and the worker)", flush=True)
+
+    def stop(*_):
+        for proc in (app, worker):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while app.poll() is None and worker.poll() is None:
+            try:
+                app.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for proc in (app, worker):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sparsity_core", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run a spec (JSON file) in the foreground")
+    p.add_argument("spec")
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("list", help="list the runs in the store")
+    p.add_argument("--json", action="store_true", help="a JSON array as the last stdout line")
+    p.add_argument("--kind")
+    p.add_argument("--limit", type=int)
+    p.set_defaults(fn=cmd_list)
+    p = sub.add_parser("worker", help="run the background worker")
+    p.set_defaults(fn=cmd_worker)
+    p = sub.add_parser("serve", help="start the worker and the app")
+    p.add_argument("--port", type=int, default=8501)
+    p.set_defaults(fn=cmd_serve)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (CLIError, KeyError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

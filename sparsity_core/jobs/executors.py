@@ -1,0 +1,23 @@
+"""Which core function runs each job kind, and what it checks before a run is queued.
+
+Targets are "module:function" strings, imported in the job's child process, so the worker itself
+stays light and a lab's import error fails only that lab's runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+EXECUTORS: dict[str, str] = {
+    "prune": "sparsity_core.pruning.run:run_prune",
+}
+
+# optional checks that need more than the spec alone (a model's shapes, a parent run):
+# preflight(spec) raises SpecError with field messages before anything is stored
+PREFLIGHTS: dict[str, str] = {}
+
+
+def resolve(target: str) -> Callable:
+    module, fn = target.split(":")
+    return getattr(importlib.import_module(module), fn)

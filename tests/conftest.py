@@ -1,0 +1,25 @@
+"""Shared fixtures: every test gets its own SPARSITY_HOME and SQLite store in a temp folder."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(autouse=True)
+def store(tmp_path, monkeypatch, shared_cache):
+    """A fresh, migrated store under tmp_path; yields SPARSITY_HOME.
+
+    Model caches are shared across tests (SPARSITY_CACHE_HOME), so digits-mlp trains once."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SPARSITY_HOME", str(home))
+    monkeypatch.setenv("SPARSITY_DB_URL", f"sqlite:///{home / 'sparsity.db'}")
+    monkeypatch.setenv("SPARSITY_CACHE", str(shared_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+    yield home
