@@ -1,0 +1,19 @@
+"""Sparsity Lab: routing only. Each lab is one thin page; the sidebar shows the store and workers."""
+
+import streamlit as st
+
+from pages._ui import sidebar_status
+
+st.set_page_config(page_title="Sparsity Lab", page_icon="🕸️", layout="wide")
+
+PAGES = {
+    "Labs": [
+        st.Page("pages/pruning.py", title="Pruning", icon="✂️", default=True),
+    ],
+    "Results": [
+        st.Page("pages/runs.py", title="Runs", icon="📋"),
+    ],
+}
+
+sidebar_status()
+st.navigation(PAGES).run()
