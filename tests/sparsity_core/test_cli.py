@@ -1,0 +1,35 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "sparsity_core", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_run_prints_a_json_summary_and_lists_it(tmp_path):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"kind": "prune", "model": "digits-mlp", "method": "magnitude",
+                                "scope": "global", "sparsities": [0, 0.5, 0.9], "seed": 0}))
+    done = cli("run", str(spec), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "succeeded" and summary["error"] is None
+    sparsity = {m["x"]: m["value"] for m in summary["metrics"] if m["key"] == "sparsity"}
+    assert sparsity.keys() == {0.0, 0.5, 0.9} and abs(sparsity[0.9] - 0.9) < 0.01
+    listed = cli("list", "--json", cwd=tmp_path)
+    rows = json.loads(listed.stdout.strip().splitlines()[-1])
+    assert [(r["id"], r["status"]) for r in rows] == [(summary["run_id"], "succeeded")]
+
+
+def test_bad_spec_is_one_line_no_traceback_nothing_stored(tmp_path):
+    spec = tmp_path / "bad.json"
+    spec.write_text(json.dumps({"kind": "prune", "model": "digits-mlp", "sparsities": [1.5]}))
+    done = cli("run", str(spec), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: invalid spec: sparsities: each sparsity must be in [0, 1), got 1.5"
+    assert json.loads(cli("list", "--json", cwd=tmp_path).stdout.strip().splitlines()[-1]) == []
