@@ -6,6 +6,9 @@ sort) so a mask is a pure function of its scores.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -45,3 +48,112 @@ def measured_sparsity(masks_or_weights: dict[str, Tensor]) -> tuple[float, dict[
         zeros += z
         total += t.numel()
     return (zeros / total if total else 0.0), per_layer
+
+
+# ---------------------------------------------------------------- patterns
+@dataclass(frozen=True)
+class Pattern:
+    """A parsed `pattern` string: unstructured, N:M (N kept of every M along a row), block:RxC."""
+
+    kind: str  # unstructured | nm | block | heads | neurons
+    n: int = 0
+    m: int = 0
+    rows: int = 0
+    cols: int = 0
+
+    @property
+    def min_sparsity(self) -> float:
+        """The sparsity the pattern itself imposes (N:M: (M-N)/M); targets must reach it."""
+        return (self.m - self.n) / self.m if self.kind == "nm" else 0.0
+
+
+_NM = re.compile(r"^(\d+):(\d+)$")
+_BLOCK = re.compile(r"^block:(\d+)x(\d+)$")
+
+
+def parse_pattern(text: str) -> Pattern:
+    """'2:4' -> Pattern('nm', n=2, m=4); 'block:16x16' -> Pattern('block', rows=16, cols=16).
+    Raises ValueError with a message for a person."""
+    text = text.strip().lower()
+    if text in ("unstructured", "heads", "neurons"):
+        return Pattern(text)
+    if match := _NM.match(text):
+        n, m = int(match[1]), int(match[2])
+        if not 0 < n < m:
+            raise ValueError(f"N:M needs 0 < N < M (N kept of every M weights), got {text}")
+        return Pattern("nm", n=n, m=m)
+    if match := _BLOCK.match(text):
+        r, c = int(match[1]), int(match[2])
+        if r < 1 or c < 1:
+            raise ValueError(f"block sizes must be at least 1x1, got {text}")
+        return Pattern("block", rows=r, cols=c)
+    raise ValueError(f"unknown pattern {text!r}: use unstructured, N:M (e.g. 2:4), block:RxC "
+                     "(e.g. block:16x16), heads or neurons")
+
+
+def shape_problem(pattern: Pattern, shape: tuple[int, ...]) -> str | None:
+    """Why `pattern` cannot tile a weight of `shape` (out, in), or None when it can."""
+    out_f, in_f = shape[0], shape[-1]
+    if pattern.kind == "nm" and in_f % pattern.m:
+        return f"{pattern.n}:{pattern.m} needs input width divisible by {pattern.m}; a layer has {in_f}"
+    if pattern.kind == "block" and (out_f % pattern.rows or in_f % pattern.cols):
+        return (f"block:{pattern.rows}x{pattern.cols} does not tile a {out_f}x{in_f} weight "
+                f"({out_f} % {pattern.rows} = {out_f % pattern.rows}, {in_f} % {pattern.cols} = "
+                f"{in_f % pattern.cols})")
+    return None
+
+
+def nm_mask(scores: Tensor, n: int, m: int) -> Tensor:
+    """Keep the n highest scores in every group of m consecutive weights along each row."""
+    rows, cols = scores.shape
+    groups = scores.float().reshape(rows, cols // m, m)
+    # stable sort over the group: ties go to the earlier position, as in unstructured_mask
+    order = torch.argsort(groups, dim=-1, stable=True, descending=True)
+    keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, order[..., :n], True)
+    return keep.reshape(rows, cols)
+
+
+def block_scores(scores: Tensor, r: int, c: int) -> Tensor:
+    """Sum of the scores in each r x c tile: shape (rows/r, cols/c)."""
+    rows, cols = scores.shape
+    return scores.float().reshape(rows // r, r, cols // c, c).sum(dim=(1, 3))
+
+
+def expand_blocks(block_mask: Tensor, r: int, c: int) -> Tensor:
+    return block_mask.repeat_interleave(r, 0).repeat_interleave(c, 1)
+
+
+def block_mask(scores: Tensor, sparsity: float, r: int, c: int) -> Tensor:
+    """Prune whole r x c tiles: the round(sparsity * tiles) tiles with the lowest score sum."""
+    return expand_blocks(unstructured_mask(block_scores(scores, r, c), sparsity), r, c)
+
+
+def pattern_mask(scores: Tensor, sparsity: float, pattern: Pattern) -> Tensor:
+    """A mask of `pattern` at `sparsity` from per-weight scores (2-D: out x in).
+
+    N:M masks first keep N of every M; a target above (M-N)/M then prunes further, lowest
+    scores among the survivors first, so every group still has at least M-N zeros."""
+    if pattern.kind == "unstructured":
+        return unstructured_mask(scores, sparsity)
+    if pattern.kind == "block":
+        return block_mask(scores, sparsity, pattern.rows, pattern.cols)
+    if pattern.kind == "nm":
+        if sparsity == 0:
+            return torch.ones_like(scores, dtype=torch.bool)
+        mask = nm_mask(scores, pattern.n, pattern.m)
+        extra = sparsity - pattern.min_sparsity
+        if extra > 1e-9:
+            survivors = torch.where(mask, scores.float(), torch.full_like(scores, float("-inf"), dtype=torch.float))
+            mask &= unstructured_mask(survivors, sparsity)
+        return mask
+    raise ValueError(f"pattern {pattern.kind!r} is structured: it is pruned by pruning/structured.py")
+
+
+def row_mask(scores: Tensor, sparsity: float) -> Tensor:
+    """Unstructured, compared within each output row: every row loses round(sparsity * in)."""
+    k = n_pruned(scores.shape[1], sparsity)
+    mask = torch.ones_like(scores, dtype=torch.bool)
+    if k > 0:
+        order = torch.argsort(scores.float(), dim=1, stable=True)
+        mask.scatter_(1, order[:, :k], False)
+    return mask

@@ -63,6 +63,9 @@ register_model(ModelInfo("digits-mlp", "classifier",
 register_model(ModelInfo("minilm-l6", "encoder",
                          "all-MiniLM-L6-v2: BERT encoder, 6 layers, hidden 384, 22.7M params",
                          "sparsity_core.zoo.minilm:load"))
+register_model(ModelInfo("smollm2-135m", "causal_lm",
+                         "SmolLM2-135M-Instruct: Llama-architecture causal LM, 30 layers, 134.5M params",
+                         "sparsity_core.zoo.smollm2:load"))
 
 
 def model_names() -> list[str]:
