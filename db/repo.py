@@ -10,7 +10,7 @@ import hashlib
 import shutil
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import pandas as pd
 from sqlalchemy import delete, select, update
@@ -69,6 +69,12 @@ def list_runs(
         query = query.limit(limit)
     with session() as s:
         return list(s.scalars(query))
+
+
+def list_children(run_ids: Iterable[int]) -> list[Run]:
+    """Runs whose parent is one of `run_ids` (kernel / SAE / explanation runs of a pruning run)."""
+    with session() as s:
+        return list(s.scalars(select(Run).where(Run.parent_run_id.in_(list(run_ids))).order_by(Run.id)))
 
 
 def claim_next(worker_id: str) -> Optional[Run]:
@@ -202,6 +208,25 @@ def mark_orphans(stale_after_s: float) -> list[int]:
                 error=f"orphaned: its worker stopped heartbeating for over {stale_after_s:.0f} s"))
         s.commit()
         return ids
+
+
+def import_runs(rows: list[dict[str, Any]], write_files: Callable[[dict[int, int]], list[dict[str, Any]]]) -> list[int]:
+    """Insert runs from a bundle in ONE transaction: rows carry `old_id`, `old_parent`, run columns
+    and `metrics`; `write_files(old -> new ids)` writes artifact files and returns artifact rows.
+    Any exception rolls everything back. Returns the new ids in row order."""
+    fields = ("kind", "name", "notes", "model", "method", "spec", "spec_version", "status", "created_at",
+              "started_at", "finished_at", "error", "info")
+    with session() as s, s.begin():
+        runs = [Run(**{k: row[k] for k in fields}) for row in rows]
+        s.add_all(runs)
+        s.flush()
+        new_ids = {row["old_id"]: run.id for row, run in zip(rows, runs)}
+        for row, run in zip(rows, runs):
+            run.parent_run_id = new_ids.get(row["old_parent"])
+            s.add_all(Metric(run_id=run.id, key=m["key"], series=m["series"] or "", x=m["x"], value=m["value"])
+                      for m in row["metrics"])
+        s.add_all(Artifact(**a) for a in write_files(new_ids))
+    return [new_ids[row["old_id"]] for row in rows]
 
 
 # ---------------------------------------------------------------- metrics

@@ -2,6 +2,8 @@
 
     python -m sparsity_core run SPEC.json        # runs in the foreground; last line: JSON summary
     python -m sparsity_core list [--json]
+    python -m sparsity_core export --runs 3,7 --html report.html --json bundle.json [--csv m.csv]
+    python -m sparsity_core import bundle.json   # last line: JSON list of the new run ids
     python -m sparsity_core worker               # the background worker
     python -m sparsity_core serve                # worker + Streamlit app; Ctrl-C stops both
 """
@@ -80,6 +82,45 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """Write the selected runs as an HTML report, a JSON bundle and/or metrics CSV."""
+    from sparsity_core.reports import bundle, html_report
+    from sparsity_core.reports.compare import parse_ids
+
+    ids = parse_ids(args.runs)
+    if not ids:
+        raise CLIError(f"--runs needs run ids like 3,7 (got {args.runs!r})")
+    if not (args.html or args.json or args.csv):
+        raise CLIError("nothing to write: give --html, --json and/or --csv")
+    try:
+        texts = {}  # everything is built before anything is written: no half export on error
+        if args.html:
+            texts[args.html] = html_report.render_html(ids, args.summary, args.at)
+        if args.json:
+            texts[args.json] = json.dumps(bundle.bundle_dict(ids, args.with_artifacts))
+        if args.csv:
+            texts[args.csv] = bundle.metrics_csv(ids)
+    except KeyError as exc:
+        raise CLIError(exc.args[0]) from None
+    for path, text in texts.items():
+        Path(path).write_text(text, encoding="utf-8")
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args) -> int:
+    """Load a bundle's runs into this store; the last stdout line is the JSON list of new ids."""
+    from sparsity_core.reports.bundle import BundleError, import_bundle
+
+    try:
+        new_ids = import_bundle(Path(args.bundle))
+    except BundleError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"imported {len(new_ids)} run(s) as {', '.join(f'#{i}' for i in new_ids)}", file=sys.stderr)
+    print(json.dumps(new_ids))
+    return 0
+
+
 def cmd_worker(args) -> int:
     from sparsity_core.jobs.worker import main
 
@@ -131,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind")
     p.add_argument("--limit", type=int)
     p.set_defaults(fn=cmd_list)
+    p = sub.add_parser("export", help="export runs: HTML report, JSON bundle, metrics CSV")
+    p.add_argument("--runs", required=True, help="run ids, e.g. 3,7,9")
+    p.add_argument("--html", help="self-contained HTML report (opens offline)")
+    p.add_argument("--json", help="JSON bundle another store can import")
+    p.add_argument("--csv", help="metrics in long format")
+    p.add_argument("--with-artifacts", action="store_true", help="embed artifact files in the bundle")
+    p.add_argument("--summary", choices=["last", "min", "max", "at"], default="last",
+                   help="which value of each metric the report's table shows")
+    p.add_argument("--at", type=float, help="the x (sparsity) for --summary at")
+    p.set_defaults(fn=cmd_export)
+    p = sub.add_parser("import", help="import a JSON bundle into this store")
+    p.add_argument("bundle")
+    p.set_defaults(fn=cmd_import)
     p = sub.add_parser("worker", help="run the background worker")
     p.set_defaults(fn=cmd_worker)
     p = sub.add_parser("serve", help="start the worker and the app")

@@ -1,0 +1,249 @@
+"""Run bundles: runs with their metrics (and optionally their artifact files) as one JSON file, so a
+colleague loads them into their own store. Also the metrics of a selection as CSV.
+
+    write_bundle([3, 7], "bundle.json", with_artifacts=False)
+    new_ids = import_bundle("bundle.json")     # BundleError: one line, and the store is unchanged
+
+A bundle is data from somebody else, so import trusts nothing: the file size is capped before it is
+parsed, every field is checked by the pydantic schema below (types, lengths, counts), artifact
+paths must be plain relative file names (no `..`, no absolute paths), file contents must match
+their sha256, and all rows go in within one transaction; files written before a failure are removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from db import repo
+from db.models import FINISHED, RUN_STATUSES
+from sparsity_core.paths import artifacts_dir, home
+
+FORMAT = "sparsity-lab-bundle"
+VERSION = 1
+MAX_BUNDLE_BYTES = 512 * 2**20  # a bundle with artifacts can be large; beyond this it is not a bundle
+MAX_ARTIFACT_BYTES = 256 * 2**20  # one embedded file (pruning masks of a 135M model are ~20 MB)
+MAX_RUNS = 10_000
+MAX_METRICS_PER_RUN = 1_000_000  # per-layer metrics of a 30-layer LM over 20 sparsities are ~5k
+SAFE_NAME = re.compile(r"^[A-Za-z0-9._@:+=-][A-Za-z0-9._@:+= -]{0,199}$")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be imported; the message is one line for a person."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), strict=False)
+
+
+class BundleMetric(_Strict):
+    key: str = Field(min_length=1, max_length=64)
+    series: str = Field("", max_length=200)
+    x: Optional[float] = None
+    value: float
+
+
+class BundleArtifact(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["safetensors", "parquet", "json", "dir"]
+    path: str = Field(description="file name inside the run's artifact folder")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0, le=MAX_ARTIFACT_BYTES)
+    data_b64: Optional[str] = Field(None, max_length=MAX_ARTIFACT_BYTES * 4 // 3 + 4)
+
+    @field_validator("path")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        # one file name, no folders: nothing can land outside the new run's artifact folder
+        if not SAFE_NAME.match(value) or value in (".", "..") or ".." in value:
+            raise ValueError(f"artifact path {value[:80]!r} is not a plain file name")
+        return value
+
+
+class BundleRun(_Strict):
+    id: int = Field(ge=1, description="the run's id in the store it came from")
+    kind: str = Field(min_length=1, max_length=32, pattern=r"^[a-z_][a-z0-9_]*$")
+    name: Optional[str] = Field(None, max_length=200)
+    notes: Optional[str] = Field(None, max_length=100_000)
+    model: str = Field(min_length=1, max_length=500)
+    method: Optional[str] = Field(None, max_length=64)
+    spec: dict[str, Any]
+    spec_version: int = Field(ge=1)
+    status: Literal[RUN_STATUSES]  # type: ignore[valid-type]
+    parent_run: Optional[int] = Field(None, ge=1)
+    created_at: datetime
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None
+    error: Optional[str] = Field(None, max_length=100_000)
+    info: dict[str, Any] = {}
+    metrics: list[BundleMetric] = Field([], max_length=MAX_METRICS_PER_RUN)
+    artifacts: list[BundleArtifact] = Field([], max_length=1000)
+
+
+class Bundle(_Strict):
+    format: Literal["sparsity-lab-bundle"]
+    version: Literal[1]
+    exported_at: datetime
+    runs: list[BundleRun] = Field(max_length=MAX_RUNS)
+
+    @field_validator("runs")
+    @classmethod
+    def _unique_ids(cls, runs: list[BundleRun]) -> list[BundleRun]:
+        if len({r.id for r in runs}) != len(runs):
+            raise ValueError("two runs share one id")
+        return runs
+
+
+# ---------------------------------------------------------------- export
+def bundle_dict(run_ids: list[int], with_artifacts: bool = False) -> dict[str, Any]:
+    """The bundle of `run_ids` as a dict (KeyError for an unknown id: nothing half-exported)."""
+    runs = {r.id: r for r in repo.list_runs(ids=run_ids)}
+    missing = [i for i in run_ids if i not in runs]
+    if missing:
+        raise KeyError(f"no run {', '.join(map(str, missing))} in the store")
+    metrics = repo.metrics_frame(run_ids)
+    out = []
+    for run_id in run_ids:
+        run = runs[run_id]
+        rows = metrics[metrics["run_id"] == run_id]
+        out.append({
+            "id": run.id, "kind": run.kind, "name": run.name, "notes": run.notes, "model": run.model,
+            "method": run.method, "spec": run.spec, "spec_version": run.spec_version, "status": run.status,
+            "parent_run": run.parent_run_id, "created_at": _iso(run.created_at),
+            "started_at": _iso(run.started_at), "finished_at": _iso(run.finished_at), "error": run.error,
+            "info": run.info or {},
+            "metrics": [{"key": r.key, "series": r.series, "x": None if pd.isna(r.x) else float(r.x),
+                         "value": float(r.value)} for r in rows.itertuples()],
+            "artifacts": [_artifact_dict(a, with_artifacts) for a in repo.list_artifacts(run_id)
+                          if a.kind != "dir"],  # folders (save_pretrained) stay home: too big to mail
+        })
+    return {"format": FORMAT, "version": VERSION, "exported_at": _iso(datetime.now(timezone.utc)), "runs": out}
+
+
+def _iso(value: Optional[datetime]) -> Optional[str]:
+    return None if value is None else value.isoformat(timespec="seconds")
+
+
+def _artifact_dict(art, with_data: bool) -> dict[str, Any]:
+    row = {"name": art.name, "kind": art.kind, "path": Path(art.path).name, "sha256": art.sha256,
+           "bytes": art.bytes}
+    if with_data:
+        row["data_b64"] = base64.b64encode((home() / art.path).read_bytes()).decode()
+    return row
+
+
+def write_bundle(run_ids: list[int], path: Path, with_artifacts: bool = False) -> Path:
+    text = json.dumps(bundle_dict(run_ids, with_artifacts), allow_nan=True)
+    Path(path).write_text(text)
+    return Path(path)
+
+
+def metrics_csv(run_ids: list[int]) -> str:
+    """Long-format metrics (run_id, run_name, kind, key, series, x, value) as CSV text."""
+    frame = repo.metrics_frame(run_ids)
+    names = {r.id: (r.name or "", r.kind) for r in repo.list_runs(ids=run_ids)}
+    frame.insert(1, "run_name", frame["run_id"].map(lambda i: names.get(i, ("", ""))[0]))
+    frame.insert(2, "kind", frame["run_id"].map(lambda i: names.get(i, ("", ""))[1]))
+    return frame.to_csv(index=False)
+
+
+# ---------------------------------------------------------------- import
+def read_bundle(path: Path) -> Bundle:
+    """Parse and validate a bundle file; BundleError with one line on anything wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(f"no bundle file {path}")
+    if path.stat().st_size > MAX_BUNDLE_BYTES:
+        raise BundleError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MiB; a bundle is at most "
+                          f"{MAX_BUNDLE_BYTES // 2**20} MiB")
+    try:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleError(f"{path.name} is not valid JSON: {str(exc)[:120]}") from None
+    return parse_bundle(data)
+
+
+def parse_bundle(data: Any) -> Bundle:
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise BundleError(f"not a Sparsity Lab bundle (expected \"format\": \"{FORMAT}\")")
+    try:
+        return Bundle.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        raise BundleError(f"invalid bundle at {where}: {err['msg'].removeprefix('Value error, ')}{more}") from None
+
+
+def _decoded(art: BundleArtifact, run_id: int) -> bytes:
+    data = base64.b64decode(art.data_b64 or "", validate=True)
+    if len(data) != art.bytes or hashlib.sha256(data).hexdigest() != art.sha256:
+        raise BundleError(f"artifact {art.name!r} of run {run_id} does not match its size / sha256")
+    return data
+
+
+def import_bundle(path: Path) -> list[int]:
+    """Load a bundle's runs into this store; returns the new run ids, in bundle order.
+
+    Parents inside the bundle are re-linked to their new ids; a parent that is not in the bundle
+    is dropped (its old id is kept in info["imported"]). Artifacts without data are listed in info
+    only. All or nothing: on any error nothing is stored."""
+    bundle = read_bundle(path)
+    try:
+        payloads = {r.id: {a.name: _decoded(a, r.id) for a in r.artifacts if a.data_b64} for r in bundle.runs}
+    except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
+        raise BundleError(f"an embedded artifact is not valid base64: {exc}") from None
+    written: list[Path] = []
+
+    def write_files(new_ids: dict[int, int]) -> list[dict[str, Any]]:
+        rows = []
+        for run in bundle.runs:
+            for art in run.artifacts:
+                if art.name in payloads[run.id]:
+                    folder = artifacts_dir(new_ids[run.id])
+                    written.append(folder)
+                    target = folder / art.path
+                    target.write_bytes(payloads[run.id][art.name])
+                    rows.append({"run_id": new_ids[run.id], "name": art.name, "kind": art.kind,
+                                 "path": str(target.relative_to(home())), "sha256": art.sha256,
+                                 "bytes": art.bytes})
+        return rows
+
+    try:
+        return repo.import_runs([_run_row(r, bundle.exported_at) for r in bundle.runs], write_files)
+    except Exception:
+        for folder in written:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _run_row(run: BundleRun, exported_at: datetime) -> dict[str, Any]:
+    provenance = {"bundle_run_id": run.id, "bundle_parent_run": run.parent_run,
+                  "exported_at": exported_at.isoformat(timespec="seconds"),
+                  "artifacts_not_included": [a.name for a in run.artifacts if not a.data_b64]}
+    # a run exported while queued or running must not be picked up by this store's worker
+    status = run.status if run.status in FINISHED else "cancelled"
+    if status != run.status:
+        provenance["status_when_exported"] = run.status
+    return {"old_id": run.id, "old_parent": run.parent_run, "kind": run.kind, "name": run.name,
+            "notes": run.notes, "model": run.model, "method": run.method, "spec": run.spec,
+            "spec_version": run.spec_version, "status": status, "created_at": _naive(run.created_at),
+            "started_at": _naive(run.started_at), "finished_at": _naive(run.finished_at),
+            "error": run.error, "info": {**run.info, "imported": provenance},
+            "metrics": [m.model_dump() for m in run.metrics]}
+
+
+def _naive(value: Optional[datetime]) -> Optional[datetime]:
+    """The store keeps naive UTC (SQLite has no zones)."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(timezone.utc).replace(tzinfo=None)

@@ -1,0 +1,327 @@
+"""Comparing runs: the tables and figures of the compare page, the HTML report and the CLI export.
+
+Everything here takes pandas frames (from `runs_frame` and `repo.metrics_frame`), never Streamlit
+state, so the page, the HTML export and a notebook draw the same thing:
+
+    runs = runs_frame(repo.list_runs(ids=[3, 7]))
+    metrics = repo.metrics_frame([3, 7])
+    config_table(runs, differences_only=True)       # one column per run, one row per setting
+    metric_summary(metrics, runs, how="at", at_x=0.5)
+    curves_figure(metrics, runs)                      # each metric vs sparsity, one line per run
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import datetime
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from sparsity_core.reports.figures import metric_curve
+
+RUN_COLUMNS = ["id", "kind", "name", "model", "method", "status", "parent_run", "created_at", "notes"]
+SUMMARIES = ("last", "min", "max", "at")
+# metrics where smaller is better; everything else (accuracy, cosine, ...) is higher-is-better
+LOWER_IS_BETTER = {"perplexity", "loss", "mse", "nmse", "latency_ms", "dead_fraction", "l0"}
+MAX_SERIES_IN_SUMMARY = 8  # a key with more series (per-layer sparsity) is a figure, not table columns
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf"]
+
+
+# ---------------------------------------------------------------- runs
+def runs_frame(runs: Iterable[Any]) -> pd.DataFrame:
+    """One row per run (ORM rows or anything with the same attributes), newest first."""
+    rows = [{"id": r.id, "kind": r.kind, "name": r.name, "model": r.model, "method": r.method,
+             "status": r.status, "parent_run": r.parent_run_id, "created_at": r.created_at,
+             "notes": r.notes, "spec": r.spec or {}, "info": r.info or {}, "error": r.error} for r in runs]
+    frame = pd.DataFrame(rows, columns=RUN_COLUMNS + ["spec", "info", "error"])
+    return frame.sort_values("id", ascending=False).reset_index(drop=True)
+
+
+def label(run: Any) -> str:
+    """'#7 magnitude · digits-mlp “name”', with the user's text escaped: plotly renders a few HTML
+    tags in labels, so a run named <b>x</b> must show as typed, not bold (or worse)."""
+    get = run.get if isinstance(run, (dict, pd.Series)) else lambda k: getattr(run, k, None)
+    name = get("name")
+    text = f"#{get('id')} {get('method') or get('kind')} · {get('model')}"
+    if isinstance(name, str) and name:
+        text += f" “{name}”"
+    return html.escape(text)
+
+
+def filter_runs(frame: pd.DataFrame, *, kinds: Iterable[str] = (), models: Iterable[str] = (),
+                methods: Iterable[str] = (), statuses: Iterable[str] = (), since: Optional[datetime] = None,
+                until: Optional[datetime] = None, text: str = "") -> pd.DataFrame:
+    """Runs matching every filter given (an empty filter lets everything through). `text` matches
+    name, notes, model or method, case-insensitively; `until` includes that whole day."""
+    keep = pd.Series(True, index=frame.index)
+    for column, wanted in (("kind", kinds), ("model", models), ("method", methods), ("status", statuses)):
+        wanted = list(wanted)
+        if wanted:
+            keep &= frame[column].isin(wanted)
+    if since is not None:
+        keep &= frame["created_at"] >= pd.Timestamp(since)
+    if until is not None:
+        keep &= frame["created_at"] < pd.Timestamp(until) + pd.Timedelta(days=1)
+    if text.strip():
+        haystack = frame[["name", "notes", "model", "method"]].fillna("").astype(str).agg(" ".join, axis=1)
+        keep &= haystack.str.contains(text.strip(), case=False, regex=False)
+    return frame[keep]
+
+
+def parse_ids(text: str) -> list[int]:
+    """'3,7, 9' -> [3, 7, 9]; junk is dropped (a hand-edited URL must not break the page)."""
+    out: list[int] = []
+    for part in str(text or "").split(","):
+        part = part.strip()
+        if part.isdigit() and int(part) > 0 and int(part) not in out:
+            out.append(int(part))
+    return out
+
+
+# ---------------------------------------------------------------- configuration
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, list):
+        return {prefix: json.dumps(value)}
+    return {prefix: value}
+
+
+def config_table(runs: pd.DataFrame, differences_only: bool = False) -> pd.DataFrame:
+    """Settings side by side: one row per setting (spec fields, evaluation setup from `info`),
+    one column per run. With `differences_only`, rows where every run agrees are hidden."""
+    columns = {}
+    for run in runs.itertuples():
+        flat = {"kind": run.kind, "model": run.model, "method": run.method, "status": run.status,
+                **_flatten(run.spec), "name": run.name, "parent_run": run.parent_run}
+        flat.update(_flatten({k: v for k, v in (run.info or {}).items() if k == "evaluation"}))
+        columns[f"#{run.id}"] = {k: v for k, v in flat.items() if k not in ("name", "parent_run") or v}
+    table = pd.DataFrame(columns)
+    table = table.astype(object).where(table.notna(), "—")
+    if differences_only and len(table.columns) > 1:
+        same = table.astype(str).nunique(axis=1) == 1
+        table = table[~same]
+    return table.astype(str)
+
+
+# ---------------------------------------------------------------- metrics
+def metric_column(key: str, series: str) -> str:
+    return f"{key}[{series}]" if series else key
+
+
+def summary_keys(metrics: pd.DataFrame) -> list[tuple[str, str]]:
+    """(key, series) pairs worth a table column: all unseriesed keys, and keys with a few series
+    (latency per layout), but not per-layer keys with dozens of series."""
+    pairs = metrics[["key", "series"]].drop_duplicates()
+    counts = pairs.groupby("key")["series"].transform("nunique")
+    pairs = pairs[(pairs["series"] == "") | (counts <= MAX_SERIES_IN_SUMMARY)]
+    return sorted(map(tuple, pairs.to_numpy()))
+
+
+def _at(group: pd.DataFrame, x: float) -> float:
+    """Value at x: exact when measured there, else linear between the nearest measured points,
+    NaN outside the measured range (no extrapolation: it would invent numbers)."""
+    points = group.dropna(subset=["x"]).groupby("x")["value"].last().sort_index()
+    if points.empty or not points.index.min() - 1e-9 <= x <= points.index.max() + 1e-9:
+        return float("nan")
+    return float(np.interp(x, points.index.to_numpy(), points.to_numpy()))
+
+
+def summarise(group: pd.DataFrame, how: str, at_x: Optional[float] = None) -> float:
+    """One number from one run's series of a metric; `last` is the value at the largest x (the
+    sparsest point), or the last logged when the metric has no x."""
+    if how == "last":
+        with_x = group.dropna(subset=["x"])
+        return float((with_x.sort_values("x", kind="stable") if len(with_x) else group)["value"].iloc[-1])
+    if how == "min":
+        return float(group["value"].min())
+    if how == "max":
+        return float(group["value"].max())
+    if how == "at":
+        if at_x is None:
+            raise ValueError("summary 'at' needs an x value")
+        return _at(group, float(at_x))
+    raise ValueError(f"unknown summary {how!r}; choose one of {', '.join(SUMMARIES)}")
+
+
+def metric_summary(metrics: pd.DataFrame, runs: pd.DataFrame, how: str = "last",
+                   at_x: Optional[float] = None) -> pd.DataFrame:
+    """One row per run (in the order of `runs`), one column per metric, each cell one summary."""
+    metrics = metrics[metrics["run_id"].isin(runs["id"])]
+    keys = summary_keys(metrics)
+    table = pd.DataFrame(index=pd.Index([f"#{i}" for i in runs["id"]], name="run"),
+                         columns=[metric_column(k, s) for k, s in keys], dtype=float)
+    wanted = metrics[metrics[["key", "series"]].apply(tuple, axis=1).isin(keys)] if keys else metrics.iloc[:0]
+    for (run_id, key, series), group in wanted.groupby(["run_id", "key", "series"], sort=False):
+        if f"#{run_id}" in table.index:
+            table.loc[f"#{run_id}", metric_column(key, series)] = summarise(group, how, at_x)
+    return table
+
+
+def x_values(metrics: pd.DataFrame) -> list[float]:
+    return sorted(float(x) for x in metrics["x"].dropna().unique())
+
+
+# ---------------------------------------------------------------- figures
+def _colours(runs: pd.DataFrame) -> dict[int, str]:
+    return {int(r): PALETTE[i % len(PALETTE)] for i, r in enumerate(runs["id"])}
+
+
+def curves_figures(metrics: pd.DataFrame, runs: pd.DataFrame, keys: Optional[list[str]] = None) -> list[go.Figure]:
+    """Each metric against x (the target sparsity), one figure per metric (the shared
+    `figures.metric_curve`), one line per run, the same colour for a run in every figure.
+    Only unseriesed metrics: per-layer ones have their own panel."""
+    curves = metrics[(metrics["series"] == "") & metrics["x"].notna() & metrics["run_id"].isin(runs["id"])]
+    keys = keys or sorted(curves["key"].unique())
+    labels = {int(r["id"]): label(r) for _, r in runs.iterrows()}
+    colours = {labels[i]: c for i, c in _colours(runs).items()}
+    out = []
+    for key in keys:
+        fig = metric_curve(curves, key, labels)
+        for trace in fig.data:
+            trace.line.color = colours.get(trace.name)
+        out.append(fig)
+    return out or [_empty("no metric of the selected runs has an x (sparsity) axis")]
+
+
+def pareto_front(points: pd.DataFrame, cost: str, quality: str, higher_is_better: bool = True) -> pd.DataFrame:
+    """Points no other point beats on both axes (lower cost and better quality), by cost."""
+    sign = 1.0 if higher_is_better else -1.0
+    front, best = [], -np.inf
+    for idx, row in points.sort_values([cost, quality], ascending=[True, not higher_is_better]).iterrows():
+        q = sign * row[quality]
+        if q > best:
+            front.append(idx)
+            best = q
+    return points.loc[front]
+
+
+def quality_latency_frame(runs: pd.DataFrame, metrics: pd.DataFrame, quality_key: str,
+                          latency_key: str = "latency_ms") -> pd.DataFrame:
+    """Join kernel runs to the pruning runs they name as parent: one row per (kernel run, layout,
+    sparsity) with the latency measured there and the parent's quality at the same sparsity."""
+    kernels = runs[(runs["kind"] == "kernel") & runs["parent_run"].notna()]
+    rows = []
+    for k in kernels.itertuples():
+        parent = int(k.parent_run)
+        quality = metrics[(metrics["run_id"] == parent) & (metrics["key"] == quality_key)
+                          & (metrics["series"] == "")]
+        lat = metrics[(metrics["run_id"] == k.id) & (metrics["key"] == latency_key)]
+        for m in lat.dropna(subset=["x"]).itertuples():
+            q = _at(quality, m.x) if len(quality) else float("nan")
+            if q == q:
+                rows.append({"kernel_run": k.id, "pruning_run": parent, "layout": m.series or "dense",
+                             "sparsity": m.x, latency_key: m.value, quality_key: q})
+    return pd.DataFrame(rows, columns=["kernel_run", "pruning_run", "layout", "sparsity", latency_key, quality_key])
+
+
+def quality_latency_figure(points: pd.DataFrame, quality_key: str, latency_key: str = "latency_ms") -> go.Figure:
+    """Measured latency against quality, one marker per (layout, sparsity), with the Pareto front:
+    the settings worth choosing, since every other point is slower and no better."""
+    if points.empty:
+        return _empty("no kernel (latency) run names a selected pruning run as its parent, "
+                      "or their sparsities do not overlap")
+    higher = quality_key not in LOWER_IS_BETTER
+    fig = go.Figure()
+    for layout, group in points.groupby("layout", sort=True):
+        fig.add_trace(go.Scatter(
+            x=group[latency_key], y=group[quality_key], mode="markers", name=html.escape(str(layout)),
+            text=[f"pruning #{p} · kernel #{k} · sparsity {s:g}" for p, k, s in
+                  zip(group["pruning_run"], group["kernel_run"], group["sparsity"])],
+            hovertemplate="%{text}<br>%{x:.3g} ms, %{y:.4g}<extra></extra>", marker={"size": 9}))
+    front = pareto_front(points, latency_key, quality_key, higher)
+    fig.add_trace(go.Scatter(x=front[latency_key], y=front[quality_key], mode="lines", name="Pareto front",
+                             line={"color": "black", "dash": "dash", "shape": "hv"}))
+    fig.update_layout(xaxis_title=f"{latency_key} (lower is better)",
+                      yaxis_title=f"{quality_key} ({'higher' if higher else 'lower'} is better)", height=420)
+    return fig
+
+
+def parallel_figure(runs: pd.DataFrame, summary: pd.DataFrame) -> go.Figure:
+    """Parallel coordinates: one line per run through its differing settings and its metric
+    summaries, coloured by the first metric, so a pattern (method -> accuracy) shows as a bundle."""
+    config = config_table(runs, differences_only=True).T
+    config = config.drop(columns=[c for c in config.columns if c == "status"], errors="ignore")
+    dims = []
+    for column in config.columns:
+        dims.append(_dimension(column, config[column]))
+    for column in summary.columns:
+        values = summary[column].astype(float)
+        if values.notna().any():
+            dims.append({"label": html.escape(column), "values": values.fillna(values.min()).tolist()})
+    if not dims:
+        return _empty("select runs with metrics or differing settings")
+    colour = dims[-1]["values"] if summary.shape[1] else list(range(len(runs)))
+    fig = go.Figure(go.Parcoords(dimensions=dims[:30], line={"color": colour, "colorscale": "Viridis",
+                                                             "showscale": True}))
+    fig.update_layout(height=420, margin={"l": 60, "r": 60})
+    return fig
+
+
+def _dimension(name: str, values: pd.Series) -> dict[str, Any]:
+    numeric = pd.to_numeric(values.replace("—", np.nan), errors="coerce")
+    if numeric.notna().all():
+        return {"label": html.escape(name), "values": numeric.tolist()}
+    cats = sorted(values.unique())
+    codes = [cats.index(v) for v in values]
+    return {"label": html.escape(name), "values": codes, "tickvals": list(range(len(cats))),
+            "ticktext": [html.escape(str(c))[:24] for c in cats]}
+
+
+def layer_sparsity_pair(metrics: pd.DataFrame, runs: pd.DataFrame, x: float) -> go.Figure:
+    """Per-layer sparsity of pruning runs at one target: bars side by side per layer, which shows
+    where a global threshold or an activation-aware method puts the zeros."""
+    rows = metrics[(metrics["key"] == "layer_sparsity") & np.isclose(metrics["x"].astype(float), x)]
+    if rows.empty:
+        return _empty(f"no per-layer sparsity measured at {x:g}")
+    fig = go.Figure()
+    colours = _colours(runs)
+    for _, run in runs.iterrows():
+        group = rows[rows["run_id"] == run["id"]]
+        if len(group):
+            fig.add_trace(go.Bar(x=group["series"], y=group["value"], name=label(run),
+                                 marker={"color": colours[int(run["id"])]}))
+    fig.add_hline(y=x, line_dash="dot", annotation_text=f"target {x:g}")
+    fig.update_layout(barmode="group", yaxis_title="fraction of zeros", xaxis_title="layer", height=380,
+                      yaxis_range=[0, 1])
+    return fig
+
+
+def _empty(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=html.escape(message), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(height=200, xaxis_visible=False, yaxis_visible=False)
+    return fig
+
+
+# ---------------------------------------------------------------- loading a selection
+def load_selection(run_ids: Iterable[int]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(selected runs, their children, metrics of both) from the store. Children come along
+    because latency lives in kernel runs that name a pruning run as their parent."""
+    from db import repo
+
+    ids = [int(i) for i in run_ids]
+    runs = runs_frame(repo.list_runs(ids=ids)) if ids else runs_frame([])
+    order = {i: n for n, i in enumerate(ids)}
+    runs = runs.sort_values("id", key=lambda s: s.map(order)).reset_index(drop=True)
+    children = runs_frame(repo.list_children(ids)) if ids else runs_frame([])
+    parents = {int(p) for p in runs["parent_run"].dropna()}  # a selected kernel run's quality
+    metrics = repo.metrics_frame(set(ids) | set(children["id"].astype(int)) | parents)
+    return runs, children, metrics
+
+
+def lineage(run_id: int) -> tuple[Optional[Any], list[Any]]:
+    """A run's parent (or None) and its children: pruning -> SAE / explanation / latency."""
+    from db import repo
+
+    run = repo.get_run(run_id)
+    parent = repo.get_run(run.parent_run_id) if run is not None and run.parent_run_id else None
+    return parent, list(reversed(repo.list_runs(parent_run_id=run_id)))

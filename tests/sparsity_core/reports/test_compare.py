@@ -1,0 +1,96 @@
+"""Compare tables and figures on synthetic runs whose numbers are known by construction:
+accuracy = 0.95 - slope * sparsity, latency = 10 ms * (1 - gain * sparsity)."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from db import repo
+from sparsity_core.reports import compare
+from sparsity_core.reports.seed import seed_kernel, seed_pruning
+
+
+@pytest.fixture
+def two_runs():
+    a = seed_pruning("magnitude", slope=0.5, name="mag")
+    b = seed_pruning("wanda", slope=0.2, name="<b>wanda</b>", scope="global")
+    return a, b
+
+
+def test_config_table_differences_only_keeps_what_differs(two_runs):
+    a, b = two_runs
+    runs, _, _ = compare.load_selection([a, b])
+    full = compare.config_table(runs)
+    diff = compare.config_table(runs, differences_only=True)
+    assert list(diff.columns) == [f"#{a}", f"#{b}"]
+    assert set(diff.index) == {"method", "scope", "name"}
+    assert diff.loc["scope"].tolist() == ["layer", "global"]
+    assert "model" in full.index and "model" not in diff.index
+    assert full.loc["evaluation.dataset"].tolist() == ["digits", "digits"]
+
+
+def test_metric_summary_last_min_max_and_at(two_runs):
+    a, b = two_runs
+    runs, _, metrics = compare.load_selection([a, b])
+    last = compare.metric_summary(metrics, runs, "last")
+    assert last.loc[f"#{a}", "accuracy"] == pytest.approx(0.95 - 0.5 * 0.9)
+    assert compare.metric_summary(metrics, runs, "max").loc[f"#{b}", "accuracy"] == pytest.approx(0.95)
+    assert compare.metric_summary(metrics, runs, "min").loc[f"#{b}", "accuracy"] == pytest.approx(0.95 - 0.18)
+    # 0.6 lies between measured 0.5 and 0.75: linear interpolation, 0.95 - 0.5 * 0.6 = 0.65
+    assert compare.metric_summary(metrics, runs, "at", 0.6).loc[f"#{a}", "accuracy"] == pytest.approx(0.65)
+    # outside the measured range there is no number rather than an invented one
+    assert math.isnan(compare.metric_summary(metrics, runs, "at", 0.95).loc[f"#{a}", "accuracy"])
+    with pytest.raises(ValueError, match="needs an x"):
+        compare.metric_summary(metrics, runs, "at")
+
+
+def test_filter_runs_by_fields_and_text(two_runs):
+    a, b = two_runs
+    frame = compare.runs_frame(repo.list_runs())
+    assert compare.filter_runs(frame, methods=["wanda"])["id"].tolist() == [b]
+    assert compare.filter_runs(frame, text="MAG")["id"].tolist() == [a]
+    assert len(compare.filter_runs(frame, kinds=["kernel"])) == 0
+    today = frame["created_at"].max().date()
+    assert len(compare.filter_runs(frame, since=today, until=today)) == 2
+    assert compare.parse_ids("3, 7,x,0,-1,3,9") == [3, 7, 9]
+
+
+def test_quality_latency_joins_kernel_runs_to_their_parent_and_finds_the_front(two_runs):
+    a, _ = two_runs
+    k = seed_kernel(a, dense_ms=10.0, layouts=("csr",))
+    runs, children, metrics = compare.load_selection([a])
+    assert children["id"].tolist() == [k]
+    points = compare.quality_latency_frame(pd.concat([runs, children]), metrics, "accuracy")
+    row = points[points["sparsity"] == 0.5].iloc[0]
+    assert row["latency_ms"] == pytest.approx(10 * (1 - 0.8 * 0.5))
+    assert row["accuracy"] == pytest.approx(0.7)
+    # a point that is slower and worse than another is not on the front
+    pts = pd.DataFrame({"ms": [1.0, 2.0, 3.0, 2.5], "acc": [0.5, 0.8, 0.9, 0.7]})
+    assert compare.pareto_front(pts, "ms", "acc")["ms"].tolist() == [1.0, 2.0, 3.0]
+    assert compare.pareto_front(pts, "ms", "acc", higher_is_better=False)["ms"].tolist() == [1.0]
+    fig = compare.quality_latency_figure(points, "accuracy")
+    assert fig.data[-1].name == "Pareto front"
+
+
+def test_figures_escape_run_names_and_keep_one_colour_per_run(two_runs):
+    a, b = two_runs
+    runs, _, metrics = compare.load_selection([a, b])
+    figs = compare.curves_figures(metrics, runs)
+    assert [f.layout.title.text for f in figs] == ["accuracy", "measured sparsity"]
+    names = [t.name for t in figs[0].data]
+    assert any("&lt;b&gt;wanda&lt;/b&gt;" in n for n in names) and not any("<b>" in n for n in names)
+    assert [t.line.color for t in figs[0].data] == [t.line.color for t in figs[1].data]
+    bars = compare.layer_sparsity_pair(metrics, runs, 0.5)
+    assert [list(t.y) for t in bars.data] == [[0.5] * 3, [0.5] * 3]
+    par = compare.parallel_figure(runs, compare.metric_summary(metrics, runs))
+    assert "accuracy" in [d.label for d in par.data[0].dimensions]
+
+
+def test_lineage_gives_parent_and_children(two_runs):
+    a, _ = two_runs
+    k = seed_kernel(a)
+    parent, children = compare.lineage(k)
+    assert parent.id == a and children == []
+    parent, children = compare.lineage(a)
+    assert parent is None and [c.id for c in children] == [k]
