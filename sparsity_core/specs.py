@@ -70,7 +70,71 @@ class PruneSpec(BaseSpec):
         return value
 
 
-SPECS: dict[str, type[BaseSpec]] = {"prune": PruneSpec}
+class KernelSpec(BaseSpec):
+    """Time sparse layouts against dense (kind `kernel`): a sweep over layer shapes x tokens x
+    sparsity x layout, and with `parent_run` the pruned model's own layers and whole forward."""
+
+    kind: Literal["kernel"] = "kernel"
+    model: str = Field("minilm-l6", description="the model of the parent run (unused by the sweep)")
+    shapes: list[list[int]] = Field([[3072, 768]], description="layer shapes [out, in] to sweep ([] with a parent_run: the model only)")
+    tokens: list[int] = Field([32], min_length=1, description="rows of the input (batch x sequence)")
+    sparsities: list[float] = Field([0.5, 0.9], min_length=1, description="fractions of zeros to sweep")
+    layouts: list[str] = Field(["dense", "csr"], min_length=1, description="registered layouts to time")
+    block: int = Field(32, description="BSR block size (block x block)")
+    device: Literal["cpu", "cuda"] = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    modes: list[Literal["eager", "cuda_graph", "compile"]] = Field(
+        ["eager"], min_length=1, description="how each call is launched (graphs/compile: the small-batch gap)")
+    warmup: int = Field(5, ge=1, le=1000)
+    repeats: int = Field(30, ge=3, le=10000, description="timed rounds (median and IQR over them)")
+    threads: Optional[int] = Field(None, ge=1, le=1024, description="CPU threads (None: torch's default)")
+    l2_flush: bool = Field(False, description="CUDA: flush the L2 cache before every timed call")
+    batch: int = Field(32, ge=1, le=1024, description="sentences (or images) per forward for parent_run")
+
+    @field_validator("shapes")
+    @classmethod
+    def _shapes(cls, values: list[list[int]]) -> list[list[int]]:
+        for shape in values:
+            if len(shape) != 2 or min(shape) < 1:
+                raise ValueError(f"each shape is [out, in] with two positive sizes, got {shape}")
+            if shape[0] * shape[1] > 1 << 28:  # 268M weights = 1 GiB in fp32: beyond any real layer
+                raise ValueError(f"shape {shape[0]}x{shape[1]} is too large (over 268M weights)")
+        return values
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens(cls, values: list[int]) -> list[int]:
+        if any(not 1 <= t <= 65536 for t in values):
+            raise ValueError("each token count must be between 1 and 65536")
+        return sorted(set(values))
+
+    @field_validator("sparsities")
+    @classmethod
+    def _kernel_sparsities(cls, values: list[float]) -> list[float]:
+        if any(not 0.0 <= v < 1.0 for v in values):
+            raise ValueError("each sparsity must be in [0, 1), e.g. 0.9 for 90% zeros")
+        return sorted(set(values))
+
+    @field_validator("block")
+    @classmethod
+    def _block(cls, value: int) -> int:
+        if value < 1 or value > 256 or value & (value - 1):
+            raise ValueError(f"the BSR block must be a power of two from 1 to 256, got {value}")
+        return value
+
+    @field_validator("layouts")
+    @classmethod
+    def _layouts(cls, values: list[str]) -> list[str]:
+        from sparsity_core.kernels.layouts import LAYOUTS
+
+        unknown = [v for v in values if v not in LAYOUTS]
+        if unknown:
+            raise ValueError(f"unknown layout {unknown[0]!r}; known: {', '.join(LAYOUTS)}")
+        # dense always runs: it is what every speedup divides by
+        return ["dense", *dict.fromkeys(v for v in values if v != "dense")]
+
+
+SPECS: dict[str, type[BaseSpec]] = {"prune": PruneSpec, "kernel": KernelSpec}
 
 
 def parse_spec(data: dict[str, Any] | str | BaseSpec) -> BaseSpec:

@@ -11,11 +11,14 @@ from typing import Callable
 
 EXECUTORS: dict[str, str] = {
     "prune": "sparsity_core.pruning.run:run_prune",
+    "kernel": "sparsity_core.kernels.run:run_kernel",
 }
 
 # optional checks that need more than the spec alone (a model's shapes, a parent run):
 # preflight(spec) raises SpecError with field messages before anything is stored
-PREFLIGHTS: dict[str, str] = {}
+PREFLIGHTS: dict[str, str] = {
+    "kernel": "sparsity_core.kernels.run:preflight_kernel",
+}
 
 
 def resolve(target: str) -> Callable:

@@ -1,0 +1,151 @@
+"""Kernel latency lab: does sparsity make a layer, or a whole pruned model, faster on this machine?"""
+
+import json
+
+import streamlit as st
+
+from db import repo
+from pages._ui import ERRORS_KEY, field_error, follow_run, other_errors, run_label, submit_spec
+from sparsity_core.kernels.catalog import LAYOUT_HELP, MODES, PRESETS
+from sparsity_core.reports.kernels import (
+    heatmap_figure,
+    layer_latency_figure,
+    model_frame,
+    quality_speed_figure,
+    speedup_figure,
+    sweep_frame,
+)
+from sparsity_core.specs import SpecError
+
+st.title("⏱️ Kernel latency")
+st.markdown(
+    "Pruning papers count FLOPs; this page measures time. A layer's weight is stored in a sparse "
+    "layout (CSR, blocks, 2:4, or a physically smaller layer) and timed side by side with the plain "
+    "dense layer, on this machine, for each shape, number of tokens and sparsity. A **speedup** "
+    "above 1 means the sparse layout is faster; below 1 (the common case at moderate sparsity) it "
+    "is slower, even though it skips the zeros. Every result is checked against the dense output. "
+    "Pick a finished pruning run to time its real masks and its whole forward pass.")
+
+
+def parse_list(text: str, cast):
+    try:
+        return [cast(t) for t in text.replace(";", ",").split(",") if t.strip()]
+    except ValueError:
+        return None
+
+
+def parse_shapes(text: str):
+    shapes = []
+    for part in text.replace(";", ",").split(","):
+        if part.strip():
+            dims = parse_list(part.lower().replace("x", ","), int)
+            if not dims or len(dims) != 2:
+                return None
+            shapes.append(dims)
+    return shapes
+
+
+preset = st.selectbox("Layer shapes preset", ["custom", *PRESETS], index=1 + list(PRESETS).index("bert-base"))
+default_shapes = ", ".join(f"{o}x{i}" for o, i in PRESETS.get(preset, [[3072, 768]]))
+parents = repo.list_runs(kind="prune", status="succeeded", limit=50)
+
+with st.form("kernel"):
+    left, right = st.columns(2)
+    with left:
+        shapes_text = st.text_input("Layer shapes (out x in)", default_shapes, key=f"shapes-{preset}",
+                                    help="comma-separated, e.g. 3072x768, 768x3072; empty: the parent model only")
+        field_error("shapes")
+        tokens_text = st.text_input("Tokens (rows of the input)", "32, 512")
+        field_error("tokens")
+        sparsities_text = st.text_input("Sparsities", "0.5, 0.7, 0.9, 0.95")
+        field_error("sparsities")
+        layouts = st.multiselect("Layouts", list(LAYOUT_HELP), default=["dense", "csr", "shrunk"],
+                                 help="\n".join(f"- **{k}**: {v}" for k, v in LAYOUT_HELP.items()))
+        field_error("layouts")
+    with right:
+        device = st.radio("Device", ["cpu", "cuda"], horizontal=True)
+        field_error("device")
+        dtype = st.selectbox("dtype", ["float32", "float16", "bfloat16"])
+        modes = st.multiselect("Launch modes", list(MODES), default=["eager"],
+                               help="CUDA graphs and torch.compile try to close the small-batch gap")
+        block = st.number_input("BSR block", min_value=1, max_value=256, value=32)
+        field_error("block")
+        repeats = st.number_input("Repeats", min_value=3, max_value=1000, value=30)
+        parent = st.selectbox("Pruned model (parent run, optional)", [None, *parents],
+                              format_func=lambda r: "none: layers only" if r is None else run_label(r))
+        field_error("parent_run")
+        field_error("model")
+        name = st.text_input("Run name (optional)")
+    submitted = st.form_submit_button("Measure", type="primary")
+
+if submitted:
+    values = {"shapes": parse_shapes(shapes_text), "tokens": parse_list(tokens_text, int),
+              "sparsities": parse_list(sparsities_text, float)}
+    bad = {k: "not a list of numbers" for k, v in values.items() if v is None}
+    if bad:
+        st.session_state[ERRORS_KEY] = bad
+    else:
+        spec = {"kind": "kernel", **values, "layouts": layouts, "device": device, "dtype": dtype,
+                "modes": modes, "block": int(block), "repeats": int(repeats), "name": name or None,
+                "parent_run": parent.id if parent else None}
+        if parent:
+            spec["model"] = parent.model
+        run_id = submit_spec(spec)
+        if run_id is not None:
+            st.session_state["kernel_run"] = run_id
+            st.rerun()
+other_errors({"shapes", "tokens", "sparsities", "layouts", "device", "block", "parent_run", "model"})
+
+with st.expander("Import results measured on another machine (JSON bundle from benchmarks/kernels_cuda.py)"):
+    upload = st.file_uploader("Bundle", type=["json"])
+    if upload is not None and st.button("Import"):
+        from sparsity_core.kernels.bundle import import_bundle
+
+        try:
+            st.session_state["kernel_run"] = import_bundle(json.loads(upload.getvalue()))
+            st.rerun()
+        except (SpecError, json.JSONDecodeError) as exc:
+            st.error(f"not imported: {exc}")
+
+
+def draw_sweep(frame, run) -> None:
+    rows = sweep_frame(frame, run.id)
+    if rows.empty:
+        return
+    shapes, tokens = sorted(set(rows["shape"])), sorted(set(rows["tokens"]))
+    a, b = st.columns(2)
+    shape = a.selectbox("Shape", shapes)
+    n_tokens = b.selectbox("Tokens", tokens)
+    st.plotly_chart(speedup_figure(frame, run.id, shape, n_tokens), key="speedup")
+    sparse_layouts = sorted(set(rows["layout"]) - {"dense"})
+    if sparse_layouts:
+        layout = st.selectbox("Heatmap layout", sparse_layouts)
+        st.plotly_chart(heatmap_figure(frame, run.id, layout, shape), key="heatmap")
+    table = rows[rows["key"].isin(["latency_ms", "speedup", "rel_error"])].pivot_table(
+        index=["shape", "tokens", "x", "layout"], columns="key", values="value")
+    st.dataframe(table, width="stretch")
+
+
+def draw_results(run) -> None:
+    frame = repo.metrics_frame([run.id])
+    device = (run.info or {}).get("device", {})
+    st.caption("Measured on: " + ", ".join(f"{k} {v}" for k, v in device.items() if v not in (None, "")))
+    unsupported = (run.info or {}).get("unsupported") or {}
+    if unsupported:
+        with st.expander(f"{len(unsupported)} layout/mode points could not run here, and why"):
+            st.table({"series": list(unsupported), "reason": list(unsupported.values())})
+    draw_sweep(frame, run)
+    model = model_frame(frame, run.id)
+    if not model.empty:
+        st.subheader("The pruned model: real masks, whole forward")
+        quality = repo.metrics_frame([run.parent_run_id]) if run.parent_run_id else frame.iloc[0:0]
+        st.plotly_chart(quality_speed_figure(model, quality), key="quality")
+        st.dataframe(model, width="stretch")
+        sparsity = st.selectbox("Per-layer latency at sparsity", list(model["sparsity"]))
+        st.plotly_chart(layer_latency_figure(frame, run.id, sparsity), key="layers")
+
+
+run_id = st.session_state.get("kernel_run")
+if run_id:
+    st.subheader(f"Run #{run_id}")
+    follow_run(run_id, draw_results)

@@ -1,0 +1,23 @@
+"""What the kernel lab offers, without importing torch (pages read this; layouts.py registers the
+layouts under these same names, and a test keeps the two in step).
+"""
+
+# name -> what a person should know about the layout
+LAYOUT_HELP: dict[str, str] = {
+    "dense": "plain dense matmul (the baseline; zeros cost as much as any weight)",
+    "csr": "compressed sparse rows: values + column index per non-zero (MKL / cuSPARSE)",
+    "coo": "coordinate list (row, column, value): the reference sparse format, rarely fast",
+    "bsr": "block sparse rows: dense blocks of block x block (Triton kernels on CUDA)",
+    "semi24": "2:4 semi-structured, cuSPARSELt backend (CUDA, sparse tensor cores)",
+    "semi24_cutlass": "2:4 semi-structured, CUTLASS backend (CUDA; refuses some GPUs, e.g. sm 9.0)",
+    "shrunk": "a smaller dense layer without the pruned rows/columns (structured pruning)",
+}
+
+# layer shapes [out, in] of well-known models
+PRESETS: dict[str, list[list[int]]] = {
+    "bert-base": [[768, 768], [3072, 768], [768, 3072]],  # attention q/k/v/o, MLP up, MLP down
+    "minilm": [[384, 384], [1536, 384], [384, 1536]],
+    "llama-7b": [[4096, 4096], [11008, 4096], [4096, 11008]],  # attention, MLP gate/up, MLP down
+}
+
+MODES = ("eager", "cuda_graph", "compile")

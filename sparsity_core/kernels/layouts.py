@@ -1,0 +1,244 @@
+"""Sparse weight layouts, registered by name: how one Linear layer's weight is stored and multiplied.
+
+    layout = LAYOUTS["csr"]
+    reason = layout.unsupported(weight, device, dtype)     # None, or why this device cannot run it
+    module = layout.build(weight, bias)                     # an nn.Module: (..., in) -> (..., out)
+
+Every layout gets the *masked dense* weight (zeros where pruned) and must give the same output as
+`F.linear(x, weight, bias)`; the harness checks that for every measurement (`rel_error`). Each
+layout names the zero pattern it needs (`pattern`): unstructured zeros (csr, coo, bsr), exactly 2 of
+every 4 (semi24) or whole rows/columns (shrunk). A layout that cannot run on a device says why
+(never skipped silently, never faked with a dense kernel).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sparsity_core.kernels.catalog import LAYOUT_HELP
+
+LAYOUTS: dict[str, "Layout"] = {}
+
+
+def register_layout(cls: type["Layout"]) -> type["Layout"]:
+    """Class decorator: make a layout available by its `name` (names are unique)."""
+    if cls.name in LAYOUTS:
+        raise ValueError(f"layout {cls.name!r} is registered already")
+    LAYOUTS[cls.name] = cls()
+    return cls
+
+
+class Layout:
+    name: ClassVar[str]
+    description: ClassVar[str]
+    pattern: ClassVar[str] = "unstructured"  # unstructured | 2:4 | rows
+
+    def unsupported(self, weight: Tensor, device: torch.device, dtype: torch.dtype) -> Optional[str]:
+        """Why this layout cannot run `weight` here, or None. Checks known limits before trying."""
+        return None
+
+    def build(self, weight: Tensor, bias: Optional[Tensor]) -> nn.Module:
+        raise NotImplementedError
+
+
+class _Flat(nn.Module):
+    """Base of the layout modules: flattens (..., in) to (tokens, in) and back."""
+
+    out_features: int
+
+    def forward(self, x: Tensor) -> Tensor:
+        lead = x.shape[:-1]
+        return self.matmul(x.reshape(-1, x.shape[-1])).reshape(*lead, self.out_features)
+
+    def matmul(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class DenseLinear(_Flat):
+    def __init__(self, weight: Tensor, bias: Optional[Tensor]):
+        super().__init__()
+        self.out_features = weight.shape[0]
+        self.weight, self.bias = weight.contiguous(), bias
+
+    def matmul(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+
+class SparseMM(_Flat):
+    """W_sparse @ x^T (+ bias as a column): torch's sparse kernels multiply sparse @ dense, so the
+    layer computes its output transposed and returns a transposed view (no copy)."""
+
+    def __init__(self, sparse_weight: Tensor, bias: Optional[Tensor], out_features: int):
+        super().__init__()
+        self.out_features = out_features
+        self.sparse_weight = sparse_weight
+        self.bias_col = None if bias is None else bias.reshape(-1, 1).contiguous()
+
+    def matmul(self, x):
+        if self.bias_col is None:
+            return torch.sparse.mm(self.sparse_weight, x.t()).t()
+        return torch.addmm(self.bias_col, self.sparse_weight, x.t()).t()
+
+
+class ShrunkLinear(_Flat):
+    """A physically smaller dense layer: only the rows (outputs) and columns (inputs) that hold a
+    non-zero are kept; pruned outputs are the bias alone, as in the masked layer."""
+
+    def __init__(self, weight: Tensor, bias: Optional[Tensor]):
+        super().__init__()
+        self.out_features = weight.shape[0]
+        rows = weight.ne(0).any(1).nonzero().flatten()
+        cols = weight.ne(0).any(0).nonzero().flatten()
+        self.rows, self.cols = rows, cols
+        self.all_cols = len(cols) == weight.shape[1]  # no gather needed
+        self.small = weight[rows][:, cols].contiguous()
+        self.small_bias = None if bias is None else bias[rows].contiguous()
+        self.full_bias = torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device) \
+            if bias is None else bias.clone()
+
+    def matmul(self, x):
+        x = x if self.all_cols else x.index_select(1, self.cols)
+        out = self.full_bias.expand(x.shape[0], -1).clone()
+        out.index_copy_(1, self.rows, F.linear(x, self.small, self.small_bias))
+        return out
+
+
+@register_layout
+class Dense(Layout):
+    name = "dense"
+    description = LAYOUT_HELP["dense"]
+
+    def build(self, weight, bias):
+        return DenseLinear(weight, bias)
+
+
+@register_layout
+class CSR(Layout):
+    name = "csr"
+    description = LAYOUT_HELP["csr"]
+
+    def build(self, weight, bias):
+        return SparseMM(weight.to_sparse_csr(), bias, weight.shape[0])
+
+
+@register_layout
+class COO(Layout):
+    name = "coo"
+    description = LAYOUT_HELP["coo"]
+
+    def build(self, weight, bias):
+        return SparseMM(weight.to_sparse_coo().coalesce(), bias, weight.shape[0])
+
+
+@register_layout
+class BSR(Layout):
+    name = "bsr"
+    description = LAYOUT_HELP["bsr"]
+
+    def __init__(self, block: int = 32):
+        self.block = block
+
+    def with_block(self, block: int) -> "BSR":
+        return BSR(block)
+
+    def unsupported(self, weight, device, dtype):
+        out, inp = weight.shape
+        if out % self.block or inp % self.block:
+            return f"shape {out}x{inp} is not a multiple of the {self.block}x{self.block} block"
+        return None
+
+    def build(self, weight, bias):
+        return SparseMM(weight.to_sparse_bsr((self.block, self.block)), bias, weight.shape[0])
+
+
+class _Semi24(Layout):
+    """2:4 semi-structured sparsity through torch.sparse.to_sparse_semi_structured (sparse tensor
+    cores, compute capability 8.0+). `cutlass` forces the CUTLASS kernels instead of cuSPARSELt."""
+
+    pattern = "2:4"
+    cutlass: ClassVar[bool]
+
+    def unsupported(self, weight, device, dtype):
+        if device.type != "cuda":
+            return "2:4 semi-structured kernels need a CUDA GPU (sparse tensor cores)"
+        if not torch.cuda.is_available():
+            return "CUDA is not available in this torch build"
+        major, minor = torch.cuda.get_device_capability(device)
+        if major < 8:
+            return f"compute capability {major}.{minor}: sparse tensor cores need 8.0 or newer"
+        if not self.cutlass and not _cusparselt_available():
+            return "this torch build has no cuSPARSELt"
+        if dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.int8):
+            return f"{dtype} is not a 2:4 dtype"
+        out, inp = weight.shape
+        if out % 64 or inp % 64:  # the kernels' minimum tile, from torch's semi_structured docs
+            return f"shape {out}x{inp}: both sides must be multiples of 64"
+        return None
+
+    def build(self, weight, bias):
+        from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
+
+        before = SparseSemiStructuredTensor._FORCE_CUTLASS
+        SparseSemiStructuredTensor._FORCE_CUTLASS = self.cutlass  # chooses the subclass at conversion
+        try:
+            return DenseLinear(to_sparse_semi_structured(weight), bias)
+        finally:
+            SparseSemiStructuredTensor._FORCE_CUTLASS = before
+
+
+def _cusparselt_available() -> bool:
+    backend = getattr(torch.backends, "cusparselt", None)
+    return bool(backend and backend.is_available())
+
+
+@register_layout
+class Semi24(_Semi24):
+    name = "semi24"
+    description = LAYOUT_HELP["semi24"]
+    cutlass = False
+
+
+@register_layout
+class Semi24Cutlass(_Semi24):
+    name = "semi24_cutlass"
+    description = LAYOUT_HELP["semi24_cutlass"]
+    cutlass = True
+
+
+@register_layout
+class Shrunk(Layout):
+    name = "shrunk"
+    description = LAYOUT_HELP["shrunk"]
+    pattern = "rows"
+
+    def build(self, weight, bias):
+        return ShrunkLinear(weight, bias)
+
+
+def layout_for(name: str, block: int = 32) -> Layout:
+    """The registered layout `name`, with the BSR block size applied."""
+    layout = LAYOUTS[name]
+    return layout.with_block(block) if isinstance(layout, BSR) else layout
+
+
+def make_mask(weight: Tensor, sparsity: float, pattern: str) -> Tensor:
+    """A bool keep-mask for the layout's pattern by |w| (the magnitude criterion): unstructured
+    keeps the largest entries, 2:4 the 2 largest of each 4 along a row (sparsity is then 50%),
+    rows keeps the rows with the largest L2 norm."""
+    from sparsity_core.pruning.masks import unstructured_mask
+
+    if pattern == "unstructured":
+        return unstructured_mask(weight.abs(), sparsity)
+    if pattern == "2:4":
+        groups = weight.abs().reshape(-1, 4)
+        keep = torch.zeros_like(groups, dtype=torch.bool)
+        keep.scatter_(1, groups.topk(2, dim=1).indices, True)
+        return keep.reshape(weight.shape)
+    if pattern == "rows":
+        row_keep = unstructured_mask(weight.norm(dim=1), sparsity)
+        return row_keep[:, None].expand_as(weight).clone()
+    raise ValueError(f"unknown pattern {pattern!r}")

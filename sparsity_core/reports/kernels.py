@@ -1,0 +1,123 @@
+"""Figure builders of the kernel latency lab (used by its page, the compare page and the export).
+
+All take the long metrics frame of `db.repo.metrics_frame` (run_id, key, series, x, value).
+Sweep series read `layout[+mode]|OUTxIN|TOKENS`; model series `model:dense` / `model:auto`, and
+`layout|layer` for per-layer latency (see sparsity_core/kernels/run.py).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+SEMI24_COMPUTE_BOUND = 2.0  # half the multiply-adds
+SEMI24_MEMORY_BOUND = 16 / 9  # fp16: 4 weights = 64 bits dense, 2 x 16 bits + 2 x 2-bit indices = 36 bits
+
+
+def sweep_frame(frame: pd.DataFrame, run_id: Optional[int] = None) -> pd.DataFrame:
+    """Sweep rows only, with `layout`, `shape` and `tokens` columns split out of the series."""
+    rows = frame if run_id is None else frame[frame["run_id"] == run_id]
+    rows = rows[rows["series"].str.count(r"\|") == 2].copy()
+    parts = rows["series"].str.split("|", expand=True)
+    if rows.empty:
+        return rows.assign(layout=[], shape=[], tokens=[])
+    return rows.assign(layout=parts[0], shape=parts[1], tokens=parts[2].astype(int))
+
+
+def _empty(message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(height=300, xaxis_visible=False, yaxis_visible=False)
+    return fig
+
+
+def speedup_figure(frame: pd.DataFrame, run_id: int, shape: str, tokens: int) -> go.Figure:
+    """Speedup over dense against sparsity, one line per layout, with the break-even line at 1,
+    the ideal compute bound 1/(1-s), and for 2:4 its 2x compute and 16/9 memory bounds."""
+    rows = sweep_frame(frame, run_id)
+    rows = rows[(rows["key"] == "speedup") & (rows["shape"] == shape) & (rows["tokens"] == tokens)
+                & (rows["layout"] != "dense")]
+    if rows.empty:
+        return _empty(f"no speedups measured for {shape} at {tokens} tokens")
+    fig = go.Figure()
+    for layout, part in rows.sort_values("x").groupby("layout", sort=True):
+        fig.add_trace(go.Scatter(x=part["x"], y=part["value"], mode="lines+markers", name=layout))
+    s = np.linspace(0, max(0.99, rows["x"].max()), 100)
+    s = s[s <= max(rows["x"].max(), 0.5)]
+    fig.add_trace(go.Scatter(x=s, y=1 / (1 - s), mode="lines", name="ideal 1/(1-s) (compute)",
+                             line={"dash": "dot", "color": "grey"}))
+    if rows["layout"].str.startswith("semi24").any():
+        for bound, label in ((SEMI24_COMPUTE_BOUND, "2:4 compute bound 2x"),
+                             (SEMI24_MEMORY_BOUND, "2:4 memory bound 16/9")):
+            fig.add_trace(go.Scatter(x=[0.5], y=[bound], mode="markers", name=label,
+                                     marker={"symbol": "line-ew-open", "size": 24}))
+    fig.add_hline(y=1.0, line={"color": "black", "dash": "dash"}, annotation_text="break-even (dense)")
+    fig.update_yaxes(type="log", title="speedup over dense (log; > 1 is faster)")
+    fig.update_layout(xaxis_title="sparsity (fraction of zeros)", title=f"{shape} layer, {tokens} tokens",
+                      height=420, margin={"t": 50, "b": 40})
+    return fig
+
+
+def heatmap_figure(frame: pd.DataFrame, run_id: int, layout: str, shape: str) -> go.Figure:
+    """Speedup of one layout over tokens x sparsity; red where sparse loses, blue where it wins."""
+    rows = sweep_frame(frame, run_id)
+    rows = rows[(rows["key"] == "speedup") & (rows["layout"] == layout) & (rows["shape"] == shape)]
+    if rows.empty:
+        return _empty(f"no speedups for {layout} on {shape}")
+    grid = rows.pivot_table(index="tokens", columns="x", values="value", aggfunc="median").sort_index()
+    z = np.log2(grid.to_numpy())
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[f"{c:g}" for c in grid.columns], y=[str(t) for t in grid.index], zmid=0,
+        colorscale="RdBu", text=np.round(grid.to_numpy(), 2), texttemplate="%{text}x",
+        colorbar={"title": "log2 speedup"}, hovertemplate="sparsity %{x}, %{y} tokens: %{text}x<extra></extra>"))
+    fig.update_layout(xaxis_title="sparsity", yaxis_title="tokens", yaxis_type="category",
+                      title=f"{layout} vs dense on {shape}: where sparse wins (blue)", height=380)
+    return fig
+
+
+def model_frame(frame: pd.DataFrame, run_id: int) -> pd.DataFrame:
+    """End-to-end rows of a run: sparsity, dense_ms, auto_ms, speedup, rel_error."""
+    rows = frame[(frame["run_id"] == run_id) & frame["series"].str.startswith("model:")]
+    if rows.empty:
+        return pd.DataFrame(columns=["sparsity", "dense_ms", "auto_ms", "speedup", "rel_error"])
+    wide = rows.assign(col=rows["key"] + "@" + rows["series"]).pivot_table(index="x", columns="col", values="value")
+    return pd.DataFrame({"sparsity": wide.index, "dense_ms": wide.get("latency_ms@model:dense"),
+                         "auto_ms": wide.get("latency_ms@model:auto"), "speedup": wide.get("speedup@model:auto"),
+                         "rel_error": wide.get("rel_error@model:auto")}).reset_index(drop=True)
+
+
+def quality_speed_figure(model: pd.DataFrame, quality: pd.DataFrame, quality_key: str = "accuracy") -> go.Figure:
+    """The pruned model's measured end-to-end speedup and its quality (from the parent pruning
+    run) against sparsity: what the zeros cost and what they buy, in real time, not FLOPs."""
+    if model.empty:
+        return _empty("no end-to-end measurements (the run had no parent pruning run)")
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=model["sparsity"], y=model["speedup"], mode="lines+markers",
+                             name="end-to-end speedup", yaxis="y"))
+    q = quality[(quality["key"] == quality_key) & (quality["series"] == "")].sort_values("x")
+    if not q.empty:
+        fig.add_trace(go.Scatter(x=q["x"], y=q["value"], mode="lines+markers", name=quality_key,
+                                 yaxis="y2", line={"dash": "dot"}))
+    fig.add_hline(y=1.0, line={"color": "black", "dash": "dash"})
+    fig.update_layout(xaxis_title="sparsity", yaxis={"title": "speedup over masked dense"},
+                      yaxis2={"title": quality_key, "overlaying": "y", "side": "right"},
+                      title="quality against real speed", height=400, legend={"orientation": "h"})
+    return fig
+
+
+def layer_latency_figure(frame: pd.DataFrame, run_id: int, sparsity: float) -> go.Figure:
+    """Per-layer latency of the run's real masks, one bar per layout, at one sparsity."""
+    rows = frame[(frame["run_id"] == run_id) & (frame["key"] == "layer_latency_ms") & (frame["x"] == sparsity)]
+    if rows.empty:
+        return _empty(f"no per-layer latencies at sparsity {sparsity:g}")
+    parts = rows["series"].str.split("|", n=1, expand=True)
+    rows = rows.assign(layout=parts[0], layer=parts[1])
+    fig = go.Figure()
+    for layout, part in rows.groupby("layout", sort=True):
+        fig.add_trace(go.Bar(x=part["layer"], y=part["value"], name=layout))
+    fig.update_layout(barmode="group", yaxis_title="ms per call (median)", xaxis_tickangle=-45,
+                      title=f"each layer's real mask at sparsity {sparsity:g}", height=420)
+    return fig

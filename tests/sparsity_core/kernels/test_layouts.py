@@ -1,0 +1,83 @@
+"""Every registered layout gives the dense layer's output, or says why it cannot run here."""
+
+import pytest
+import torch
+
+from sparsity_core.kernels.catalog import LAYOUT_HELP
+from sparsity_core.kernels.layouts import LAYOUTS, ShrunkLinear, layout_for, make_mask
+
+CPU = torch.device("cpu")
+
+
+def masked_layer(out=64, inp=128, sparsity=0.75, pattern="unstructured", seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(out, inp, generator=gen)
+    weight = weight * make_mask(weight, sparsity, pattern)
+    return weight, torch.randn(out, generator=gen), torch.randn(2, 5, inp, generator=gen)
+
+
+def test_catalog_names_every_registered_layout():
+    assert set(LAYOUTS) == set(LAYOUT_HELP)
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_layout_equals_dense_or_says_why(name):
+    layout = layout_for(name, block=16)
+    weight, bias, x = masked_layer(pattern=layout.pattern, sparsity=0.5 if layout.pattern == "2:4" else 0.75)
+    reason = layout.unsupported(weight, CPU, torch.float32)
+    if reason is not None:  # only the CUDA-only 2:4 layouts may refuse a CPU
+        assert name.startswith("semi24") and "CUDA" in reason
+        return
+    out = layout.build(weight, bias)(x)
+    assert out.shape == (2, 5, 64)
+    torch.testing.assert_close(out, torch.nn.functional.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
+
+
+def test_two_of_four_mask_by_hand():
+    # torchao's own hand check: [1..8] keeps the two largest of each four
+    weight = torch.arange(1.0, 9.0).reshape(1, 8)
+    assert (weight * make_mask(weight, 0.5, "2:4")).tolist() == [[0, 0, 3, 4, 0, 0, 7, 8]]
+
+
+def test_rows_mask_keeps_the_largest_rows():
+    weight = torch.tensor([[1.0, 1.0], [5.0, 5.0], [0.1, 0.1], [3.0, 3.0]])
+    kept = make_mask(weight, 0.5, "rows")[:, 0].tolist()
+    assert kept == [False, True, False, True]
+
+
+def test_shrunk_is_physically_smaller_and_keeps_the_bias_of_pruned_rows():
+    weight = torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0], [3.0, 0.0, 4.0]])
+    bias = torch.tensor([0.5, -1.0, 0.0])
+    layer = ShrunkLinear(weight, bias)
+    assert layer.small.shape == (2, 2)  # row 1 and column 1 are gone
+    x = torch.tensor([[1.0, 7.0, 1.0]])
+    assert layer(x).tolist() == [[3.5, -1.0, 7.0]]  # [1+2+.5, bias only, 3+4]
+
+
+def test_bsr_refuses_a_shape_that_is_not_a_block_multiple():
+    reason = layout_for("bsr", block=32).unsupported(torch.zeros(48, 64), CPU, torch.float32)
+    assert "48x64" in reason and "32x32" in reason
+
+
+def test_semi24_refuses_the_cpu_with_a_reason():
+    for name in ("semi24", "semi24_cutlass"):
+        assert "CUDA" in LAYOUTS[name].unsupported(torch.zeros(64, 64), CPU, torch.float16)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", ["dense", "csr", "bsr", "semi24", "semi24_cutlass", "shrunk"])
+def test_cuda_layouts_equal_dense(name):
+    device = torch.device("cuda", torch.cuda.current_device())
+    layout = layout_for(name, block=64)
+    weight, bias, x = masked_layer(128, 256, 0.5, layout.pattern)
+    weight, bias, x = (t.to(device, torch.float16) for t in (weight, bias, x))
+    reason = layout.unsupported(weight, device, torch.float16)
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+    try:
+        module = layout.build(weight, bias)
+    except RuntimeError as exc:  # e.g. CUTLASS 2:4 refusing sm 9.0: the sweep reports it
+        pytest.skip(f"{name}: {exc}")
+    torch.testing.assert_close(module(x).float(), torch.nn.functional.linear(x, weight, bias).float(),
+                               rtol=1e-2, atol=1e-2)
