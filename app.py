@@ -13,6 +13,7 @@ PAGES = {
     ],
     "Results": [
         st.Page("pages/runs.py", title="Runs", icon="📋"),
+        st.Page("pages/compare.py", title="Compare", icon="⚖️"),
     ],
 }
 

@@ -98,3 +98,33 @@ def sidebar_status() -> None:
         else:
             st.warning("no worker is running: queued runs wait. Start one with "
                        "`python -m sparsity_core worker`", icon="🟠")
+
+
+def preset_button(lab: str) -> None:
+    """"Try this": one button per prepared comparison of `lab` (sparsity_core.reports.presets).
+    Every spec is checked before any is queued, so a preset runs whole or not at all; then a link
+    opens the compare page with the new runs selected."""
+    from sparsity_core.jobs import preflight
+    from sparsity_core.reports.presets import presets
+    from sparsity_core.specs import parse_spec
+
+    items, done_key = presets(lab), f"_preset_runs_{lab}"
+    if not items:
+        return
+    with st.expander("🎓 Try this: a prepared comparison, one click", expanded=bool(st.session_state.get(done_key))):
+        for i, preset in enumerate(items):
+            st.markdown(f"**{preset.name}**  \n{preset.explanation}")
+            if st.button(f"Run: {preset.name}", key=f"preset-{lab}-{i}"):
+                try:
+                    specs = [parse_spec(spec) for spec in preset.specs]
+                    for spec in specs:
+                        preflight(spec)
+                except SpecError as exc:
+                    st.error(f"this preset cannot run here: {exc}", icon="⚠️")
+                    continue
+                st.session_state[done_key] = [submit(spec) for spec in specs]
+        ids = st.session_state.get(done_key)
+        if ids:
+            runs = ",".join(map(str, ids))
+            st.success(f"queued runs {', '.join(f'#{i}' for i in ids)}: "
+                       f"[follow them side by side on the compare page](compare?runs={runs}&view=curves)")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from db import repo
-from pages._ui import ERRORS_KEY, field_error, follow_run, other_errors, run_label, submit_spec
+from pages._ui import ERRORS_KEY, field_error, follow_run, other_errors, preset_button, run_label, submit_spec
 from sparsity_core.pruning import METHODS
 from sparsity_core.reports.figures import layer_sparsity, metric_curve
 from sparsity_core.zoo import MODELS
@@ -13,6 +13,8 @@ st.markdown(
     "Pruning sets weights to zero. Pick a model and a method, list the target sparsities "
     "(fractions of zeros), and the lab prunes the model at each one, measures the sparsity it "
     "really reached, layer by layer, and evaluates what the zeros cost in quality.")
+
+preset_button("pruning")
 
 HF = "hf:<hub id or local path>"
 

@@ -34,6 +34,15 @@ if right.button("Delete", disabled=run.status == "running", help="deletes its me
     st.toast(f"run #{run.id} deleted")
     st.rerun()
 
+with st.form(f"text-{run.id}"):  # name and notes travel with the run: compare page, report, bundle
+    new_name = st.text_input("Name", run.name or "", max_chars=200)
+    new_notes = st.text_area("Notes", run.notes or "", help="free text: what you tried, what you saw")
+    if st.form_submit_button("Save name and notes"):
+        repo.update_run_text(run.id, name=new_name, notes=new_notes)
+        st.toast(f"run #{run.id} saved")
+        st.rerun()
+st.page_link("pages/compare.py", label="Compare this run with others", query_params={"runs": str(run.id)})
+
 if run.error:
     st.error(run.error)
     if run.traceback:

@@ -165,11 +165,18 @@ def read_bundle(path: Path) -> Bundle:
     if path.stat().st_size > MAX_BUNDLE_BYTES:
         raise BundleError(f"{path.name} is {path.stat().st_size / 2**20:.0f} MiB; a bundle is at most "
                           f"{MAX_BUNDLE_BYTES // 2**20} MiB")
+    return parse_bundle_bytes(path.read_bytes(), path.name)
+
+
+def parse_bundle_bytes(data: bytes, name: str = "the bundle") -> Bundle:
+    """Parse and validate a bundle's bytes (a file, an upload); BundleError on anything wrong."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleError(f"{name} is {len(data) / 2**20:.0f} MiB; a bundle is at most {MAX_BUNDLE_BYTES // 2**20} MiB")
     try:
-        data = json.loads(path.read_bytes())
+        parsed = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise BundleError(f"{path.name} is not valid JSON: {str(exc)[:120]}") from None
-    return parse_bundle(data)
+        raise BundleError(f"{name} is not valid JSON: {str(exc)[:120]}") from None
+    return parse_bundle(parsed)
 
 
 def parse_bundle(data: Any) -> Bundle:
@@ -192,12 +199,16 @@ def _decoded(art: BundleArtifact, run_id: int) -> bytes:
 
 
 def import_bundle(path: Path) -> list[int]:
-    """Load a bundle's runs into this store; returns the new run ids, in bundle order.
+    """Load a bundle file's runs into this store; returns the new run ids, in bundle order."""
+    return import_parsed(read_bundle(path))
+
+
+def import_parsed(bundle: Bundle) -> list[int]:
+    """Load validated runs into this store; returns the new run ids, in bundle order.
 
     Parents inside the bundle are re-linked to their new ids; a parent that is not in the bundle
     is dropped (its old id is kept in info["imported"]). Artifacts without data are listed in info
     only. All or nothing: on any error nothing is stored."""
-    bundle = read_bundle(path)
     try:
         payloads = {r.id: {a.name: _decoded(a, r.id) for a in r.artifacts if a.data_b64} for r in bundle.runs}
     except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError

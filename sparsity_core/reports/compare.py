@@ -7,7 +7,7 @@ state, so the page, the HTML export and a notebook draw the same thing:
     metrics = repo.metrics_frame([3, 7])
     config_table(runs, differences_only=True)       # one column per run, one row per setting
     metric_summary(metrics, runs, how="at", at_x=0.5)
-    curves_figure(metrics, runs)                      # each metric vs sparsity, one line per run
+    curves_figures(metrics, runs)                     # each metric vs sparsity, one line per run
 """
 
 from __future__ import annotations
@@ -42,15 +42,16 @@ def runs_frame(runs: Iterable[Any]) -> pd.DataFrame:
     return frame.sort_values("id", ascending=False).reset_index(drop=True)
 
 
-def label(run: Any) -> str:
+def label(run: Any, escape: bool = True) -> str:
     """'#7 magnitude · digits-mlp “name”', with the user's text escaped: plotly renders a few HTML
-    tags in labels, so a run named <b>x</b> must show as typed, not bold (or worse)."""
+    tags in labels, so a run named <b>x</b> must show as typed, not bold (or worse). Widgets show
+    text as typed already: they take escape=False."""
     get = run.get if isinstance(run, (dict, pd.Series)) else lambda k: getattr(run, k, None)
     name = get("name")
     text = f"#{get('id')} {get('method') or get('kind')} · {get('model')}"
     if isinstance(name, str) and name:
         text += f" “{name}”"
-    return html.escape(text)
+    return html.escape(text) if escape else text
 
 
 def filter_runs(frame: pd.DataFrame, *, kinds: Iterable[str] = (), models: Iterable[str] = (),

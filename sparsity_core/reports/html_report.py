@@ -120,7 +120,7 @@ def report_figures(runs: pd.DataFrame, children: pd.DataFrame, metrics: pd.DataF
 def quality_metric(metrics: pd.DataFrame) -> Optional[str]:
     """The quality metric a pruning run reports (accuracy, probe accuracy, perplexity...)."""
     keys = set(metrics.loc[metrics["series"] == "", "key"])
-    for key in ("accuracy", "probe_accuracy", "perplexity", "cosine"):
+    for key in ("accuracy", "probe_accuracy", "perplexity", "embedding_cosine"):
         if key in keys:
             return key
     candidates = sorted(keys - {"sparsity", "latency_ms", "speedup"})

@@ -1,0 +1,204 @@
+"""Compare: any number of runs side by side, a link that reproduces the view, exports that travel."""
+
+from functools import partial
+
+import pandas as pd
+import streamlit as st
+
+from db import repo
+from sparsity_core.reports import bundle, compare, html_report
+
+VIEWS = {"table": "Tables", "curves": "Curves", "latency": "Quality vs latency",
+         "parallel": "Parallel coordinates", "panels": "Two runs", "lineage": "Lineage", "share": "Export"}
+SUMMARY_HELP = {"last": "value at the sparsest point", "min": "smallest value", "max": "largest value",
+                "at": "value at the x you choose (interpolated between measured points)"}
+
+st.title("⚖️ Compare")
+st.markdown(
+    "Pick runs from any lab and see them side by side: which settings differ, what each run "
+    "measured, its metrics against sparsity on one chart, and, where a latency run was made from a "
+    "pruning run, how much quality each millisecond saved costs. The address bar keeps the "
+    "selection: copy it to share this exact view with someone using the same server.")
+
+
+# Step 1: the URL seeds the state once per session (a shared link opens the same view)
+def _from_url() -> None:
+    q = st.query_params
+    st.session_state["cmp_runs"] = compare.parse_ids(q.get("runs", ""))
+    st.session_state["cmp_view"] = q.get("view") if q.get("view") in VIEWS else "table"
+    st.session_state["cmp_diff"] = q.get("diff") == "1"
+    st.session_state["cmp_summary"] = q.get("summary") if q.get("summary") in compare.SUMMARIES else "last"
+    try:
+        st.session_state["cmp_x"] = float(q.get("x", 0.5))
+    except ValueError:
+        st.session_state["cmp_x"] = 0.5
+
+
+if "cmp_runs" not in st.session_state:
+    _from_url()
+for key in ("cmp_diff", "cmp_summary", "cmp_x"):  # keep view settings while their widgets are hidden
+    st.session_state[key] = st.session_state[key]
+
+all_runs = compare.runs_frame(repo.list_runs())
+if all_runs.empty:
+    st.info("No runs yet: start one from a lab page, or import a bundle below.")
+known = set(all_runs["id"].astype(int))
+lost = [i for i in st.session_state["cmp_runs"] if i not in known]
+if lost:
+    st.warning(f"run(s) {', '.join(f'#{i}' for i in lost)} are not in this store")
+    st.session_state["cmp_runs"] = [i for i in st.session_state["cmp_runs"] if i in known]
+
+# Step 2: filters narrow what the picker offers; the selection itself is never capped
+with st.expander("Filter runs", expanded=False):
+    c1, c2, c3, c4 = st.columns(4)
+    kinds = c1.multiselect("Kind", sorted(all_runs["kind"].unique()), key="cmp_f_kind")
+    models = c2.multiselect("Model", sorted(all_runs["model"].unique()), key="cmp_f_model")
+    methods = c3.multiselect("Method", sorted(all_runs["method"].dropna().unique()), key="cmp_f_method")
+    statuses = c4.multiselect("Status", sorted(all_runs["status"].unique()), key="cmp_f_status")
+    c5, c6 = st.columns([1, 2])
+    dates = c5.date_input("Created between", value=(), key="cmp_f_dates")
+    text = c6.text_input("Name, notes, model or method contains", key="cmp_f_text")
+since, until = (tuple(dates) + (None, None))[:2] if isinstance(dates, (list, tuple)) else (dates, dates)
+shown = compare.filter_runs(all_runs, kinds=kinds, models=models, methods=methods, statuses=statuses,
+                            since=since, until=until or since, text=text)
+labels = {int(r["id"]): f"{compare.label(r, escape=False)} · {r['status']}" for _, r in all_runs.iterrows()}
+
+
+def _add(ids: list[int]) -> None:
+    st.session_state["cmp_runs"] = list(dict.fromkeys([*st.session_state["cmp_runs"], *ids]))
+
+
+options = list(dict.fromkeys([*st.session_state["cmp_runs"], *shown["id"].astype(int)]))
+pick, add_all = st.columns([5, 1])
+selected = pick.multiselect("Runs to compare", options, key="cmp_runs", format_func=labels.get,
+                            placeholder="choose runs (any number)")
+add_all.button(f"Add all {len(shown)} shown", on_click=_add, args=([int(i) for i in shown["id"]],),
+               disabled=shown.empty)
+view = st.radio("View", list(VIEWS), key="cmp_view", format_func=VIEWS.get, horizontal=True)
+
+# Step 3: the state goes back into the URL, so the address bar is always a link to this view
+st.query_params.from_dict({k: v for k, v in {
+    "runs": ",".join(map(str, selected)), "view": view, "diff": "1" if st.session_state["cmp_diff"] else None,
+    "summary": st.session_state["cmp_summary"] if view == "table" else None,
+    "x": f"{st.session_state['cmp_x']:g}" if st.session_state["cmp_summary"] == "at" else None,
+}.items() if v})
+
+if not selected:
+    st.info("Select at least one run above.")
+    st.stop()
+
+runs, children, metrics = compare.load_selection(selected)
+
+
+# Step 4: the chosen view
+def view_table() -> None:
+    diff = st.toggle("Differences only", key="cmp_diff", help="hide settings every selected run shares")
+    st.dataframe(compare.config_table(runs, differences_only=diff), width="stretch")
+    left, right = st.columns([2, 1])
+    how = left.radio("Summarise each metric by its", compare.SUMMARIES, key="cmp_summary", horizontal=True,
+                     format_func=lambda h: f"{h}: {SUMMARY_HELP[h]}" if h == "at" else h, help=str(SUMMARY_HELP))
+    at_x = right.number_input("x (target sparsity)", 0.0, 1.0, step=0.05, key="cmp_x", disabled=how != "at")
+    summary = compare.metric_summary(metrics, runs, how, at_x if how == "at" else None)
+    st.dataframe(summary.style.format("{:.4g}", na_rep="—"), width="stretch")
+
+
+def view_curves() -> None:
+    figs = compare.curves_figures(metrics, runs)
+    cols = st.columns(min(2, len(figs)))
+    for i, fig in enumerate(figs):
+        cols[i % len(cols)].plotly_chart(fig, key=f"cmp-curve-{i}")
+
+
+def view_latency() -> None:
+    both = pd.concat([runs, children]).drop_duplicates("id")
+    keys = [k for k in sorted(metrics.loc[metrics["series"] == "", "key"].unique()) if k != "sparsity"]
+    default = html_report.quality_metric(metrics)
+    if not keys:
+        st.info("The selected runs have no quality metric.")
+        return
+    quality = st.selectbox("Quality metric", keys, index=keys.index(default) if default in keys else 0,
+                           key="cmp_quality")
+    points = compare.quality_latency_frame(both, metrics, quality)
+    st.plotly_chart(compare.quality_latency_figure(points, quality), key="cmp-latency")
+    if len(points):
+        front = compare.pareto_front(points, "latency_ms", quality, quality not in compare.LOWER_IS_BETTER)
+        st.caption("On the Pareto front (nothing else is both faster and better):")
+        st.dataframe(front, hide_index=True)
+
+
+def view_parallel() -> None:
+    summary = compare.metric_summary(metrics, runs, st.session_state["cmp_summary"],
+                                     st.session_state["cmp_x"] if st.session_state["cmp_summary"] == "at" else None)
+    st.plotly_chart(compare.parallel_figure(runs, summary), key="cmp-parallel")
+
+
+def view_panels() -> None:
+    pruning = runs[runs["kind"] == "prune"]
+    if len(pruning) < 1:
+        st.info("Per-layer comparison needs pruning runs in the selection.")
+    else:
+        pair = st.multiselect("Pruning runs", list(pruning["id"].astype(int)), default=list(pruning["id"][:2]),
+                              format_func=labels.get, key="cmp_pair", max_selections=4)
+        xs = compare.x_values(metrics[(metrics["key"] == "layer_sparsity") & metrics["run_id"].isin(pair)])
+        if pair and xs:
+            x = st.select_slider("Target sparsity", xs, value=xs[len(xs) // 2], key="cmp_pair_x")
+            st.plotly_chart(compare.layer_sparsity_pair(metrics, runs[runs["id"].isin(pair)], x), key="cmp-pair")
+    others = runs[runs["kind"] != "prune"]
+    for kind, group in others.groupby("kind"):
+        st.subheader(f"{kind} runs")
+        st.dataframe(compare.metric_summary(metrics, group, "last"), width="stretch")
+
+
+def view_lineage() -> None:
+    for run_id in selected:
+        parent, kids = compare.lineage(run_id)
+        st.markdown(f"**{labels.get(run_id, f'#{run_id}')}**")
+        related = ([("parent", parent)] if parent else []) + [("child", k) for k in kids]
+        if not related:
+            st.caption("no parent, no children")
+        for i, (role, other) in enumerate(related):
+            st.button(f"add {role} #{other.id} {other.kind} {other.method or ''}", key=f"lin-{run_id}-{i}",
+                      on_click=_add, args=([other.id],), disabled=other.id in selected)
+
+
+def view_share() -> None:
+    ids = list(selected)
+    st.markdown("A **report** opens offline in any browser (charts included) and can be mailed. "
+                "A **bundle** loads these runs into another store: "
+                "`python -m sparsity_core import bundle.json`, or the uploader below.")
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("HTML report", partial(html_report.render_html, ids, st.session_state["cmp_summary"],
+                       st.session_state["cmp_x"] if st.session_state["cmp_summary"] == "at" else None),
+                       file_name="sparsity-report.html", mime="text/html", on_click="ignore")
+    c2.download_button("JSON bundle", partial(_bundle_text, ids), file_name="sparsity-bundle.json",
+                       mime="application/json", on_click="ignore")
+    c3.download_button("Metrics CSV", partial(bundle.metrics_csv, ids), file_name="sparsity-metrics.csv",
+                       mime="text/csv", on_click="ignore")
+    st.file_uploader("Import a bundle", type=["json"], key="cmp_upload")
+    st.button("Import", key="cmp_import", on_click=_import, disabled=st.session_state.get("cmp_upload") is None)
+    if st.session_state.get("cmp_import_msg"):
+        ok, message = st.session_state.pop("cmp_import_msg")
+        (st.success if ok else st.error)(message)
+
+
+def _bundle_text(ids: list[int]) -> str:
+    import json
+
+    return json.dumps(bundle.bundle_dict(ids))
+
+
+def _import() -> None:
+    """Callback (runs before the script, so it may change the selection)."""
+    upload = st.session_state.get("cmp_upload")
+    try:
+        new_ids = bundle.import_parsed(bundle.parse_bundle_bytes(upload.getvalue(), upload.name))
+    except bundle.BundleError as exc:
+        st.session_state["cmp_import_msg"] = (False, f"not imported, nothing changed: {exc}")
+        return
+    _add(new_ids)
+    st.session_state["cmp_import_msg"] = (True, f"imported {len(new_ids)} run(s) "
+                                                f"{', '.join(f'#{i}' for i in new_ids)}, added to the selection")
+
+
+{"table": view_table, "curves": view_curves, "latency": view_latency, "parallel": view_parallel,
+ "panels": view_panels, "lineage": view_lineage, "share": view_share}[view]()

@@ -1,0 +1,87 @@
+"""The compare page in AppTest: the URL seeds the selection, differences-only hides shared
+settings, the summary choice changes the numbers, and the state goes back into the URL."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from db import repo
+from sparsity_core.reports.seed import seed_kernel, seed_pruning
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "compare.py")
+
+
+@pytest.fixture
+def runs():
+    a = seed_pruning("magnitude", slope=0.5, name="<script>alert(1)</script>")
+    b = seed_pruning("wanda", slope=0.2, scope="global")
+    seed_pruning("sparsegpt", slope=0.1)  # in the store, not selected
+    seed_kernel(a)
+    return a, b
+
+
+def _open(query: dict) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=30)
+    at.query_params.update(query)
+    return at.run()
+
+
+def _frame(at, index):
+    return at.dataframe[index].value
+
+
+def test_url_selection_differences_only_and_summary_choice(runs):
+    a, b = runs
+    at = _open({"runs": f"{a},{b}", "view": "table"})
+    assert not at.exception
+    assert at.multiselect(key="cmp_runs").value == [a, b]
+    config = _frame(at, 0)
+    assert "model" in config.index and list(config.columns) == [f"#{a}", f"#{b}"]
+    at.toggle(key="cmp_diff").set_value(True).run()
+    diff = _frame(at, 0)
+    assert set(diff.index) == {"method", "scope", "name"}
+    assert diff.loc["name", f"#{a}"] == "<script>alert(1)</script>"  # shown as typed, not run
+    assert at.query_params["diff"] == "1"
+    last = _frame(at, 1)
+    assert last.loc[f"#{a}", "accuracy"] == pytest.approx(0.95 - 0.5 * 0.9)
+    at.radio(key="cmp_summary").set_value("at").run()
+    at.number_input(key="cmp_x").set_value(0.6).run()
+    at_x = _frame(at, 1)
+    assert at_x.loc[f"#{a}", "accuracy"] == pytest.approx(0.65)
+    assert at_x.loc[f"#{b}", "accuracy"] == pytest.approx(0.95 - 0.2 * 0.6)
+    assert at.query_params["summary"] == "at" and at.query_params["x"] == "0.6"
+
+
+def test_selecting_runs_and_switching_views_updates_the_url(runs):
+    a, b = runs
+    at = _open({})
+    assert at.info and "Select at least one run" in at.info[0].value
+    at.multiselect(key="cmp_runs").select(b).select(a).run()
+    assert at.query_params["runs"] == f"{b},{a}"
+    for view in ("curves", "latency", "parallel", "panels", "lineage", "share"):
+        at.radio(key="cmp_view").set_value(view).run()
+        assert not at.exception, view
+        assert at.query_params["view"] == view
+    at.radio(key="cmp_view").set_value("table").run()
+    assert at.toggle(key="cmp_diff").value is False  # view settings survive the trip
+
+
+def test_filters_narrow_the_picker_and_unknown_ids_are_reported(runs):
+    a, b = runs
+    at = _open({"runs": f"{a},999"})
+    assert "#999" in at.warning[0].value
+    assert at.multiselect(key="cmp_runs").value == [a]
+    at.multiselect(key="cmp_f_method").set_value(["wanda"]).run()
+    options = at.multiselect(key="cmp_runs").options
+    assert len(options) == 2  # the selected run stays, plus the one wanda run
+    at.button[0].click().run()  # "Add all 1 shown"
+    assert at.multiselect(key="cmp_runs").value == [a, b]
+
+
+def test_lineage_adds_the_child_in_one_click(runs):
+    a, _ = runs
+    at = _open({"runs": str(a), "view": "lineage"})
+    child = repo.list_children([a])[0]
+    at.button(key=f"lin-{a}-0").click().run()
+    assert at.multiselect(key="cmp_runs").value == [a, child.id]
