@@ -55,9 +55,9 @@ with st.form("kernel"):
         shapes_text = st.text_input("Layer shapes (out x in)", default_shapes, key=f"shapes-{preset}",
                                     help="comma-separated, e.g. 3072x768, 768x3072; empty: the parent model only")
         field_error("shapes")
-        tokens_text = st.text_input("Tokens (rows of the input)", "32, 512")
+        tokens_text = st.text_input("Tokens (rows of the input)", "32, 512", key="k_tokens")
         field_error("tokens")
-        sparsities_text = st.text_input("Sparsities", "0.5, 0.7, 0.9, 0.95")
+        sparsities_text = st.text_input("Sparsities", "0.5, 0.7, 0.9, 0.95", key="k_sparsities")
         field_error("sparsities")
         layouts = st.multiselect("Layouts", list(LAYOUT_HELP), default=["dense", "csr", "shrunk"],
                                  help="\n".join(f"- **{k}**: {v}" for k, v in LAYOUT_HELP.items()))
@@ -68,15 +68,15 @@ with st.form("kernel"):
         dtype = st.selectbox("dtype", ["float32", "float16", "bfloat16"])
         modes = st.multiselect("Launch modes", list(MODES), default=["eager"],
                                help="CUDA graphs and torch.compile try to close the small-batch gap")
-        block = st.number_input("BSR block", min_value=1, max_value=256, value=32)
+        block = st.number_input("BSR block", min_value=1, max_value=256, value=32, key="k_block")
         field_error("block")
-        repeats = st.number_input("Repeats", min_value=3, max_value=1000, value=30)
+        repeats = st.number_input("Repeats", min_value=3, max_value=1000, value=30, key="k_repeats")
         parent = st.selectbox("Pruned model (parent run, optional)", [None, *parents],
                               format_func=lambda r: "none: layers only" if r is None else run_label(r))
         field_error("parent_run")
         field_error("model")
         name = st.text_input("Run name (optional)")
-    submitted = st.form_submit_button("Measure", type="primary")
+    submitted = st.form_submit_button("Measure", type="primary", key="k_submit")
 
 if submitted:
     values = {"shapes": parse_shapes(shapes_text), "tokens": parse_list(tokens_text, int),
@@ -93,7 +93,7 @@ if submitted:
         run_id = submit_spec(spec)
         if run_id is not None:
             st.session_state["kernel_run"] = run_id
-            st.rerun()
+    st.rerun()  # redraw with the messages beside their widgets (or the new run below)
 other_errors({"shapes", "tokens", "sparsities", "layouts", "device", "block", "parent_run", "model"})
 
 with st.expander("Import results measured on another machine (JSON bundle from benchmarks/kernels_cuda.py)"):
