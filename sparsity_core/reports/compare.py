@@ -208,7 +208,9 @@ def pareto_front(points: pd.DataFrame, cost: str, quality: str, higher_is_better
 def quality_latency_frame(runs: pd.DataFrame, metrics: pd.DataFrame, quality_key: str,
                           latency_key: str = "latency_ms") -> pd.DataFrame:
     """Join kernel runs to the pruning runs they name as parent: one row per (kernel run, layout,
-    sparsity) with the latency measured there and the parent's quality at the same sparsity."""
+    sparsity) with the latency measured there and the parent's quality at the same sparsity.
+    A kernel run that timed the pruned model itself (series `model:<layout>`) is read from those
+    rows only; its synthetic-shape sweep (`layout|OUTxIN|TOKENS`) says nothing about that model."""
     kernels = runs[(runs["kind"] == "kernel") & runs["parent_run"].notna()]
     rows = []
     for k in kernels.itertuples():
@@ -216,10 +218,13 @@ def quality_latency_frame(runs: pd.DataFrame, metrics: pd.DataFrame, quality_key
         quality = metrics[(metrics["run_id"] == parent) & (metrics["key"] == quality_key)
                           & (metrics["series"] == "")]
         lat = metrics[(metrics["run_id"] == k.id) & (metrics["key"] == latency_key)]
+        whole_model = lat[lat["series"].str.startswith("model:")]
+        lat = whole_model if len(whole_model) else lat[~lat["series"].str.contains("|", regex=False)]
         for m in lat.dropna(subset=["x"]).itertuples():
             q = _at(quality, m.x) if len(quality) else float("nan")
             if q == q:
-                rows.append({"kernel_run": k.id, "pruning_run": parent, "layout": m.series or "dense",
+                rows.append({"kernel_run": k.id, "pruning_run": parent,
+                             "layout": m.series.removeprefix("model:") or "dense",
                              "sparsity": m.x, latency_key: m.value, quality_key: q})
     return pd.DataFrame(rows, columns=["kernel_run", "pruning_run", "layout", "sparsity", latency_key, quality_key])
 

@@ -94,3 +94,14 @@ def test_lineage_gives_parent_and_children(two_runs):
     assert parent.id == a and children == []
     parent, children = compare.lineage(a)
     assert parent is None and [c.id for c in children] == [k]
+
+
+def test_a_kernel_run_of_the_pruned_model_uses_its_model_rows_not_its_sweep(two_runs):
+    a, _ = two_runs
+    k = seed_kernel(a, layouts=("csr",))
+    repo.add_metrics(k, [{"key": "latency_ms", "series": "model:auto", "x": 0.5, "value": 3.0},
+                         {"key": "latency_ms", "series": "model:dense", "x": 0.5, "value": 5.0},
+                         {"key": "latency_ms", "series": "csr|768x3072|32", "x": 0.5, "value": 0.1}])
+    runs, children, metrics = compare.load_selection([a])
+    points = compare.quality_latency_frame(pd.concat([runs, children]), metrics, "accuracy")
+    assert sorted(zip(points["layout"], points["latency_ms"])) == [("auto", 3.0), ("dense", 5.0)]
