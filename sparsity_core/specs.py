@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -46,9 +46,23 @@ class PruneSpec(BaseSpec):
     scope: Literal["layer", "global"] = Field(
         "layer", description="layer: every layer at the target; global: one threshold for all")
     sparsities: list[float] = Field(..., min_length=1, description="target fractions of zeros")
-    pattern: str = Field("unstructured", description="unstructured | N:M | block:RxC | heads | neurons")
+    pattern: str = Field("unstructured", validate_default=True,
+                         description="unstructured | N:M | block:RxC | heads | neurons")
     eval_samples: Optional[int] = Field(
         None, ge=16, description="cap on evaluation rows (None: the whole test split)")
+    params: dict[str, Any] = Field({}, description="the method's own parameters, e.g. dsnot's initial")
+    calibration_samples: int = Field(64, ge=1, le=4096, description="calibration sequences (or rows)")
+    seq_len: int = Field(256, ge=8, le=4096, description="tokens per calibration sequence")
+
+    @field_validator("pattern", "params")
+    @classmethod
+    def _fits_method(cls, value, info: ValidationInfo):
+        from sparsity_core.pruning.checks import spec_field_problem
+
+        problem = spec_field_problem(info.field_name, value, info.data)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("sparsities")
     @classmethod

@@ -12,7 +12,6 @@ C4 windows; perplexity is measured on the *test* split. Encoders: Rotten Tomatoe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -29,19 +28,18 @@ class Calibration:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+_STREAMS: dict[tuple, torch.Tensor] = {}  # (tokenizer, vocab, split, seed) -> tokens; tokenising takes seconds
+
+
 def lm_token_stream(tokenizer, split: str, seed: int = 0) -> torch.Tensor:
     """All articles of a BBC News split as one 1-D token tensor, EOS between articles."""
-    return _token_stream(tokenizer.name_or_path, id(tokenizer), split, seed, tokenizer)
-
-
-@lru_cache(maxsize=4)
-def _token_stream(_path, _tok_id, split, seed, tokenizer) -> torch.Tensor:
-    texts = bbc_news(split, seed=seed).texts
-    sep = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    ids: list[int] = []
-    for text in texts:
-        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"] + sep)
-    return torch.tensor(ids, dtype=torch.long)
+    key = (tokenizer.name_or_path, len(tokenizer), split, seed)
+    if key not in _STREAMS:
+        texts = bbc_news(split, seed=seed).texts
+        sep = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        encoded = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        _STREAMS[key] = torch.tensor([t for ids in encoded for t in ids + sep], dtype=torch.long)
+    return _STREAMS[key]
 
 
 def calibration_problem(handle, samples: int, seq_len: int, seed: int = 0) -> str | None:

@@ -17,6 +17,7 @@ EXECUTORS: dict[str, str] = {
 # optional checks that need more than the spec alone (a model's shapes, a parent run):
 # preflight(spec) raises SpecError with field messages before anything is stored
 PREFLIGHTS: dict[str, str] = {
+    "prune": "sparsity_core.pruning.checks:preflight_prune",
     "kernel": "sparsity_core.kernels.run:preflight_kernel",
 }
 
