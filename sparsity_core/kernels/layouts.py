@@ -13,6 +13,7 @@ every 4 (semi24) or whole rows/columns (shrunk). A layout that cannot run on a d
 
 from __future__ import annotations
 
+import warnings
 from typing import ClassVar, Optional
 
 import torch
@@ -22,6 +23,9 @@ from torch import Tensor, nn
 from sparsity_core.kernels.catalog import LAYOUT_HELP
 
 LAYOUTS: dict[str, "Layout"] = {}
+
+# torch warns on every CSR/BSR conversion that the format is "beta"; this lab knows, and measures
+warnings.filterwarnings("ignore", message=r"Sparse (CSR|BSR) tensor support is in beta")
 
 
 def register_layout(cls: type["Layout"]) -> type["Layout"]:
