@@ -61,7 +61,7 @@ with st.expander("Filter runs", expanded=False):
 since, until = (tuple(dates) + (None, None))[:2] if isinstance(dates, (list, tuple)) else (dates, dates)
 shown = compare.filter_runs(all_runs, kinds=kinds, models=models, methods=methods, statuses=statuses,
                             since=since, until=until or since, text=text)
-labels = {int(r["id"]): f"{compare.label(r, escape=False)} · {r['status']}" for _, r in all_runs.iterrows()}
+labels = {int(r.id): f"{compare.label(r, escape=False)} · {r.status}" for r in all_runs.itertuples()}
 
 
 def _add(ids: list[int]) -> None:

@@ -127,44 +127,56 @@ def summary_keys(metrics: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(map(tuple, pairs.to_numpy()))
 
 
-def _at(group: pd.DataFrame, x: float) -> float:
+def _at(xs: np.ndarray, values: np.ndarray, x: float | np.ndarray) -> np.ndarray:
     """Value at x: exact when measured there, else linear between the nearest measured points,
-    NaN outside the measured range (no extrapolation: it would invent numbers)."""
-    points = group.dropna(subset=["x"]).groupby("x")["value"].last().sort_index()
-    if points.empty or not points.index.min() - 1e-9 <= x <= points.index.max() + 1e-9:
-        return float("nan")
-    return float(np.interp(x, points.index.to_numpy(), points.to_numpy()))
+    NaN outside the measured range (no extrapolation: it would invent numbers). When one x was
+    logged twice the later value wins. Plain numpy: this runs once per run and metric."""
+    keep = ~np.isnan(xs)
+    latest = dict(zip(xs[keep].tolist(), values[keep].tolist()))
+    if not latest:
+        return np.full(np.shape(x), np.nan)
+    px = np.array(sorted(latest))
+    out = np.interp(x, px, [latest[v] for v in px])
+    return np.where((np.asarray(x) < px[0] - 1e-9) | (np.asarray(x) > px[-1] + 1e-9), np.nan, out)
 
 
-def summarise(group: pd.DataFrame, how: str, at_x: Optional[float] = None) -> float:
-    """One number from one run's series of a metric; `last` is the value at the largest x (the
-    sparsest point), or the last logged when the metric has no x."""
+def summarise(xs: np.ndarray, values: np.ndarray, how: str, at_x: Optional[float] = None) -> float:
+    """One number from one run's series of a metric (x and value in logging order); `last` is the
+    value at the largest x (the sparsest point), or the last logged when the metric has no x."""
     if how == "last":
-        with_x = group.dropna(subset=["x"])
-        return float((with_x.sort_values("x", kind="stable") if len(with_x) else group)["value"].iloc[-1])
+        keep = ~np.isnan(xs)
+        if not keep.any():
+            return float(values[-1])
+        return float(values[keep][np.argsort(xs[keep], kind="stable")][-1])
     if how == "min":
-        return float(group["value"].min())
+        return float(np.nanmin(values))
     if how == "max":
-        return float(group["value"].max())
+        return float(np.nanmax(values))
     if how == "at":
         if at_x is None:
             raise ValueError("summary 'at' needs an x value")
-        return _at(group, float(at_x))
+        return float(_at(xs, values, float(at_x)))
     raise ValueError(f"unknown summary {how!r}; choose one of {', '.join(SUMMARIES)}")
 
 
 def metric_summary(metrics: pd.DataFrame, runs: pd.DataFrame, how: str = "last",
                    at_x: Optional[float] = None) -> pd.DataFrame:
     """One row per run (in the order of `runs`), one column per metric, each cell one summary."""
+    if how not in SUMMARIES:
+        raise ValueError(f"unknown summary {how!r}; choose one of {', '.join(SUMMARIES)}")
+    if how == "at" and at_x is None:
+        raise ValueError("summary 'at' needs an x value")
     metrics = metrics[metrics["run_id"].isin(runs["id"])]
     keys = summary_keys(metrics)
-    table = pd.DataFrame(index=pd.Index([f"#{i}" for i in runs["id"]], name="run"),
-                         columns=[metric_column(k, s) for k, s in keys], dtype=float)
-    wanted = metrics[metrics[["key", "series"]].apply(tuple, axis=1).isin(keys)] if keys else metrics.iloc[:0]
-    for (run_id, key, series), group in wanted.groupby(["run_id", "key", "series"], sort=False):
-        if f"#{run_id}" in table.index:
-            table.loc[f"#{run_id}", metric_column(key, series)] = summarise(group, how, at_x)
-    return table
+    cells = np.full((len(runs), len(keys)), np.nan)
+    row_of = {int(r): i for i, r in enumerate(runs["id"])}
+    col_of = {k: j for j, k in enumerate(keys)}
+    xs, values = metrics["x"].to_numpy(float), metrics["value"].to_numpy(float)
+    for (run_id, key, series), idx in metrics.groupby(["run_id", "key", "series"], sort=False).indices.items():
+        if (key, series) in col_of:
+            cells[row_of[int(run_id)], col_of[(key, series)]] = summarise(xs[idx], values[idx], how, at_x)
+    return pd.DataFrame(cells, index=pd.Index([f"#{i}" for i in runs["id"]], name="run"),
+                        columns=[metric_column(k, s) for k, s in keys])
 
 
 def x_values(metrics: pd.DataFrame) -> list[float]:
@@ -182,7 +194,7 @@ def curves_figures(metrics: pd.DataFrame, runs: pd.DataFrame, keys: Optional[lis
     Only unseriesed metrics: per-layer ones have their own panel."""
     curves = metrics[(metrics["series"] == "") & metrics["x"].notna() & metrics["run_id"].isin(runs["id"])]
     keys = keys or sorted(curves["key"].unique())
-    labels = {int(r["id"]): label(r) for _, r in runs.iterrows()}
+    labels = {int(r.id): label(r) for r in runs.itertuples()}
     colours = {labels[i]: c for i, c in _colours(runs).items()}
     out = []
     for key in keys:
@@ -195,14 +207,10 @@ def curves_figures(metrics: pd.DataFrame, runs: pd.DataFrame, keys: Optional[lis
 
 def pareto_front(points: pd.DataFrame, cost: str, quality: str, higher_is_better: bool = True) -> pd.DataFrame:
     """Points no other point beats on both axes (lower cost and better quality), by cost."""
-    sign = 1.0 if higher_is_better else -1.0
-    front, best = [], -np.inf
-    for idx, row in points.sort_values([cost, quality], ascending=[True, not higher_is_better]).iterrows():
-        q = sign * row[quality]
-        if q > best:
-            front.append(idx)
-            best = q
-    return points.loc[front]
+    ordered = points.sort_values([cost, quality], ascending=[True, not higher_is_better])
+    score = ordered[quality].to_numpy(float) * (1.0 if higher_is_better else -1.0)
+    best_before = np.concatenate([[-np.inf], np.maximum.accumulate(score)[:-1]])
+    return ordered[score > best_before]
 
 
 def quality_latency_frame(runs: pd.DataFrame, metrics: pd.DataFrame, quality_key: str,
@@ -211,22 +219,28 @@ def quality_latency_frame(runs: pd.DataFrame, metrics: pd.DataFrame, quality_key
     sparsity) with the latency measured there and the parent's quality at the same sparsity.
     A kernel run that timed the pruned model itself (series `model:<layout>`) is read from those
     rows only; its synthetic-shape sweep (`layout|OUTxIN|TOKENS`) says nothing about that model."""
+    columns = ["kernel_run", "pruning_run", "layout", "sparsity", latency_key, quality_key]
     kernels = runs[(runs["kind"] == "kernel") & runs["parent_run"].notna()]
-    rows = []
-    for k in kernels.itertuples():
-        parent = int(k.parent_run)
-        quality = metrics[(metrics["run_id"] == parent) & (metrics["key"] == quality_key)
-                          & (metrics["series"] == "")]
-        lat = metrics[(metrics["run_id"] == k.id) & (metrics["key"] == latency_key)]
+    quality = metrics[(metrics["key"] == quality_key) & (metrics["series"] == "")]
+    quality = {int(r): g for r, g in quality.groupby("run_id")}
+    latency = metrics[(metrics["key"] == latency_key) & metrics["x"].notna()]
+    latency = {int(r): g for r, g in latency.groupby("run_id")}
+    parts = []
+    for kernel_id, parent in zip(kernels["id"].astype(int), kernels["parent_run"].astype(int)):
+        if parent not in quality or kernel_id not in latency:
+            continue
+        lat = latency[kernel_id]
         whole_model = lat[lat["series"].str.startswith("model:")]
         lat = whole_model if len(whole_model) else lat[~lat["series"].str.contains("|", regex=False)]
-        for m in lat.dropna(subset=["x"]).itertuples():
-            q = _at(quality, m.x) if len(quality) else float("nan")
-            if q == q:
-                rows.append({"kernel_run": k.id, "pruning_run": parent,
-                             "layout": m.series.removeprefix("model:") or "dense",
-                             "sparsity": m.x, latency_key: m.value, quality_key: q})
-    return pd.DataFrame(rows, columns=["kernel_run", "pruning_run", "layout", "sparsity", latency_key, quality_key])
+        q = quality[parent]
+        parts.append(pd.DataFrame({
+            "kernel_run": kernel_id, "pruning_run": parent,
+            "layout": lat["series"].str.removeprefix("model:").replace("", "dense").to_numpy(),
+            "sparsity": lat["x"].to_numpy(float), latency_key: lat["value"].to_numpy(float),
+            quality_key: _at(q["x"].to_numpy(float), q["value"].to_numpy(float), lat["x"].to_numpy(float))}))
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True).dropna(subset=[quality_key])[columns].reset_index(drop=True)
 
 
 def quality_latency_figure(points: pd.DataFrame, quality_key: str, latency_key: str = "latency_ms") -> go.Figure:
