@@ -143,10 +143,32 @@ def view_panels() -> None:
         if pair and xs:
             x = st.select_slider("Target sparsity", xs, value=xs[len(xs) // 2], key="cmp_pair_x")
             st.plotly_chart(compare.layer_sparsity_pair(metrics, runs[runs["id"].isin(pair)], x), key="cmp-pair")
+    _explanation_pair()
     others = runs[runs["kind"] != "prune"]
     for kind, group in others.groupby("kind"):
         st.subheader(f"{kind} runs")
         st.dataframe(compare.metric_summary(metrics, group, "last"), width="stretch")
+
+
+def _explanation_pair() -> None:
+    found = compare.explanations(runs.loc[runs["kind"] == "explain", "id"])
+    if len(found) < 2:
+        return
+    st.subheader("Two explanations of one test example")
+    names = [name for name, _ in found]
+    left, right = st.columns(2)
+    first = left.selectbox("Explanation A", names, key="cmp_expl_a")
+    same = [n for n, e in found if n != first and compare.same_example(dict(found)[first], e)]
+    if not same:
+        st.info("no other selected explanation is of the same test example")
+        return
+    second = right.selectbox("Explanation B", same, key="cmp_expl_b")
+    a, b = dict(found)[first], dict(found)[second]
+    table, overlap = compare.explanation_pair(a, b)
+    st.caption(f"A predicts {a['prediction']['name']}, B predicts {b['prediction']['name']}; "
+               f"top-k shared: excitatory {overlap['excitatory']:.0%}, inhibitory {overlap['inhibitory']:.0%}")
+    st.plotly_chart(compare.explanation_pair_figure(a, b, (first, second)), key="cmp-expl")
+    st.dataframe(table, hide_index=True, width="stretch")
 
 
 def view_lineage() -> None:

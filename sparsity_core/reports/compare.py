@@ -315,6 +315,56 @@ def layer_sparsity_pair(metrics: pd.DataFrame, runs: pd.DataFrame, x: float) -> 
     return fig
 
 
+def explanations(run_ids: Iterable[int]) -> list[tuple[str, dict[str, Any]]]:
+    """(`#run variant`, explanation) for every `explanation@<variant>` JSON artifact of the runs
+    (an explain run writes one for the dense model and one for its pruned parent)."""
+    from db import repo
+
+    out = []
+    for run_id in run_ids:
+        for art in repo.list_artifacts(int(run_id)):
+            if art.kind == "json" and art.name.startswith("explanation@"):
+                data = json.loads(repo.artifact_path(int(run_id), art.name).read_text())
+                out.append((f"#{run_id} {art.name.split('@', 1)[1]}", data))
+    return out
+
+
+def same_example(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.get("input", {}).get("item") == b.get("input", {}).get("item")
+
+
+def explanation_pair(a: dict[str, Any], b: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Two explanations of one test example side by side: rank by rank, the training examples
+    that pushed the prediction up (excitatory) or down (inhibitory), and how many of the top-k
+    the two share (1.0: the same training points explain both models' predictions)."""
+    rows, overlap = [], {}
+    for side in ("excitatory", "inhibitory"):
+        left, right = a.get(side, []), b.get(side, [])
+        for rank in range(max(len(left), len(right))):
+            row = {"side": side, "rank": rank + 1}
+            for tag, items in (("A", left), ("B", right)):
+                item = items[rank] if rank < len(items) else {}
+                row[f"{tag} train #"] = item.get("index")
+                row[f"{tag} label"] = item.get("label")
+                row[f"{tag} value"] = item.get("value")
+            rows.append(row)
+        ids_a, ids_b = {i["index"] for i in left}, {i["index"] for i in right}
+        overlap[side] = len(ids_a & ids_b) / max(1, min(len(ids_a), len(ids_b)))
+    return pd.DataFrame(rows), overlap
+
+
+def explanation_pair_figure(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> go.Figure:
+    """How much each training label contributes to the predicted class's logit, for both."""
+    fig = go.Figure()
+    for name, data in zip(names, (a, b)):
+        per_label = data.get("per_label", {})
+        fig.add_trace(go.Bar(x=[html.escape(str(k)) for k in per_label], y=list(per_label.values()),
+                             name=html.escape(name)))
+    fig.update_layout(barmode="group", xaxis_title="training label", height=360,
+                      yaxis_title="summed representer value for the predicted class")
+    return fig
+
+
 def _empty(message: str) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=html.escape(message), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")

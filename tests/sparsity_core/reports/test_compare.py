@@ -105,3 +105,33 @@ def test_a_kernel_run_of_the_pruned_model_uses_its_model_rows_not_its_sweep(two_
     runs, children, metrics = compare.load_selection([a])
     points = compare.quality_latency_frame(pd.concat([runs, children]), metrics, "accuracy")
     assert sorted(zip(points["layout"], points["latency_ms"])) == [("auto", 3.0), ("dense", 5.0)]
+
+
+def _explanation(indices, pred="7", values=None):
+    values = values or [1.0] * len(indices)
+    return {"input": {"source": "test split", "index": 3, "item": [[0, 1], [1, 0]], "label": "7"},
+            "prediction": {"class": 7, "name": pred},
+            "excitatory": [{"index": i, "label": "7", "value": v} for i, v in zip(indices, values)],
+            "inhibitory": [{"index": 100 + i, "label": "1", "value": -v} for i, v in zip(indices, values)],
+            "per_label": {"1": -0.5, "7": 2.0}}
+
+
+def test_two_explanations_of_one_example_side_by_side(tmp_path):
+    import json
+
+    from sparsity_core.paths import artifacts_dir
+    from sparsity_core.specs import SCHEMA_VERSION
+
+    run_id = repo.create_run(kind="explain", model="digits-mlp", spec={}, spec_version=SCHEMA_VERSION)
+    for variant, indices in (("dense", [4, 5, 6]), ("pruned", [5, 6, 9])):
+        path = artifacts_dir(run_id) / f"explanation-{variant}.json"
+        path.write_text(json.dumps(_explanation(indices)))
+        repo.add_artifact(run_id, f"explanation@{variant}", path, "json")
+    (na, a), (nb, b) = compare.explanations([run_id])
+    assert (na, nb) == (f"#{run_id} dense", f"#{run_id} pruned") and compare.same_example(a, b)
+    table, overlap = compare.explanation_pair(a, b)
+    assert overlap == {"excitatory": 2 / 3, "inhibitory": 2 / 3}  # {5, 6} of three each
+    top = table[(table["side"] == "excitatory") & (table["rank"] == 1)].iloc[0]
+    assert (top["A train #"], top["B train #"]) == (4, 5)
+    fig = compare.explanation_pair_figure(a, b, (na, nb))
+    assert [list(t.y) for t in fig.data] == [[-0.5, 2.0], [-0.5, 2.0]]
