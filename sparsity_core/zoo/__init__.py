@@ -14,11 +14,12 @@ from sparsity_core.zoo.registry import (
     ModelInfo,
     check_model_name,
     load_model,
+    load_skeleton,
     model_names,
     register_model,
 )
 
 __all__ = [
-    "MODELS", "ModelHandle", "ModelInfo", "blocks", "check_model_name", "family_of", "load_model",
+    "MODELS", "ModelHandle", "ModelInfo", "blocks", "check_model_name", "family_of", "load_model", "load_skeleton",
     "model_names", "prunable_linears", "register_model",
 ]

@@ -50,6 +50,16 @@ def train(seed: int = TRAIN_SEED) -> DigitsMLP:
     return model.eval()
 
 
+def _handle(model: DigitsMLP) -> ModelHandle:
+    return ModelHandle("digits-mlp", model, "classifier", "mlp", classes=tuple(str(d) for d in range(10)),
+                       meta={"dataset": "digits", "input": "8x8 image, pixels 0..16"})
+
+
+def skeleton() -> ModelHandle:
+    with torch.device("meta"):
+        return _handle(DigitsMLP())
+
+
 def load() -> ModelHandle:
     folder = cache_dir("models", "digits-mlp")
     weights = folder / "model.safetensors"
@@ -62,5 +72,4 @@ def load() -> ModelHandle:
         save_file(model.state_dict(), tmp)
         tmp.replace(weights)  # atomic: two workers training at once never leave half a file
         (folder / "config.json").write_text(json.dumps({"hidden": HIDDEN, "epochs": EPOCHS, "seed": TRAIN_SEED}))
-    return ModelHandle("digits-mlp", model, "classifier", "mlp", classes=tuple(str(d) for d in range(10)),
-                       meta={"dataset": "digits", "input": "8x8 image, pixels 0..16"})
+    return _handle(model)

@@ -15,28 +15,42 @@ from sparsity_core.zoo.minilm import mean_pooled_embeddings
 from sparsity_core.zoo.registry import ModelHandle
 
 
-def load_hf(ref: str, **kwargs) -> ModelHandle:
-    from transformers import (
-        AutoConfig,
-        AutoModel,
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-    )
+def _resolve(ref: str, **config_kwargs):
+    """(source, config, task, Auto class) for a hub id or a local folder."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     local = Path(ref).expanduser()
     source = str(local) if local.exists() else ref
-    config = AutoConfig.from_pretrained(source)
+    config = AutoConfig.from_pretrained(source, **config_kwargs)
     arch = " ".join(config.architectures or [])
     if "ForCausalLM" in arch:
-        task, auto = "causal_lm", AutoModelForCausalLM
-    elif "ForSequenceClassification" in arch:
-        task, auto = "classifier", AutoModelForSequenceClassification
-    else:
-        task, auto = "encoder", AutoModel
+        return source, config, "causal_lm", AutoModelForCausalLM
+    if "ForSequenceClassification" in arch:
+        return source, config, "classifier", AutoModelForSequenceClassification
+    return source, config, "encoder", AutoModel
+
+
+def load_hf(ref: str, **kwargs) -> ModelHandle:
+    source, config, task, auto = _resolve(ref)
     model = auto.from_pretrained(source, **kwargs)
+    return _wrap(ref, source, config, task, model)
+
+
+def skeleton_hf(ref: str, **config_kwargs) -> ModelHandle:
+    """Structure only: the config's model built on the meta device (no weights read)."""
+    import torch
+
+    source, config, task, auto = _resolve(ref, **config_kwargs)
+    with torch.device("meta"):
+        model = auto.from_config(config)
+    return _wrap(ref, source, config, task, model, **config_kwargs)
+
+
+def _wrap(ref: str, source: str, config, task: str, model, **tokenizer_kwargs) -> ModelHandle:
+    from transformers import AutoTokenizer
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **tokenizer_kwargs)
     except (OSError, ValueError):  # a bare checkpoint (weights + config) still loads
         tokenizer = None
     classes = ()

@@ -39,6 +39,14 @@ def mean_pooled_embeddings(model, tokenizer, texts: list[str], batch_size: int =
     return torch.cat(out) if out else torch.empty(0, model.config.hidden_size)
 
 
+def skeleton() -> ModelHandle:
+    from sparsity_core.zoo.hf import skeleton_hf
+
+    handle = skeleton_hf(str(model_dir()))
+    handle.name = "minilm-l6"
+    return handle
+
+
 def load() -> ModelHandle:
     from transformers import AutoModel, AutoTokenizer
 

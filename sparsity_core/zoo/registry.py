@@ -63,6 +63,9 @@ register_model(ModelInfo("digits-mlp", "classifier",
 register_model(ModelInfo("minilm-l6", "encoder",
                          "all-MiniLM-L6-v2: BERT encoder, 6 layers, hidden 384, 22.7M params",
                          "sparsity_core.zoo.minilm:load"))
+register_model(ModelInfo("minilm-l6-rt", "classifier",
+                         "minilm-l6 fine-tuned on Rotten Tomatoes fresh/rotten (the distillation teacher; cached)",
+                         "sparsity_core.zoo.classifier:load"))
 register_model(ModelInfo("smollm2-135m", "causal_lm",
                          "SmolLM2-135M-Instruct: Llama-architecture causal LM, 30 layers, 134.5M params",
                          "sparsity_core.zoo.smollm2:load"))
@@ -93,6 +96,18 @@ def check_model_name(name: str) -> str:
         return f"hf:{ref}"
     known = ", ".join(MODELS)
     raise ValueError(f"unknown model {name!r}: pick one of {known}, or hf:<hub-id-or-path>")
+
+
+def load_skeleton(name: str) -> ModelHandle:
+    """The model's structure with weights on the meta device: shapes and tokenizer for checks
+    made before a run is queued, without reading (or training) any weights."""
+    name = check_model_name(name)
+    if name.startswith("hf:"):
+        from sparsity_core.zoo.hf import skeleton_hf
+
+        return skeleton_hf(name[3:])
+    module, _ = MODELS[name].loader.split(":")
+    return importlib.import_module(module).skeleton()
 
 
 def load_model(name: str, device: str | torch.device = "cpu", **kwargs: Any) -> ModelHandle:

@@ -53,6 +53,19 @@ def converted_dir() -> Path:
     return folder
 
 
+def skeleton() -> ModelHandle:
+    """Shapes and tokenizer without weights (from the cache if converted, else the GGUF header)."""
+    from sparsity_core.zoo.hf import skeleton_hf
+
+    folder = cache_dir("models") / "smollm2-135m"
+    if (folder / "config.json").is_file():
+        handle = skeleton_hf(str(folder))
+    else:
+        handle = skeleton_hf(str(gguf_path().parent), gguf_file=GGUF_NAME)
+    handle.name, handle.family = "smollm2-135m", "llama"
+    return handle
+
+
 def load() -> ModelHandle:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
