@@ -144,6 +144,7 @@ def view_panels() -> None:
             x = st.select_slider("Target sparsity", xs, value=xs[len(xs) // 2], key="cmp_pair_x")
             st.plotly_chart(compare.layer_sparsity_pair(metrics, runs[runs["id"].isin(pair)], x), key="cmp-pair")
     _explanation_pair()
+    _sae_pair()
     others = runs[runs["kind"] != "prune"]
     for kind, group in others.groupby("kind"):
         st.subheader(f"{kind} runs")
@@ -169,6 +170,26 @@ def _explanation_pair() -> None:
                f"top-k shared: excitatory {overlap['excitatory']:.0%}, inhibitory {overlap['inhibitory']:.0%}")
     st.plotly_chart(compare.explanation_pair_figure(a, b, (first, second)), key="cmp-expl")
     st.dataframe(table, hide_index=True, width="stretch")
+
+
+def _sae_pair() -> None:
+    sae_runs = [int(i) for i in runs.loc[runs["kind"] == "sae", "id"]]
+    if len(sae_runs) < 2:
+        return
+    st.subheader("Matched features of two SAEs")
+    left, right = st.columns(2)
+    first = left.selectbox("SAE A", sae_runs, format_func=labels.get, key="cmp_sae_a")
+    second = right.selectbox("SAE B", [i for i in sae_runs if i != first], format_func=labels.get, key="cmp_sae_b")
+    dec_a, dec_b = compare.sae_decoder(first), compare.sae_decoder(second)
+    if dec_a is None or dec_b is None:
+        st.info("one of these runs saved no decoder (W_dec) to match features on")
+        return
+    try:
+        best = compare.match_features(dec_a, dec_b)
+    except ValueError as exc:
+        st.warning(str(exc))
+        return
+    st.plotly_chart(compare.matched_features_figure(best, (f"#{first}", f"#{second}")), key="cmp-sae")
 
 
 def view_lineage() -> None:

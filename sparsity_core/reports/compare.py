@@ -365,6 +365,52 @@ def explanation_pair_figure(a: dict[str, Any], b: dict[str, Any], names: tuple[s
     return fig
 
 
+MATCH_THRESHOLD = 0.7  # decoder cosine above which two SAE features count as the same direction
+MATCH_CHUNK = 1024  # rows of A per product: bounds memory at 1024 x d_sae_b floats
+
+
+def sae_decoder(run_id: int) -> Optional[np.ndarray]:
+    """The decoder (d_sae x d_in) of an SAE run: the `W_dec` tensor of its first safetensors
+    artifact that has one (safetensors only: nothing executable is loaded)."""
+    from safetensors.numpy import load_file
+
+    from db import repo
+
+    for art in repo.list_artifacts(int(run_id)):
+        if art.kind == "safetensors":
+            tensors = load_file(str(repo.artifact_path(int(run_id), art.name)))
+            key = next((k for k in tensors if k.split(".")[-1] == "W_dec"), None)
+            if key is not None:
+                return tensors[key].astype(np.float32)
+    return None
+
+
+def match_features(dec_a: np.ndarray, dec_b: np.ndarray) -> np.ndarray:
+    """For each feature of SAE A, the cosine of its decoder direction with the closest feature of
+    SAE B (1: B learned the same feature; near 0: nothing like it). Both must share d_in."""
+    if dec_a.shape[1] != dec_b.shape[1]:
+        raise ValueError(f"the SAEs read different widths ({dec_a.shape[1]} vs {dec_b.shape[1]}): "
+                         "their features cannot be matched")
+    unit_b = dec_b / np.maximum(np.linalg.norm(dec_b, axis=1, keepdims=True), 1e-12)
+    best = np.empty(len(dec_a), dtype=np.float32)
+    for start in range(0, len(dec_a), MATCH_CHUNK):
+        chunk = dec_a[start:start + MATCH_CHUNK]
+        chunk = chunk / np.maximum(np.linalg.norm(chunk, axis=1, keepdims=True), 1e-12)
+        best[start:start + MATCH_CHUNK] = (chunk @ unit_b.T).max(axis=1)
+    return best
+
+
+def matched_features_figure(best: np.ndarray, names: tuple[str, str]) -> go.Figure:
+    """Histogram of best-match cosines of A's features in B, with the 'same feature' threshold."""
+    share = float((best >= MATCH_THRESHOLD).mean()) if len(best) else 0.0
+    fig = go.Figure(go.Histogram(x=best, nbinsx=40, marker_color="#4C78A8"))
+    fig.add_vline(x=MATCH_THRESHOLD, line_dash="dash",
+                  annotation_text=f"{share:.0%} of features matched (cos ≥ {MATCH_THRESHOLD})")
+    fig.update_layout(xaxis_title=f"best decoder cosine of {html.escape(names[0])} features in {html.escape(names[1])}",
+                      yaxis_title="features", xaxis_range=[-0.05, 1.05], height=360)
+    return fig
+
+
 def _empty(message: str) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=html.escape(message), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")

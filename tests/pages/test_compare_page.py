@@ -85,3 +85,39 @@ def test_lineage_adds_the_child_in_one_click(runs):
     child = repo.list_children([a])[0]
     at.button(key=f"lin-{a}-0").click().run()
     assert at.multiselect(key="cmp_runs").value == [a, child.id]
+
+
+def _json_artifact(run_id, name, payload):
+    import json
+
+    from sparsity_core.paths import artifacts_dir
+
+    path = artifacts_dir(run_id) / f"{name.replace('@', '-')}.json"
+    path.write_text(json.dumps(payload))
+    repo.add_artifact(run_id, name, path, "json")
+
+
+def test_panels_show_explanation_and_sae_pairs(runs):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from sparsity_core.paths import artifacts_dir
+    from sparsity_core.specs import SCHEMA_VERSION
+
+    a, b = runs
+    explain = repo.create_run(kind="explain", model="digits-mlp", spec={}, spec_version=SCHEMA_VERSION)
+    for variant in ("dense", "pruned"):
+        _json_artifact(explain, f"explanation@{variant}", {
+            "input": {"item": [1, 2]}, "prediction": {"class": 1, "name": "one"}, "per_label": {"0": 0.1, "1": 0.9},
+            "excitatory": [{"index": 3, "label": "1", "value": 0.5}], "inhibitory": []})
+    saes = []
+    for _ in range(2):
+        saes.append(repo.create_run(kind="sae", model="digits-mlp", spec={}, spec_version=SCHEMA_VERSION))
+        path = artifacts_dir(saes[-1]) / "sae.safetensors"
+        save_file({"W_dec": np.eye(3, dtype=np.float32)}, str(path))
+        repo.add_artifact(saes[-1], "sae", path, "safetensors")
+    at = _open({"runs": ",".join(map(str, [a, b, explain, *saes])), "view": "panels"})
+    assert not at.exception
+    titles = [h.value for h in at.subheader]
+    assert "Two explanations of one test example" in titles and "Matched features of two SAEs" in titles
+    assert "top-k shared: excitatory 100%" in " ".join(c.value for c in at.caption)

@@ -135,3 +135,28 @@ def test_two_explanations_of_one_example_side_by_side(tmp_path):
     assert (top["A train #"], top["B train #"]) == (4, 5)
     fig = compare.explanation_pair_figure(a, b, (na, nb))
     assert [list(t.y) for t in fig.data] == [[-0.5, 2.0], [-0.5, 2.0]]
+
+
+def test_sae_features_match_by_decoder_cosine():
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from sparsity_core.paths import artifacts_dir
+    from sparsity_core.specs import SCHEMA_VERSION
+
+    eye = np.eye(4, dtype=np.float32)
+    decoders = {"a": eye, "b": 3 * eye[[2, 0, 3, 1]]}  # the same directions, shuffled and rescaled
+    ids = {}
+    for name, dec in decoders.items():
+        ids[name] = repo.create_run(kind="sae", model="digits-mlp", spec={}, spec_version=SCHEMA_VERSION)
+        path = artifacts_dir(ids[name]) / "sae.safetensors"
+        save_file({"W_dec": dec, "W_enc": dec.T.copy()}, str(path))
+        repo.add_artifact(ids[name], "sae", path, "safetensors")
+    a, b = compare.sae_decoder(ids["a"]), compare.sae_decoder(ids["b"])
+    assert compare.match_features(a, b).tolist() == [1.0, 1.0, 1.0, 1.0]
+    # B's copy of e2 turned 45 degrees towards e3: A's e2 now matches at cos 45 = 0.707, while
+    # A's e3 still finds its exact copy in B
+    b[0] = np.array([0, 0, 1, 1], dtype=np.float32)
+    assert compare.match_features(a, b) == pytest.approx([1, 1, 2 ** -0.5, 1], abs=1e-6)
+    with pytest.raises(ValueError, match="different widths"):
+        compare.match_features(a, np.ones((2, 3), dtype=np.float32))
