@@ -135,6 +135,7 @@ class Worker:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # migrations are not news
     worker = Worker()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: worker.stop.set())

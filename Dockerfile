@@ -1,0 +1,17 @@
+# Sparsity Lab: the app and a worker in one container, SQLite under /data.
+# torch==2.13.0 is pinned exactly; on a machine without a local CPU wheel, add
+# --extra-index-url https://download.pytorch.org/whl/cpu to get the CPU build.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    SPARSITY_HOME=/data HF_HUB_OFFLINE=1
+WORKDIR /app
+
+COPY requirements.txt requirements-bundled.txt ./
+RUN pip install --no-cache-dir -r requirements.txt \
+ && pip install --no-cache-dir --no-deps -r requirements-bundled.txt
+
+COPY . .
+VOLUME /data
+EXPOSE 8501
+CMD ["python", "-m", "sparsity_core", "serve", "--port", "8501"]
