@@ -43,6 +43,7 @@ def fingerprint(device: torch.device | str = "cpu") -> dict[str, Any]:
         "device": device.type, "cpu_model": _cpu_model(), "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "mkl": torch.backends.mkl.is_available(),
         "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
+        "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,  # a busy host
         "cuda": torch.version.cuda, "gpu": None, "capability": None, "driver": None, "cusparselt": None,
     }
     if device.type == "cuda" and torch.cuda.is_available():
