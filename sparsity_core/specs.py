@@ -53,6 +53,21 @@ class PruneSpec(BaseSpec):
     params: dict[str, Any] = Field({}, description="the method's own parameters, e.g. dsnot's initial")
     calibration_samples: int = Field(64, ge=1, le=4096, description="calibration sequences (or rows)")
     seq_len: int = Field(256, ge=8, le=4096, description="tokens per calibration sequence")
+    # schedule and recovery (pruning/recovery.py): train while pruning, or after a one-shot prune
+    schedule: Literal["oneshot", "gradual"] = Field(
+        "oneshot", description="oneshot: prune at once; gradual: cubic sparsity ramp while training")
+    recovery: Literal["none", "finetune", "distill"] = Field(
+        "none", description="train after/while pruning: labels only, or distil from the dense teacher")
+    steps: int = Field(200, ge=1, le=100_000,
+                       description="optimizer steps per target: the gradual ramp, or one-shot recovery")
+    finetune_steps: int = Field(100, ge=0, le=100_000,
+                                description="gradual: steps at each final sparsity with the mask fixed")
+    lr: float = Field(5e-5, gt=0, le=1.0, description="AdamW peak learning rate (warmup, linear decay)")
+    batch_size: int = Field(32, ge=1, le=4096, description="training rows per step")
+    train_rows: Optional[int] = Field(None, ge=16, description="cap on training rows (None: whole split)")
+    distill_temperature: float = Field(2.0, gt=0, le=100, description="softens both models' logits")
+    distill_alpha: float = Field(0.9, ge=0, le=1, description="weight of KL; 1 - alpha on label cross-entropy")
+    distill_hidden_weight: float = Field(1.0, ge=0, le=1000, description="weight of the hidden-state MSE")
 
     @field_validator("pattern", "params")
     @classmethod
@@ -148,7 +163,97 @@ class KernelSpec(BaseSpec):
         return ["dense", *dict.fromkeys(v for v in values if v != "dense")]
 
 
-SPECS: dict[str, type[BaseSpec]] = {"prune": PruneSpec, "kernel": KernelSpec}
+class ExplainSpec(BaseSpec):
+    """Explain a classifier's prediction by representer points, with captum alongside (kind `explain`).
+
+    The test point is `test_index` into the test split, or a typed `text` / a drawn 8x8 `image`."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
+
+    kind: Literal["explain"] = "explain"
+    method: Literal["representer"] = "representer"
+    model: str = Field("digits-mlp", description="a classifier, or an encoder (a head is trained on it)")
+    dataset: Literal["digits", "rotten_tomatoes", "bbc_news", "tweets"] = "digits"
+    lam: float = Field(0.003, alias="lambda", description="L2 strength of the last-layer fit (paper: 0.003)")
+    test_index: int = Field(0, ge=0, description="row of the test split to explain")
+    text: Optional[str] = Field(None, max_length=5000, description="a typed sentence instead of a test row")
+    image: Optional[list[list[float]]] = Field(None, description="a drawn 8x8 digit (0..16) instead of a test row")
+    top_k: int = Field(10, ge=1, le=100, description="excitatory / inhibitory examples to show")
+    train_limit: Optional[int] = Field(None, ge=10, description="cap on training points (None: all)")
+    parent_sparsity: Optional[float] = Field(None, ge=0, lt=1, description="which sparsity of the parent run (None: highest)")
+    captum: bool = Field(True, description="also run captum attributions and influence")
+    ig_steps: int = Field(50, ge=4, le=512, description="integration steps of (Layer)IntegratedGradients")
+    flip_fraction: float = Field(0.1, ge=0, le=0.5, description="labels flipped for the debugging experiment (0: skip)")
+
+    @field_validator("lam")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"lambda must be greater than 0 (the paper uses 0.003), got {value}")
+        return value
+
+    @field_validator("text")
+    @classmethod
+    def _some_text(cls, value: Optional[str]) -> Optional[str]:
+        return value if value and value.strip() else None
+
+    @field_validator("image")
+    @classmethod
+    def _eight_by_eight(cls, value: Optional[list[list[float]]]) -> Optional[list[list[float]]]:
+        if value is None:
+            return None
+        if len(value) != 8 or any(len(row) != 8 for row in value):
+            raise ValueError("a drawn digit is 8 rows of 8 pixels")
+        if any(not 0 <= v <= 16 for row in value for v in row):
+            raise ValueError("pixels go from 0 (white) to 16 (black)")
+        return value
+
+
+class SAESpec(BaseSpec):
+    """Train a sparse autoencoder on one site of a model and browse its features (kind `sae`).
+
+    `k` is the target L0 for every variant: allocation variants keep k per token (or k x batch);
+    penalty variants (relu_l1, flops) steer their coefficient toward L0 = k unless `l1_coeff` is set."""
+
+    kind: Literal["sae"] = "sae"
+    model: str = Field("minilm-l6", description="a bundled model name, or hf:<hub-id-or-local-path>")
+    variant: str = Field("topk", description="a registered SAE variant")
+    layer: int = Field(3, ge=0, description="block index; activations are read after/inside this block")
+    site: Literal["resid", "mlp", "attn"] = Field("resid", description="residual stream, MLP or attention output")
+    data: Literal["all", "rotten_tomatoes", "bbc_news", "tweets"] = Field("all", description="text corpus")
+    context: int = Field(128, ge=8, le=4096, description="tokens per window fed to the model")
+    tokens: int = Field(200_000, ge=4096, le=100_000_000, description="training tokens (the token budget)")
+    expansion: int = Field(8, ge=1, le=256, description="latents = expansion x activation width")
+    k: int = Field(32, ge=1, description="target active latents per token (L0)")
+    l1_coeff: Optional[float] = Field(None, gt=0, description="penalty weight (relu_l1, flops); empty: steer to L0 = k")
+    lr: float = Field(1e-3, gt=0, le=0.1, description="Adam learning rate (peak of the schedule)")
+    batch_tokens: int = Field(4096, ge=64, le=65536, description="tokens per training step")
+    dead_window: Optional[int] = Field(None, ge=1, description="tokens without firing that make a latent dead (default tokens/5)")
+    parent_sparsity: Optional[float] = Field(None, ge=0, lt=1, description="which sparsity of the parent run (None: highest)")
+    device: str = Field("auto", description="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    downstream: bool = Field(True, description="splice the SAE back into the model and measure the cost")
+
+    @field_validator("variant")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from sparsity_core.sae import VARIANTS
+
+        if value not in VARIANTS:
+            raise ValueError(f"unknown SAE variant {value!r}; known: {', '.join(VARIANTS)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in ("auto", "cpu") and not value.startswith("cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda[:index], got {value!r}")
+        return value
+
+
+SPECS: dict[str, type[BaseSpec]] = {"prune": PruneSpec, "kernel": KernelSpec, "explain": ExplainSpec,
+                                    "sae": SAESpec}
 
 
 def parse_spec(data: dict[str, Any] | str | BaseSpec) -> BaseSpec:

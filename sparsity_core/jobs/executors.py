@@ -12,6 +12,8 @@ from typing import Callable
 EXECUTORS: dict[str, str] = {
     "prune": "sparsity_core.pruning.run:run_prune",
     "kernel": "sparsity_core.kernels.run:run_kernel",
+    "explain": "sparsity_core.explain.run:run_explain",
+    "sae": "sparsity_core.sae.run:run_sae",
 }
 
 # optional checks that need more than the spec alone (a model's shapes, a parent run):
@@ -19,6 +21,8 @@ EXECUTORS: dict[str, str] = {
 PREFLIGHTS: dict[str, str] = {
     "prune": "sparsity_core.pruning.checks:preflight_prune",
     "kernel": "sparsity_core.kernels.run:preflight_kernel",
+    "explain": "sparsity_core.explain.checks:preflight_explain",
+    "sae": "sparsity_core.sae.run:preflight_sae",
 }
 
 

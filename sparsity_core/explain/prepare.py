@@ -1,0 +1,102 @@
+"""Everything an explanation run starts from: model, data splits, features, head, checkpoints.
+
+    prep = prepare("digits-mlp", "digits", seed=0, train_limit=None, parent=None)
+    prep.train_features, prep.train_logits, prep.clf.head, prep.checkpoints
+
+Features and logits of both splits, an encoder's trained head and the head-training checkpoints
+(for TracIn) are cached (see `cache.py`); the first run of a setup pays for them once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+
+from sparsity_core.data import Dataset, load_dataset
+from sparsity_core.explain.cache import cache_key, load_head, save_atomic, train_head
+from sparsity_core.explain.models import Classifier, build_classifier, load_for_explain
+
+IMAGE_DATASETS = ("digits",)
+TEXT_DATASETS = ("rotten_tomatoes", "bbc_news", "tweets")
+DIGITS_SPLIT_SEED = 0  # the cached digits-mlp was trained on the seed-0 split: explain that one
+
+
+@dataclass
+class Prepared:
+    clf: Classifier
+    train: Dataset
+    test: Dataset
+    train_features: Tensor  # (n, d) float32
+    test_features: Tensor
+    train_logits: Tensor  # (n, c) the model's own logits
+    test_logits: Tensor
+    checkpoints: list[Path]  # head checkpoints along its training, oldest first
+    folder: Path  # the cache folder of this setup
+
+    def inputs(self, split: str):
+        data = self.train if split == "train" else self.test
+        return data.images if self.clf.modality == "image" else data.texts
+
+
+def splits(dataset: str, seed: int, train_limit: Optional[int]) -> tuple[Dataset, Dataset]:
+    seed = DIGITS_SPLIT_SEED if dataset in IMAGE_DATASETS else seed
+    return load_dataset(dataset, "train", seed).subset(train_limit), load_dataset(dataset, "test", seed)
+
+
+def prepare(model: str, dataset: str, seed: int = 0, train_limit: Optional[int] = None,
+            parent: Optional[tuple[int, float]] = None,
+            report: Callable[[float, str], None] = lambda f, m: None) -> Prepared:
+    # Step 1: data and the (possibly pruned) model
+    train, test = splits(dataset, seed, train_limit)
+    folder = cache_key(model, dataset, seed, len(train), parent)
+    report(0.0, f"loading {model}" + (f" pruned by run {parent[0]} at {parent[1]:.0%}" if parent else ""))
+    handle = load_for_explain(model, *(parent or (None, None)))
+    # Step 2: features of both splits (cached)
+    feats_path = folder / "features.safetensors"
+    if feats_path.exists():
+        feats = load_file(feats_path)
+    else:
+        clf = build_classifier(handle, head=None)
+        report(0.1, f"features of {len(train)} training and {len(test)} test points")
+        tr = clf.featurize(train.images if clf.modality == "image" else train.texts)
+        report(0.6, "features of the test split")
+        te = clf.featurize(test.images if clf.modality == "image" else test.texts)
+        feats = {"train": tr, "test": te}
+        save_atomic(feats, feats_path, {"model": model, "dataset": dataset, "parent": parent})
+    # Step 3: the head: the model's own, or one trained on the dense features (shared with pruned)
+    head = _encoder_head(model, dataset, seed, train, feats["train"], parent) if handle.task == "encoder" else None
+    clf = build_classifier(handle, head)
+    ckpts = _checkpoints(folder, feats["train"], train, seed)
+    report(0.9, "model outputs")
+    with torch.no_grad():
+        logits = {k: clf.head(feats[k].to(clf.head.weight.dtype)).float() for k in ("train", "test")}
+    return Prepared(clf, train, test, feats["train"], feats["test"], logits["train"], logits["test"], ckpts, folder)
+
+
+def _encoder_head(model: str, dataset: str, seed: int, train: Dataset, features: Tensor,
+                  parent: Optional[tuple[int, float]]):
+    """The softmax head trained on the *dense* encoder's features; a pruned encoder keeps it."""
+    dense_folder = cache_key(model, dataset, seed, len(train), None)
+    path = dense_folder / "head.safetensors"
+    if not path.exists():
+        if parent is not None:  # the dense features are needed first
+            features = prepare(model, dataset, seed, len(train), None).train_features
+        head, _ = train_head(features, torch.from_numpy(train.labels), len(train.classes), seed,
+                             checkpoint_dir=dense_folder)
+        save_atomic({"weight": head.weight, "bias": head.bias}, path)
+    return load_head(path)
+
+
+def _checkpoints(folder: Path, features: Tensor, train: Dataset, seed: int) -> list[Path]:
+    """Head checkpoints for TracIn: for an encoder, those of its own head's training (dense
+    setup); for a model that came with its head, a last-layer retraining on frozen features."""
+    found = sorted(folder.glob("ckpt-*.safetensors"))
+    if not found:
+        _, found = train_head(features, torch.from_numpy(train.labels), len(train.classes), seed,
+                              checkpoint_dir=folder)
+    return found
