@@ -123,6 +123,10 @@ def record(ctx: Context, target: float, masks: dict[str, Tensor], progress: Prog
 
 def run_prune(spec: PruneSpec, progress: Progress) -> None:
     torch.manual_seed(spec.seed)
+    from sparsity_core.pruning.recovery import run_recovery, uses_this_path
+
+    if uses_this_path(spec):  # gradual schedule, fine-tune / distill recovery, heads / neurons
+        return run_recovery(spec, progress)
     ctx = prepare(spec, progress)
     start, n = CALIBRATION_SHARE if ctx.stats is not None else 0.0, len(spec.sparsities)
     for i, target in enumerate(spec.sparsities):

@@ -57,12 +57,10 @@ def unit_groups(handle: ModelHandle, pattern: str) -> list[UnitGroup]:
     """The head or neuron groups of every block, by family. Raises ValueError when there are none."""
     if pattern not in STRUCTURED_PATTERNS:
         raise ValueError(f"pattern {pattern!r} is not structured ({', '.join(STRUCTURED_PATTERNS)})")
-    finder = _FINDERS.get((handle.family, pattern))
-    if finder is None:
-        what = "attention heads" if pattern == "heads" else "FFN neurons this lab knows how to remove"
-        raise ValueError(f"{handle.name} ({handle.family}) has no {what}; "
-                         f"heads work on BERT- and Llama-style models, neurons also on MLPs")
-    return finder(handle)
+    errors = check_structured(handle.name, handle.family, pattern, "magnitude")
+    if errors:
+        raise ValueError(errors["pattern"])
+    return _FINDERS[(handle.family, pattern)](handle)
 
 
 def _bert_heads(handle: ModelHandle) -> list[UnitGroup]:
@@ -257,13 +255,28 @@ def apply_plan(handle: ModelHandle, pattern: str, kept: dict[str, list[int]]) ->
     return remove_units(groups, {g.name: torch.tensor(kept[g.name], dtype=torch.long) for g in groups})
 
 
-def check_structured(handle: ModelHandle, pattern: str, method: str) -> dict[str, str]:
+def family_of_name(model: str) -> str:
+    """The adapter family of a model name without loading its weights (hf: reads config.json)."""
+    bundled = {"digits-mlp": "mlp", "minilm-l6": "bert", "minilm-l6-rt": "bert", "smollm2-135m": "llama"}
+    if model in bundled:
+        return bundled[model]
+    if model.startswith("hf:"):
+        from transformers import AutoConfig
+
+        from sparsity_core.zoo.adapters import FAMILIES
+
+        model_type = AutoConfig.from_pretrained(model[3:]).model_type
+        return next((f.name for f in FAMILIES if model_type in f.model_types), model_type)
+    return "unknown"
+
+
+def check_structured(model: str, family: str, pattern: str, method: str) -> dict[str, str]:
     """{field: message} for a structured spec this model cannot run (empty when fine)."""
     errors = {}
-    try:
-        unit_groups(handle, pattern)
-    except ValueError as exc:
-        errors["pattern"] = str(exc)
+    if (family, pattern) not in _FINDERS:
+        what = "attention heads" if pattern == "heads" else "FFN neurons this lab knows how to remove"
+        errors["pattern"] = (f"{model} ({family}) has no {what}; heads work on BERT- and Llama-style "
+                             f"models, neurons also on MLPs")
     if method not in STRUCTURED_METHODS:
         errors["method"] = (f"{pattern} pruning scores whole units; pick {' or '.join(STRUCTURED_METHODS)} "
                             f"(not {method!r})")

@@ -10,6 +10,7 @@ from sparsity_core.pruning.structured import (
     apply_plan,
     check_structured,
     choose_units,
+    family_of_name,
     mask_units,
     prune_structured,
     remove_units,
@@ -130,6 +131,7 @@ def test_mlp_neurons_shrink_the_next_layer_too():
 
 
 def test_heads_on_a_model_without_attention_is_refused():
-    handle = ModelHandle("mlp", nn.Sequential(nn.Linear(4, 4)), "classifier", "mlp")
-    errors = check_structured(handle, "heads", "wanda")
+    errors = check_structured("digits-mlp", family_of_name("digits-mlp"), "heads", "wanda")
     assert "no attention heads" in errors["pattern"] and "magnitude" in errors["method"]
+    with pytest.raises(ValueError, match="no attention heads"):
+        unit_groups(ModelHandle("mlp", nn.Sequential(nn.Linear(4, 4)), "classifier", "mlp"), "heads")

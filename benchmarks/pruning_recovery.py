@@ -1,0 +1,66 @@
+"""Benchmark: what gradual pruning with distillation buys over one-shot magnitude pruning.
+
+minilm-l6-rt (minilm-l6 fine-tuned on Rotten Tomatoes fresh/rotten) at 50/80/90% unstructured
+sparsity of its encoder Linear layers, side by side in one run:
+  one-shot magnitude (no training) vs gradual magnitude along the cubic schedule under distillation
+  from the dense teacher (KL on logits + MSE on hidden states), then fine-tuned at each sparsity.
+Target: the distilled 90% model within 3 accuracy points of the dense model. Exits 1 if missed.
+
+    nice -n 10 .venv/bin/python benchmarks/pruning_recovery.py            # ~20 min on 2 idle cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from sparsity_core.progress import Progress
+from sparsity_core.pruning.run import run_prune
+from sparsity_core.specs import parse_spec
+
+TARGETS = [0.5, 0.8, 0.9]
+MAX_DROP = 0.03  # the issue's target: distilled 90% within 3 points of dense
+# The training budget, sized for a 2-core CPU: per target, STEPS of cubic ramp + FINETUNE at the
+# final sparsity, batch 32 from the first 4,000 training rows, sequences of at most 64 tokens.
+STEPS, FINETUNE, ROWS, LR = 60, 30, 4000, 1e-4
+
+
+def run(spec: dict) -> tuple[Progress, float]:
+    progress = Progress()
+    start = time.perf_counter()
+    run_prune(parse_spec({"kind": "prune", "model": "minilm-l6-rt", **spec}), progress)
+    return progress, time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--finetune-steps", type=int, default=FINETUNE)
+    ap.add_argument("--eval-samples", type=int, default=None, help="cap on test rows (default: all)")
+    args = ap.parse_args(argv)
+    # Step 1: one-shot magnitude; x = 0 is the dense model, evaluated the same way
+    oneshot, t_one = run({"method": "magnitude", "sparsities": [0.0, *TARGETS], "eval_samples": args.eval_samples})
+    # Step 2: gradual + distill, one student through 50 -> 80 -> 90%
+    gradual, t_grad = run({"method": "magnitude", "sparsities": TARGETS, "schedule": "gradual",
+                           "recovery": "distill", "steps": args.steps, "finetune_steps": args.finetune_steps,
+                           "lr": LR, "batch_size": 32, "train_rows": ROWS, "eval_samples": args.eval_samples})
+    dense = oneshot.values("accuracy")[0.0]
+    acc1, acc2 = oneshot.values("accuracy"), gradual.values("accuracy")
+    meas1, meas2 = oneshot.values("sparsity"), gradual.values("sparsity")
+    rows = gradual.facts["evaluation"]["rows"]
+    print(f"\nminilm-l6-rt on Rotten Tomatoes test ({rows} rows, unseen movies); dense accuracy {dense:.4f}")
+    print(f"budget: {args.steps} ramp + {args.finetune_steps} fine-tune steps per target, batch 32, "
+          f"{ROWS} train rows, <= 64 tokens, lr {LR}; teacher: {gradual.facts['teacher']}")
+    print(f"{'target':>7} | {'one-shot magnitude':>18} | {'gradual + distill':>17} | {'measured':>8} | {'vs dense':>8}")
+    for t in TARGETS:
+        print(f"{t:>7.0%} | {acc1[t]:>18.4f} | {acc2[t]:>17.4f} | {meas2[t]:>8.4f} | {acc2[t] - dense:>+8.4f}")
+    print(f"time: one-shot {t_one:.0f} s (4 evaluations), gradual + distill {t_grad:.0f} s")
+    ok = acc2[0.9] >= dense - MAX_DROP and abs(meas2[0.9] - 0.9) < 1e-3 and abs(meas1[0.9] - 0.9) < 1e-3
+    print(f"target: distilled 90% within {MAX_DROP * 100:.0f} points of dense: "
+          f"{'MET' if ok else 'MISSED'} ({acc2[0.9] - dense:+.4f})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
