@@ -1,0 +1,58 @@
+"""The Pruning page in AppTest: per-method parameters appear, bad input is shown beside its widget
+and queues nothing, a good spec is queued, and a finished run draws its figures."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from db import repo
+from sparsity_core.jobs import submit
+from sparsity_core.jobs.store_progress import StoreProgress
+from sparsity_core.pruning.run import run_prune
+from sparsity_core.specs import parse_spec
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "pruning.py")
+
+
+def _open() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=60).run()
+
+
+def test_method_parameters_and_bad_pattern_beside_the_widget():
+    at = _open()
+    assert not at.exception
+    assert "Pruning sets weights to zero" in at.markdown[0].value
+    at.selectbox(key="p_method").set_value("dsnot").run()
+    assert at.selectbox(key="p_param_dsnot_initial").value == "wanda"  # dsnot's own parameters
+    assert at.number_input(key="p_param_dsnot_iterations").value == 50
+    at.text_input(key="p_pattern").set_value("2:4")
+    at.text_input(key="p_sparsities").set_value("0.3")
+    at.button(key="p_submit").click().run()
+    assert any("below it" in e.value for e in at.error)
+    assert repo.list_runs() == []
+
+
+def test_a_valid_spec_is_queued():
+    at = _open()
+    at.selectbox(key="p_model").set_value("digits-mlp")
+    at.selectbox(key="p_method").set_value("wanda").run()
+    at.text_input(key="p_pattern").set_value("4:8")
+    at.text_input(key="p_sparsities").set_value("0, 0.5")
+    at.button(key="p_submit").click().run()
+    (run,) = repo.list_runs(kind="prune")
+    assert run.status == "queued" and run.spec["pattern"] == "4:8" and run.spec["calibration_samples"] == 64
+    assert at.session_state["prune_run"] == run.id
+
+
+def test_a_finished_run_draws_its_figures():
+    spec = {"kind": "prune", "model": "digits-mlp", "method": "magnitude", "pattern": "block:4x4",
+            "sparsities": [0, 0.5]}
+    run_id = submit(spec, status="running", worker="test")
+    run_prune(parse_spec(spec), StoreProgress(run_id))
+    repo.finish_run(run_id, "succeeded")
+    at = AppTest.from_file(PAGE, default_timeout=60)
+    at.session_state["prune_run"] = run_id
+    at.run()
+    assert not at.exception
+    # accuracy curve, per-layer heatmap, weight histogram, mask view, size bars
+    assert len(at.get("plotly_chart")) == 5
