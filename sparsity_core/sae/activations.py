@@ -1,0 +1,259 @@
+"""Activation capture: where a site is in a block, hooks that are always removed, cached shards.
+
+    key = ActivationKey("minilm-l6", layer=3, site="resid", data="all", split="train", context=128)
+    acts = load_activations(handle, key, n_tokens=200_000)   # captured once, then read from disk
+
+Sites: `resid` is the residual stream after block `layer` (the block's output), `mlp` and `attn`
+the MLP and attention outputs before they are added back. Text is cut into windows of `context`
+tokens (each window gets the tokenizer's special tokens), every real token of a window is one row.
+Shards are safetensors under cache_dir("activations", <key hash>), written in window order with a
+manifest, so a later run on the same model/parent/layer/site/data reuses them and a bigger budget
+only captures the missing tail. Capture stops the forward pass right after the site (a private
+exception), which saves the blocks above it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator, Optional
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from sparsity_core.data import load_dataset
+from sparsity_core.paths import cache_dir
+from sparsity_core.zoo import ModelHandle, blocks
+
+SITES = ("resid", "mlp", "attn")
+CORPORA = ("rotten_tomatoes", "bbc_news", "tweets")
+SHARD_TOKENS = 65_536  # ~50 MB of fp16 at d=384: small enough to write often, few files at 1M tokens
+WINDOWS_PER_BATCH = 16  # 16 x 128 tokens per forward keeps the attention matmuls efficient on a CPU
+SITE_PATHS = {  # the module whose output is the site, per family, first match wins
+    "attn": ("self_attn.o_proj", "attn.c_proj", "attention.output.dense", "self_attn.out_proj",
+             "attention.out_lin"),
+    "mlp": ("mlp", "output.dense", "ffn.lin2", "fc2"),
+}
+
+
+@dataclass(frozen=True)
+class ActivationKey:
+    """Everything that decides what a shard holds (the token budget is not part of it)."""
+
+    model: str
+    layer: int
+    site: str = "resid"
+    data: str = "all"
+    split: str = "train"
+    context: int = 128
+    parent: str = ""  # "run-12@0.5" when activations come from a pruned parent
+    seed: int = 0  # split seed
+
+    def folder(self):
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return cache_dir("activations", digest)
+
+
+@dataclass
+class Activations:
+    acts: Tensor  # (n, d) float16
+    token_ids: Tensor  # (n,) int64
+    window: Tensor  # (n,) int64: which window each row came from (contexts never cross windows)
+
+    def __len__(self) -> int:
+        return len(self.acts)
+
+
+# ------------------------------------------------------------------ sites and hooks
+def site_module(handle: ModelHandle, layer: int, site: str) -> nn.Module:
+    found = blocks(handle)
+    if not found:
+        raise ValueError(f"{handle.name} has no transformer blocks to read activations from")
+    if not 0 <= layer < len(found):
+        raise ValueError(f"layer {layer} is out of range: {handle.name} has blocks 0..{len(found) - 1}")
+    block = found[layer]
+    if site == "resid":
+        return block
+    for path in SITE_PATHS[site]:
+        module = block
+        try:
+            for part in path.split("."):
+                module = getattr(module, part)
+        except AttributeError:
+            continue
+        return module
+    raise ValueError(f"no {site} output found in a {handle.family} block")
+
+
+def first_tensor(output) -> Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _replace_first(output, new: Tensor):
+    if isinstance(output, tuple):
+        return (new, *output[1:])
+    if isinstance(output, list):
+        return [new, *output[1:]]
+    return new
+
+
+class _StopForward(Exception):
+    """Raised by a capture hook once the site is read: the blocks above it need not run."""
+
+
+@contextmanager
+def hooked(module: nn.Module, fn: Callable) -> Iterator[None]:
+    """A forward hook that is removed however the block exits (errors included)."""
+    handle = module.register_forward_hook(fn)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def splice(module: nn.Module, replace: Callable[[Tensor], Tensor]) -> Iterator[None]:
+    """Run the model with the site's output replaced by `replace(output)` (SAE, zero ablation)."""
+    def hook(_mod, _inp, output):
+        return _replace_first(output, replace(first_tensor(output)))
+
+    with hooked(module, hook):
+        yield
+
+
+@torch.no_grad()
+def site_outputs(handle: ModelHandle, module: nn.Module, enc: dict) -> Tensor:
+    """The site's output for one tokenised batch, (batch, seq, d); stops the forward there."""
+    got: list[Tensor] = []
+
+    def hook(_mod, _inp, output):
+        got.append(first_tensor(output).detach())
+        raise _StopForward
+
+    with hooked(module, hook):
+        try:
+            handle.model(**enc)
+        except _StopForward:
+            pass
+    if not got:
+        raise RuntimeError("the site's hook never ran: the module is not on the forward path")
+    return got[0]
+
+
+# ------------------------------------------------------------------ text -> windows
+def corpus_texts(data: str, split: str, seed: int = 0) -> list[str]:
+    names = CORPORA if data == "all" else (data,)
+    return [t for name in names for t in load_dataset(name, split, seed).texts]
+
+
+def tokenize_windows(tokenizer, texts: list[str], context: int) -> list[list[int]]:
+    """Every text cut into windows of at most `context` tokens, special tokens included."""
+    if tokenizer.pad_token is None:  # Llama-style tokenizers ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    out: list[list[int]] = []
+    for i in range(0, len(texts), 512):
+        enc = tokenizer(texts[i:i + 512], truncation=True, max_length=context,
+                        return_overflowing_tokens=True, stride=0)
+        out.extend(ids for ids in enc["input_ids"] if len(ids) > 1)
+    return out
+
+
+def corpus_token_count(handle_or_tokenizer, model: str, data: str, split: str, context: int, seed: int = 0) -> int:
+    """Tokens the corpus split holds for this tokenizer (cached: counting tokenises everything)."""
+    path = cache_dir("activations") / "token_counts.json"
+    key = f"{model}|{data}|{split}|{context}|{seed}"
+    counts = json.loads(path.read_text()) if path.exists() else {}
+    if key not in counts:
+        tok = getattr(handle_or_tokenizer, "tokenizer", handle_or_tokenizer)
+        counts[key] = sum(len(w) for w in tokenize_windows(tok, corpus_texts(data, split, seed), context))
+        fresh = json.loads(path.read_text()) if path.exists() else {}
+        tmp = path.with_suffix(f".tmp{id(counts)}")
+        tmp.write_text(json.dumps({**fresh, **counts}))
+        tmp.replace(path)
+    return counts[key]
+
+
+# ------------------------------------------------------------------ capture + cache
+def load_activations(handle: ModelHandle, key: ActivationKey, n_tokens: int,
+                     progress: Optional[Callable[[float, str], None]] = None) -> Activations:
+    """The first `n_tokens` rows of the key's activations, capturing whatever is missing."""
+    folder = key.folder()
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs on the same key: one captures, the other waits
+        manifest = _manifest(folder, key)
+        if manifest["tokens"] < n_tokens and not manifest["exhausted"]:
+            _capture(handle, key, manifest, n_tokens, progress)
+    if manifest["tokens"] < n_tokens:
+        raise ValueError(f"the corpus holds only {manifest['tokens']:,} tokens for this model "
+                         f"(asked for {n_tokens:,})")
+    return _read(folder, manifest, n_tokens)
+
+
+def _manifest(folder, key: ActivationKey) -> dict:
+    path = folder / "manifest.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"key": asdict(key), "tokens": 0, "windows_done": 0, "shards": [], "exhausted": False}
+
+
+def _capture(handle, key, manifest, n_tokens, progress) -> None:
+    folder = key.folder()
+    module = site_module(handle, key.layer, key.site)
+    windows = tokenize_windows(handle.tokenizer, corpus_texts(key.data, key.split, key.seed), key.context)
+    start = manifest["windows_done"]
+    buf: dict[str, list[Tensor]] = {"acts": [], "token_ids": [], "window": []}
+    buffered = 0
+    for w0 in range(start, len(windows), WINDOWS_PER_BATCH):
+        batch = windows[w0:w0 + WINDOWS_PER_BATCH]
+        enc = handle.tokenizer.pad({"input_ids": batch}, return_tensors="pt").to(handle.device)
+        out = site_outputs(handle, module, enc)
+        real = enc["attention_mask"].bool()
+        buf["acts"].append(out[real].to("cpu", torch.float16))
+        buf["token_ids"].append(enc["input_ids"][real].cpu())
+        buf["window"].append((torch.arange(w0, w0 + len(batch))[:, None].expand_as(real.cpu()))[real.cpu()])
+        buffered += int(real.sum())
+        manifest["windows_done"] = w0 + len(batch)
+        done = manifest["tokens"] + buffered >= n_tokens
+        if buffered >= SHARD_TOKENS or done or manifest["windows_done"] >= len(windows):
+            _write_shard(folder, manifest, buf, buffered)
+            buf, buffered = {k: [] for k in buf}, 0
+            if progress:
+                progress(min(1.0, manifest["tokens"] / n_tokens), f"captured {manifest['tokens']:,} tokens")
+        if done:
+            return
+    manifest["exhausted"] = True
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _write_shard(folder, manifest, buf, n) -> None:
+    if n == 0:
+        return
+    name = f"shard-{len(manifest['shards']):05d}.safetensors"
+    acts = torch.cat(buf["acts"])
+    if not torch.isfinite(acts).all():
+        raise ValueError("activations overflow float16 at this site; pick another layer or site")
+    save_file({"acts": acts.contiguous(), "token_ids": torch.cat(buf["token_ids"]).contiguous(),
+               "window": torch.cat(buf["window"]).contiguous()}, folder / name)
+    manifest["shards"].append({"file": name, "tokens": n})
+    manifest["tokens"] += n
+    tmp = folder / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest))
+    tmp.replace(folder / "manifest.json")  # the manifest only ever names complete shards
+
+
+def _read(folder, manifest, n_tokens) -> Activations:
+    parts: dict[str, list[Tensor]] = {"acts": [], "token_ids": [], "window": []}
+    got = 0
+    for shard in manifest["shards"]:
+        data = load_file(folder / shard["file"])
+        take = min(shard["tokens"], n_tokens - got)
+        for k in parts:
+            parts[k].append(data[k][:take])
+        got += take
+        if got >= n_tokens:
+            break
+    return Activations(*(torch.cat(parts[k]) for k in ("acts", "token_ids", "window")))
