@@ -143,10 +143,12 @@ def test_gradual_distill_job_on_digits():
 
 
 def test_neuron_removal_with_finetune_shrinks_digits_mlp():
+    from sparsity_core.pruning.run import run_prune
+
     spec = parse_spec({"kind": "prune", "model": "digits-mlp", "sparsities": [0.5], "pattern": "neurons",
                        "recovery": "finetune", "steps": 5, "lr": 1e-3})
     progress = Progress()
-    run_recovery(spec, progress)
+    run_prune(spec, progress)  # the prune job hands structured / recovery specs to run_recovery
     params = progress.values("params")[0.5]
     # 64-256-128-10 -> 64-128-64-10: (64*128+128) + (128*64+64) + (64*10+10)
     assert params == 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
@@ -168,3 +170,13 @@ def test_bad_recovery_specs_are_refused_before_queueing(fields, field, words):
         submit({"kind": "prune", "sparsities": [0.5], **fields})
     assert words in err.value.errors[field]
     assert repo.list_runs() == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gradual_pruning_trains_on_the_gpu():
+    model = tiny_classifier().to("cuda")
+    linears = linears_of(model)
+    with MaskGuard(linears) as guard:
+        trainer = Trainer(model, random_batches(), TrainConfig(lr=1e-3), guard=guard)
+        gradual_prune(trainer, lambda s: METHODS["magnitude"]().prune(linears, s), 0.0, 0.5, steps=4, prune_every=2)
+    assert all(m.weight.is_cuda and float((m.weight == 0).float().mean()) >= 0.5 for m in linears.values())
