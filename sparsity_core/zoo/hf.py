@@ -23,7 +23,7 @@ def _resolve(ref: str, **config_kwargs):
     source = str(local) if local.exists() else ref
     config = AutoConfig.from_pretrained(source, **config_kwargs)
     arch = " ".join(config.architectures or [])
-    if "ForCausalLM" in arch:
+    if "ForCausalLM" in arch or "LMHeadModel" in arch:  # GPT2LMHeadModel names itself the old way
         return source, config, "causal_lm", AutoModelForCausalLM
     if "ForSequenceClassification" in arch:
         return source, config, "classifier", AutoModelForSequenceClassification
