@@ -351,9 +351,14 @@ class RecoveryJob:
             p.metric("layer_sparsity", value, x=target, series=name)
         for key, value in self.evaluator(self.handle).items():
             p.metric(key, value, x=target)
-        path = p.artifact_dir / f"model-s{target:.4f}.safetensors"
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.handle.model.state_dict().items()}, path)
-        p.artifact(f"model@{target:g}", path, "safetensors")
+        if removal is None:  # masks at every target (small); trained weights at the last one only
+            path = p.artifact_dir / f"masks-s{target:.4f}.safetensors"
+            save_file({n: (m.weight != 0).contiguous().cpu() for n, m in linears.items()}, path)
+            p.artifact(f"masks@{target:g}", path, "safetensors")
+        if target == self.spec.sparsities[-1]:
+            path = p.artifact_dir / f"model-s{target:.4f}.safetensors"
+            save_file({k: v.detach().contiguous().cpu() for k, v in self.handle.model.state_dict().items()}, path)
+            p.artifact(f"model@{target:g}", path, "safetensors")
         if removal is not None:
             plan = p.artifact_dir / f"plan-s{target:.4f}.json"
             plan.write_text(json.dumps({"pattern": self.spec.pattern, "kept": removal.kept}))

@@ -138,7 +138,7 @@ def test_gradual_distill_job_on_digits():
     assert sparsity[0.5] == pytest.approx(0.5, abs=1e-3) and sparsity[0.9] == pytest.approx(0.9, abs=1e-3)
     dense = progress.values("dense_accuracy")[None]
     assert dense > 0.9 and accuracy[0.5] > dense - 0.05  # 50% of an MLP is nearly free
-    assert {"model@0.5", "model@0.9"} <= set(progress.artifacts)
+    assert {"masks@0.5", "masks@0.9", "model@0.9"} <= set(progress.artifacts)
     assert progress.facts["recovery"]["recovery"] == "distill"
 
 
