@@ -10,6 +10,7 @@ PAGES = {
     "Labs": [
         st.Page("pages/pruning.py", title="Pruning", icon="✂️", default=True),
         st.Page("pages/kernels.py", title="Kernel latency", icon="⏱️"),
+        st.Page("pages/explain.py", title="Explanations", icon="🔍"),
     ],
     "Results": [
         st.Page("pages/runs.py", title="Runs", icon="📋"),

@@ -1,0 +1,199 @@
+"""Explanations lab: which training examples made the model say what it said (representer points)."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from db import repo
+from pages._ui import field_error, follow_run, other_errors, run_label, submit_spec
+from sparsity_core.reports import explain as fig
+from sparsity_core.zoo import MODELS
+
+st.title("🔍 Explanations")
+st.markdown(
+    "A classifier's last layer adds up its hidden features. Representer points (Yeh et al., 2018) "
+    "rewrite that sum as **one term per training example**: a test prediction is the sum of "
+    "*alpha* (how much a training example mattered in training) times *similarity* (how alike the "
+    "two examples look to the model). Examples with a positive term push the prediction up "
+    "(**excitatory**), negative ones push it down (**inhibitory**). The lab checks itself: the "
+    "terms must rebuild the model's outputs (Pearson r near 1). captum's integrated gradients show "
+    "which pixels or words mattered, and its influence methods (TracIn, similarity) give their own "
+    "lists of helpful and harmful training examples to compare with.")
+
+HF = "hf:<hub id or local path>"
+CLASSIFIERS = [m for m, info in MODELS.items() if info.task != "causal_lm"]
+TEXT_DATASETS = ["rotten_tomatoes", "bbc_news", "tweets"]
+FIELDS = {"model", "dataset", "lambda", "test_index", "text", "image", "top_k", "train_limit",
+          "parent_run", "parent_sparsity", "ig_steps", "flip_fraction"}
+BLANK_DIGIT = pd.DataFrame([[0] * 8 for _ in range(8)], columns=[str(c) for c in range(8)])
+
+
+def parent_choices(model: str) -> list:
+    return [None] + [r for r in repo.list_runs(kind="prune", status="succeeded", limit=50) if r.model == model]
+
+
+left, right = st.columns(2)
+with left:
+    choice = st.selectbox("Classifier", [*CLASSIFIERS, HF], key="e_model",
+                          format_func=lambda m: m if m == HF else f"{m} — {MODELS[m].description}")
+    hf_ref = st.text_input("Hub id or local path (for hf:)", key="e_hf") if choice == HF else ""
+    model = f"hf:{hf_ref.strip()}" if choice == HF else choice
+    field_error("model")
+    image_model = choice == "digits-mlp"
+    dataset = "digits" if image_model else st.selectbox("Dataset", TEXT_DATASETS, key="e_dataset")
+    field_error("dataset")
+    modes = ["a test example", "draw a digit"] if image_model else ["a test example", "type a sentence"]
+    mode = st.radio("Explain", modes, horizontal=True, key="e_mode")
+    test_index, text, image = 0, None, None
+    if mode == "a test example":
+        test_index = int(st.number_input("Test example (row of the test split)", min_value=0, value=0, key="e_index"))
+        field_error("test_index")
+    elif mode == "draw a digit":
+        st.caption("Type ink values 0 (white) to 16 (black) into the 8x8 grid.")
+        grid = st.data_editor(BLANK_DIGIT, key="e_digit", width="content")
+        image = [[float(v) for v in row] for row in grid.fillna(0).to_numpy().tolist()]
+        field_error("image")
+    else:
+        text = st.text_area("Your sentence", "A warm, funny and surprisingly moving film.", key="e_text")
+        field_error("text")
+with right:
+    lam = st.number_input("lambda (L2 of the last-layer fit)", value=0.003, format="%g", key="e_lambda",
+                          help="the paper's 0.003; the decomposition is exact at the fit's stationary point")
+    field_error("lambda")
+    top_k = int(st.number_input("Examples to show (top-k)", 1, 100, 8, key="e_topk"))
+    limit = int(st.number_input("Training points (0: all)", min_value=0, value=0 if image_model else 2000,
+                                key="e_limit", help="text models embed every training point once (cached)"))
+    field_error("train_limit")
+    parent = st.selectbox("Pruned model from run (optional)", parent_choices(model), key="e_parent",
+                          format_func=lambda r: "none: the dense model" if r is None else run_label(r))
+    field_error("parent_run")
+    field_error("parent_sparsity")
+    captum = st.checkbox("Also run captum (attributions, TracIn, similarity)", value=True, key="e_captum")
+    flip = st.slider("Labels flipped for the debugging experiment", 0.0, 0.5, 0.1, 0.05, key="e_flip")
+    seed = int(st.number_input("Seed", min_value=0, value=0, key="e_seed"))
+
+if st.button("Explain", type="primary", key="e_submit"):
+    spec = {"kind": "explain", "method": "representer", "model": model, "dataset": dataset, "lambda": lam,
+            "test_index": test_index, "text": text, "image": image, "top_k": top_k,
+            "train_limit": limit or None, "parent_run": parent.id if parent else None, "captum": captum,
+            "flip_fraction": flip, "seed": seed}
+    run_id = submit_spec(spec)
+    if run_id is not None:
+        st.session_state["explain_run"] = run_id
+    st.rerun()
+other_errors(FIELDS)
+
+
+# ---------------------------------------------------------------- results
+def artifact_json(run_id: int, name: str):
+    try:
+        return json.loads(repo.artifact_path(run_id, name).read_text())
+    except KeyError:
+        return None
+
+
+def artifact_frame(run_id: int, name: str):
+    try:
+        return pd.read_parquet(repo.artifact_path(run_id, name))
+    except KeyError:
+        return None
+
+
+def draw_input(e: dict, key: str) -> None:
+    point, pred = e["input"], e["prediction"]
+    truth = f" · true label **{point['label']}**" if point.get("label") is not None else ""
+    st.markdown(f"Prediction **{pred['name']}** ({max(pred['probs']):.1%}){truth} · {point['source']}"
+                + (f" #{point['index']}" if "index" in point else ""))
+    attr = e.get("attribution")
+    if e["modality"] == "image":
+        a, b = st.columns(2)
+        a.plotly_chart(fig.digit_figure(point["item"], "the input"), key=f"{key}-digit")
+        if attr:
+            b.plotly_chart(fig.attribution_figure(attr["pixels"], attr["delta"]), key=f"{key}-attr")
+    elif attr:
+        st.html(fig.token_html(attr["tokens"], attr["values"]))
+        st.caption(f"{attr['method']} from {attr['baseline']}, {attr['steps']} steps; "
+                   f"convergence delta {attr['delta']:.2e} (0 = attributions add up exactly)")
+    else:
+        st.text(point["item"])
+
+
+def draw_examples(e: dict, side: str, key: str) -> None:
+    items = e[side]
+    if e["modality"] == "image":
+        st.plotly_chart(fig.digit_grid(items, f"{side} training examples"), key=f"{key}-{side}")
+    else:
+        st.markdown(f"**{side.capitalize()}** training examples")
+        st.dataframe(fig.examples_table(items), hide_index=True, width="stretch", key=f"{key}-{side}-t")
+
+
+def draw_explanation(e: dict, key: str) -> None:
+    draw_input(e, key)
+    draw_examples(e, "excitatory", key)
+    draw_examples(e, "inhibitory", key)
+    st.plotly_chart(fig.per_label_figure(e), key=f"{key}-per-label")
+    st.plotly_chart(fig.logits_figure(e), key=f"{key}-logits")
+
+
+def draw_self_check(run, frame: pd.DataFrame) -> None:
+    mine = frame[(frame["run_id"] == run.id) & (frame["series"] == "")]
+    dense = mine[mine["x"] == 0].set_index("key")["value"]
+    cols = st.columns(5)
+    for col, (key, label, fmt) in zip(cols, [("pearson_train", "Pearson r, train", "{:.4f}"),
+                                             ("pearson_test", "Pearson r, test", "{:.4f}"),
+                                             ("grad_norm_final", "final gradient norm", "{:.1e}"),
+                                             ("precompute_s", "precompute (s)", "{:.1f}"),
+                                             ("explain_ms", "explain (ms)", "{:.2f}")]):
+        if key in dense:
+            col.metric(label, fmt.format(dense[key]))
+    recon = artifact_frame(run.id, "reconstruction@dense")
+    if recon is not None:
+        r = {s: dense.get(f"pearson_{s}") for s in ("train", "test")}
+        st.plotly_chart(fig.reconstruction_figure(recon, {k: v for k, v in r.items() if v is not None}), key="recon")
+
+
+def draw_influence(run, frame: pd.DataFrame) -> None:
+    infl = artifact_json(run.id, "influence")
+    if infl is None:
+        return
+    st.subheader("captum's influence on the same prediction")
+    st.dataframe(fig.overlap_table(frame[frame["run_id"] == run.id]), hide_index=True, width="stretch")
+    for method, title in (("tracin", "TracInCPFast"), ("similarity", "SimilarityInfluence (cosine)")):
+        a, b = st.columns(2)
+        for col, side in ((a, "proponents"), (b, "opponents")):
+            col.markdown(f"**{title}: {side}**")
+            col.dataframe(fig.examples_table(infl[method][side]["examples"]), hide_index=True,
+                          width="stretch", key=f"infl-{method}-{side}")
+
+
+def draw_global(run, frame: pd.DataFrame) -> None:
+    st.subheader("Global view")
+    ranking = artifact_frame(run.id, "alpha_ranking")
+    if ranking is not None:
+        st.plotly_chart(fig.ranking_figure(ranking), key="ranking")
+    st.plotly_chart(fig.mislabel_figure(frame, run.id), key="mislabel")
+
+
+def draw_results(run) -> None:
+    frame = repo.metrics_frame([run.id])
+    variants = [(v, artifact_json(run.id, f"explanation@{v}")) for v in ("dense", "pruned")]
+    variants = [(v, e) for v, e in variants if e is not None]
+    for col, (variant, e) in zip(st.columns(len(variants)), variants):
+        with col:
+            sparsity = e.get("variant", {}).get("sparsity") or 0
+            st.subheader("Dense model" if variant == "dense" else f"Pruned at {sparsity:.0%}")
+            draw_explanation(e, variant)
+    st.subheader("Self-check: the decomposition rebuilds the model")
+    draw_self_check(run, frame)
+    draw_influence(run, frame)
+    draw_global(run, frame)
+    with st.expander("all metrics and the evaluation setup"):
+        st.dataframe(frame[frame["key"] != "mislabel_found"], hide_index=True, width="stretch")
+        st.json(run.info or {})
+
+
+run_id = st.session_state.get("explain_run")
+if run_id:
+    st.subheader(f"Run #{run_id}")
+    follow_run(run_id, draw_results)
