@@ -9,6 +9,7 @@ st.set_page_config(page_title="Sparsity Lab", page_icon="🕸️", layout="wide"
 PAGES = {
     "Labs": [
         st.Page("pages/pruning.py", title="Pruning", icon="✂️", default=True),
+        st.Page("pages/sae.py", title="SAE features", icon="🔬"),
         st.Page("pages/kernels.py", title="Kernel latency", icon="⏱️"),
         st.Page("pages/explain.py", title="Explanations", icon="🔍"),
     ],

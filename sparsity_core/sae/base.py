@@ -14,6 +14,7 @@ O(batch x k x d_in) work instead of five dense matmuls.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
@@ -22,6 +23,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 VARIANTS: dict[str, type["SAE"]] = {}
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 DENSE_FALLBACK = 0.08  # above this fraction of active pairs a dense matmul beats the sparse kernels
 

@@ -1,0 +1,151 @@
+"""SAE lab: train a sparse autoencoder on a model's activations and browse the features it finds."""
+
+import pandas as pd
+import streamlit as st
+
+from db import repo
+from pages._ui import field_error, follow_run, other_errors, run_label, submit_spec
+from sparsity_core.reports import sae as figs
+from sparsity_core.sae import VARIANTS
+from sparsity_core.zoo import MODELS
+
+st.title("🔬 SAE features")
+st.markdown(
+    "A sparse autoencoder (SAE) rewrites each activation of a model as a sum of a few directions, "
+    "'latents', out of thousands. Pick a model, a block and an SAE variant: the lab records the "
+    "model's activations on real text, trains the SAE, measures how much of the activation it "
+    "explains with how few latents, and opens a browser where each latent shows the words that "
+    "switch it on. Runs on a pruned parent show what pruning did to the features.")
+
+HF = "hf:<hub id or local path>"
+TEXT_MODELS = [m for m, info in MODELS.items() if info.task in ("encoder", "causal_lm")]
+FIELDS = {"model", "variant", "layer", "site", "data", "tokens", "expansion", "k", "l1_coeff", "lr",
+          "parent_run", "parent_sparsity", "seed"}
+
+with st.form("sae"):
+    left, mid, right = st.columns(3)
+    with left:
+        choice = st.selectbox("Model", [*TEXT_MODELS, HF], key="sae_model")
+        hf_ref = st.text_input("Hub id or local path (for hf:)", placeholder="org/model or ./checkpoint")
+        field_error("model")
+        layer = st.number_input("Block (layer index)", min_value=0, value=3, step=1, key="sae_layer")
+        field_error("layer")
+        site = st.radio("Site", ["resid", "mlp", "attn"], horizontal=True,
+                        help="resid: residual stream after the block; mlp / attn: that sub-layer's output")
+        data = st.selectbox("Text", ["all", "rotten_tomatoes", "bbc_news", "tweets"], key="sae_data")
+    with mid:
+        variant = st.selectbox("Variant", list(VARIANTS), index=list(VARIANTS).index("topk"),
+                               format_func=lambda v: f"{v} — {VARIANTS[v].description}", key="sae_variant")
+        field_error("variant")
+        k = st.number_input("k (target active latents per token)", min_value=1, value=32, step=1, key="sae_k")
+        field_error("k")
+        expansion = st.number_input("Expansion (latents = expansion x width)", min_value=1, value=8, step=1)
+        l1 = st.number_input("Penalty coefficient (relu_l1, flops; 0 = steer to L0 = k)", min_value=0.0, value=0.0)
+        field_error("l1_coeff")
+    with right:
+        tokens = st.number_input("Training tokens", min_value=4096, value=200_000, step=50_000, key="sae_tokens")
+        field_error("tokens")
+        lr = st.number_input("Learning rate", min_value=1e-6, value=1e-3, format="%.5f")
+        prune_runs = [r for r in repo.list_runs(kind="prune", status="succeeded", limit=50)]
+        parent = st.selectbox("Pruned parent (optional)", [None, *prune_runs],
+                              format_func=lambda r: "none (dense model)" if r is None else run_label(r))
+        field_error("parent_run")
+        parent_sparsity = st.number_input("Parent sparsity (-1 = its highest)", min_value=-1.0, max_value=0.99, value=-1.0)
+        field_error("parent_sparsity")
+        seed = st.number_input("Seed", min_value=0, value=0, step=1)
+        name = st.text_input("Run name (optional)")
+    submitted = st.form_submit_button("Train", type="primary", key="sae_submit")
+
+if submitted:
+    spec = {"kind": "sae", "model": f"hf:{hf_ref.strip()}" if choice == HF else choice, "variant": variant,
+            "layer": int(layer), "site": site, "data": data, "tokens": int(tokens), "expansion": int(expansion),
+            "k": int(k), "l1_coeff": float(l1) or None, "lr": float(lr), "seed": int(seed), "name": name or None,
+            "parent_run": parent.id if parent else None,
+            "parent_sparsity": None if parent_sparsity < 0 else float(parent_sparsity)}
+    run_id = submit_spec(spec)
+    if run_id is not None:
+        st.session_state["sae_run"] = run_id
+        st.rerun()
+other_errors(FIELDS)
+
+
+@st.cache_data(max_entries=8)
+def _table(run_id: int, name: str) -> pd.DataFrame:
+    return pd.read_parquet(repo.artifact_path(run_id, name))
+
+
+def draw_browser(run) -> None:
+    features, contexts = _table(run.id, "features"), _table(run.id, "contexts")
+    st.subheader("Feature browser")
+    c1, c2, c3 = st.columns([2, 1, 1])
+    query = c1.text_input("Search latents by token or text", key="sae-query")
+    by = c2.radio("Match", ["token", "text"], horizontal=True, key="sae-by")
+    order = c3.selectbox("Sort by", ["density (high first)", "density (low first)", "latent"], key="sae-order")
+    found = figs.search_features(features, contexts, query, by)
+    if order != "latent" and "matches" not in found:
+        found = found.sort_values("density", ascending=order.endswith("(low first)"))
+    cols = [c for c in ("latent", "density", "max_activation", "top_tokens", "promoted", "matches") if c in found]
+    st.dataframe(found[cols].head(500), width="stretch", hide_index=True)
+    if found.empty:
+        st.info("no latent matches")
+        return
+    latent = st.selectbox("Latent", found["latent"].head(500).tolist(), key="sae-latent")
+    row = features[features["latent"] == latent].iloc[0]
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown(f"**Latent {latent}** · fires on {row['density']:.3%} of held-out tokens")
+        st.html(figs.context_html(contexts[contexts["latent"] == latent]))
+    with right:
+        st.plotly_chart(figs.activation_histogram(row), key="sae-acthist")
+        if "promoted" in row:
+            st.markdown(f"**Promotes:** {row['promoted']}")
+            st.markdown(f"**Suppresses:** {row['suppressed']}")
+
+
+def draw_compare(run) -> None:
+    from sparsity_core.sae.compare import matched_features
+
+    others = [r for r in repo.list_runs(kind="sae", status="succeeded", limit=30) if r.id != run.id]
+    other = st.selectbox("Compare with another SAE run", [None, *others],
+                         format_func=lambda r: "—" if r is None else run_label(r), key="sae-other")
+    if other is None:
+        return
+    labels = {run.id: run_label(run), other.id: run_label(other)}
+    frame = repo.metrics_frame([run.id, other.id])
+    st.dataframe(figs.final_metrics(frame, labels), width="stretch")
+    st.plotly_chart(figs.density_histogram(frame, labels), key="sae-cmp-density")
+    try:
+        matches = matched_features(run.id, other.id)
+    except ValueError as exc:
+        st.warning(str(exc))
+        return
+    st.metric("latents with a match above 0.7 cosine", f"{(matches['cosine'] > 0.7).mean():.1%}")
+    st.plotly_chart(figs.match_histogram(matches, f"#{run.id}", f"#{other.id}"), key="sae-matches")
+
+
+def draw_results(run) -> None:
+    frame = repo.metrics_frame([run.id])
+    labels = {run.id: run_label(run)}
+    st.dataframe(figs.final_metrics(frame, labels), width="stretch")
+    cols = st.columns(3)
+    for col, key in zip(cols, ("train_fve", "train_l0", "dead_fraction")):
+        col.plotly_chart(figs.training_curve(frame, key, labels), key=f"sae-curve-{key}")
+    st.plotly_chart(figs.density_histogram(frame, labels), key="sae-density")
+    draw_browser(run)
+    st.subheader("Side by side")
+    draw_compare(run)
+    st.caption(f"SAELens export: {repo.artifact_path(run.id, 'saelens')} (cfg.json + sae_weights.safetensors)")
+
+
+run_id = st.session_state.get("sae_run")
+if run_id:
+    st.subheader(f"Run #{run_id}")
+    follow_run(run_id, draw_results)
+else:
+    earlier = repo.list_runs(kind="sae", status="succeeded", limit=20)
+    if earlier:
+        pick = st.selectbox("Or open an earlier SAE run", [None, *earlier],
+                            format_func=lambda r: "—" if r is None else run_label(r))
+        if pick is not None:
+            st.session_state["sae_run"] = pick.id
+            st.rerun()

@@ -1,0 +1,97 @@
+"""SAE lab figures and tables, shared by the SAE page, the compare page and the HTML export.
+
+Inputs are pandas frames: the long metrics frame from `db.repo.metrics_frame`, and the feature /
+context tables the SAE job stores as parquet. Nothing here reads Streamlit state or torch.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from sparsity_core.reports.figures import metric_curve
+
+FINAL_KEYS = ("l0", "fve", "nmse", "dead_fraction", "eval_dead_fraction", "tokens_per_s", "ce_recovered",
+              "ce_clean", "ce_sae", "ce_zero", "probe_accuracy", "probe_accuracy_clean", "probe_accuracy_zero",
+              "embedding_cosine", "embedding_cosine_zero", "cosine_recovered")
+CURVE_TITLES = {"train_l0": "L0 (active latents per token)", "train_fve": "fraction of variance explained",
+                "dead_fraction": "dead latents (fraction)", "coeff": "penalty coefficient"}
+ACT_BINS = np.linspace(-2.0, 1.5, 36)  # must match sparsity_core.sae.features.ACT_BINS (a test checks)
+
+
+def final_metrics(frame: pd.DataFrame, labels: Optional[dict[int, str]] = None) -> pd.DataFrame:
+    """One row per run, one column per final (x-less) metric, in a fixed readable order."""
+    rows = frame[frame["x"].isna() & (frame["series"] == "")]
+    table = rows.pivot_table(index="run_id", columns="key", values="value", aggfunc="last")
+    table = table[[k for k in FINAL_KEYS if k in table.columns]]
+    if labels:
+        table.index = [labels.get(i, f"run #{i}") for i in table.index]
+    return table
+
+
+def training_curve(frame: pd.DataFrame, key: str, labels: Optional[dict[int, str]] = None) -> go.Figure:
+    fig = metric_curve(frame[frame["x"].notna()], key, labels, x_title="training tokens seen")
+    fig.update_layout(title=CURVE_TITLES.get(key, key), yaxis_title=CURVE_TITLES.get(key, key))
+    return fig
+
+
+def density_histogram(frame: pd.DataFrame, labels: Optional[dict[int, str]] = None) -> go.Figure:
+    """Share of latents per log10(firing density) bin; the leftmost bin holds dead latents."""
+    fig = go.Figure()
+    rows = frame[frame["key"] == "log_density"].sort_values("x")
+    for run_id, part in rows.groupby("run_id", sort=True):
+        fig.add_trace(go.Bar(x=part["x"], y=part["value"], name=(labels or {}).get(run_id, f"run #{run_id}"),
+                             opacity=0.7))
+    fig.update_layout(barmode="overlay", title="latent density (held-out tokens)",
+                      xaxis_title="log10 firing frequency (leftmost bin: never fired)",
+                      yaxis_title="share of latents", height=340, margin=dict(t=40, b=40))
+    return fig
+
+
+def activation_histogram(row: pd.Series) -> go.Figure:
+    """One latent's activations on held-out tokens (log10 bins)."""
+    centres = 10 ** ((ACT_BINS[:-1] + ACT_BINS[1:]) / 2)
+    fig = go.Figure(go.Bar(x=centres, y=list(row["act_hist"])))
+    fig.update_layout(title=f"latent {int(row['latent'])}: activation histogram", xaxis_type="log",
+                      xaxis_title="activation (normalised units)", yaxis_title="tokens", height=280,
+                      margin=dict(t=40, b=40))
+    return fig
+
+
+def context_html(contexts: pd.DataFrame) -> str:
+    """Top-activating contexts as HTML lines with the token highlighted (opacity ~ activation)."""
+    if contexts.empty:
+        return "<i>this latent never fired on the held-out tokens</i>"
+    top = float(contexts["activation"].max()) or 1.0
+    lines = []
+    for r in contexts.itertuples():
+        alpha = 0.25 + 0.75 * float(r.activation) / top
+        lines.append(f"<div style='font-family:monospace'><b>{r.activation:.2f}</b>&nbsp; "
+                     f"{html.escape(r.left)} <mark style='background:rgba(255,140,0,{alpha:.2f})'>"
+                     f"{html.escape(r.token)}</mark> {html.escape(r.right)}</div>")
+    return "\n".join(lines)
+
+
+def search_features(features: pd.DataFrame, contexts: pd.DataFrame, query: str, by: str = "token") -> pd.DataFrame:
+    """Latents whose top contexts contain `query`: as the highlighted token, or anywhere in the text."""
+    q = query.strip().lower()
+    if not q:
+        return features
+    if by == "token":
+        hit = contexts["token"].str.strip().str.lower().str.lstrip("#") == q.lstrip("#")
+    else:
+        hit = (contexts["left"] + " " + contexts["token"] + " " + contexts["right"]).str.lower().str.contains(q, regex=False)
+    counts = contexts[hit].groupby("latent").size().rename("matches")
+    found = features.merge(counts, left_on="latent", right_index=True)
+    return found.sort_values("matches", ascending=False)
+
+
+def match_histogram(matches: pd.DataFrame, label_a: str, label_b: str) -> go.Figure:
+    fig = go.Figure(go.Histogram(x=matches["cosine"], nbinsx=40))
+    fig.update_layout(title=f"best decoder-cosine match in {label_b} for each latent of {label_a}",
+                      xaxis_title="cosine similarity", yaxis_title="latents", height=320, margin=dict(t=40, b=40))
+    return fig

@@ -1,0 +1,30 @@
+"""Tiny transformer checkpoints (BERT encoder, Llama causal LM) with MiniLM's real tokenizer, so
+the SAE lab's full path runs in seconds through the `hf:` loader."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    from sparsity_core.zoo.minilm import model_dir
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(model_dir())
+    root = tmp_path_factory.mktemp("tiny-models")
+    bert = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=256))
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=1, intermediate_size=64,
+                                         max_position_embeddings=256))
+    out = {}
+    for name, model in (("bert", bert), ("llama", llama)):
+        folder = root / name
+        model.save_pretrained(folder)
+        tok.save_pretrained(folder)
+        out[name] = f"hf:{folder}"
+    return out
