@@ -117,3 +117,20 @@ def test_method_params_are_validated():
     with pytest.raises(ValueError, match="initial method"):
         METHODS["dsnot"](initial="dsnot")
     assert not METHODS["sparsegpt"].supports("heads") and METHODS["wanda"].supports("8:16")
+
+
+def test_calibration_hooks_are_removed_after_an_error():
+    layer = nn.Linear(4, 4)
+
+    class Boom(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x):
+            self.layer(x)
+            raise RuntimeError("forced failure mid-forward")
+
+    with pytest.raises(RuntimeError, match="forced"):
+        collect_stats(Boom(), {"l": layer}, [torch.ones(2, 4)], need={"norm"})
+    assert not layer._forward_pre_hooks
