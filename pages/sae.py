@@ -65,7 +65,7 @@ if submitted:
     run_id = submit_spec(spec)
     if run_id is not None:
         st.session_state["sae_run"] = run_id
-        st.rerun()
+    st.rerun()  # redraw: the run's progress, or each message beside its widget
 other_errors(FIELDS)
 
 

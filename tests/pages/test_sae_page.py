@@ -1,0 +1,64 @@
+"""The SAE page in AppTest: it explains itself, bad input is shown beside its widget and queues
+nothing, a good spec is queued, and a finished run opens the feature browser."""
+
+from pathlib import Path
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from db import repo
+from sparsity_core.jobs import submit
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "sae.py")
+
+
+def _open() -> AppTest:
+    return AppTest.from_file(PAGE, default_timeout=120).run()
+
+
+def test_bad_layer_is_shown_beside_the_widget_and_nothing_is_queued():
+    at = _open()
+    assert not at.exception
+    assert "sparse autoencoder" in at.markdown[0].value
+    at.number_input(key="sae_layer").set_value(9)
+    at.number_input(key="sae_tokens").set_value(8192)
+    at.button(key="sae_submit").click().run()
+    assert any("out of range" in e.value for e in at.error)
+    assert repo.list_runs() == []
+
+
+def _fake_finished_run(home: Path) -> int:
+    """A succeeded SAE run with the artifacts the browser reads (written by hand, no training)."""
+    run_id = submit({"kind": "sae", "model": "minilm-l6", "tokens": 8192, "data": "rotten_tomatoes"},
+                    status="running", worker="test")
+    folder = home / "artifacts" / f"run-{run_id:06d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    features = pd.DataFrame({"latent": [0, 1], "density": [0.1, 0.01], "log10_density": [-1.0, -2.0],
+                             "mean_activation": [1.0, 2.0], "max_activation": [2.0, 3.0],
+                             "top_tokens": ["movie", "bad"], "act_hist": [[0] * 35, [1] * 35]})
+    contexts = pd.DataFrame({"latent": [0, 1], "rank": [0, 0], "activation": [2.0, 3.0],
+                             "left": ["a great", "a really"], "token": ["movie", "bad"], "right": ["!", "film"]})
+    for name, frame in (("features", features), ("contexts", contexts)):
+        frame.to_parquet(folder / f"{name}.parquet")
+        repo.add_artifact(run_id, name, folder / f"{name}.parquet", "parquet")
+    (folder / "saelens").mkdir()
+    (folder / "saelens" / "cfg.json").write_text("{}")
+    repo.add_artifact(run_id, "saelens", folder / "saelens", "dir")
+    repo.add_metrics(run_id, [{"key": "l0", "value": 32.0}, {"key": "fve", "value": 0.9},
+                              {"key": "train_fve", "x": 4096, "value": 0.5},
+                              {"key": "log_density", "x": -1.0, "value": 1.0}])
+    repo.finish_run(run_id, "succeeded")
+    return run_id
+
+
+def test_finished_run_opens_the_browser_and_search_finds_a_token(store):
+    run_id = _fake_finished_run(store)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["sae_run"] = run_id
+    at.run()
+    assert not at.exception
+    assert at.dataframe[0].value.loc[:, "fve"].iloc[0] == 0.9
+    at.text_input(key="sae-query").set_value("bad").run()
+    assert not at.exception
+    browser = at.dataframe[1].value
+    assert list(browser["latent"]) == [1]
