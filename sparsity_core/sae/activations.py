@@ -150,16 +150,19 @@ def corpus_texts(data: str, split: str, seed: int = 0) -> list[str]:
     return [t for name in names for t in load_dataset(name, split, seed).texts]
 
 
-def tokenize_windows(tokenizer, texts: list[str], context: int) -> list[list[int]]:
-    """Every text cut into windows of at most `context` tokens, special tokens included."""
+def iter_windows(tokenizer, texts: list[str], context: int, chunk: int = 256) -> Iterator[list[int]]:
+    """Every text cut into windows of at most `context` tokens, special tokens included, in a
+    fixed order; tokenised lazily so a small budget never tokenises the whole corpus."""
     if tokenizer.pad_token is None:  # Llama-style tokenizers ship without one
         tokenizer.pad_token = tokenizer.eos_token
-    out: list[list[int]] = []
-    for i in range(0, len(texts), 512):
-        enc = tokenizer(texts[i:i + 512], truncation=True, max_length=context,
+    for i in range(0, len(texts), chunk):
+        enc = tokenizer(texts[i:i + chunk], truncation=True, max_length=context,
                         return_overflowing_tokens=True, stride=0)
-        out.extend(ids for ids in enc["input_ids"] if len(ids) > 1)
-    return out
+        yield from (ids for ids in enc["input_ids"] if len(ids) > 1)
+
+
+def tokenize_windows(tokenizer, texts: list[str], context: int) -> list[list[int]]:
+    return list(iter_windows(tokenizer, texts, context))
 
 
 def corpus_token_count(handle_or_tokenizer, model: str, data: str, split: str, context: int, seed: int = 0) -> int:
@@ -203,12 +206,11 @@ def _manifest(folder, key: ActivationKey) -> dict:
 def _capture(handle, key, manifest, n_tokens, progress) -> None:
     folder = key.folder()
     module = site_module(handle, key.layer, key.site)
-    windows = tokenize_windows(handle.tokenizer, corpus_texts(key.data, key.split, key.seed), key.context)
+    windows = iter_windows(handle.tokenizer, corpus_texts(key.data, key.split, key.seed), key.context)
     start = manifest["windows_done"]
     buf: dict[str, list[Tensor]] = {"acts": [], "token_ids": [], "window": []}
-    buffered = 0
-    for w0 in range(start, len(windows), WINDOWS_PER_BATCH):
-        batch = windows[w0:w0 + WINDOWS_PER_BATCH]
+    buffered, w0 = 0, start
+    for batch in _batches(windows, start):
         enc = handle.tokenizer.pad({"input_ids": batch}, return_tensors="pt").to(handle.device)
         out = site_outputs(handle, module, enc)
         real = enc["attention_mask"].bool()
@@ -216,17 +218,33 @@ def _capture(handle, key, manifest, n_tokens, progress) -> None:
         buf["token_ids"].append(enc["input_ids"][real].cpu())
         buf["window"].append((torch.arange(w0, w0 + len(batch))[:, None].expand_as(real.cpu()))[real.cpu()])
         buffered += int(real.sum())
-        manifest["windows_done"] = w0 + len(batch)
+        w0 += len(batch)
+        manifest["windows_done"] = w0
         done = manifest["tokens"] + buffered >= n_tokens
-        if buffered >= SHARD_TOKENS or done or manifest["windows_done"] >= len(windows):
+        if buffered >= SHARD_TOKENS or done:
             _write_shard(folder, manifest, buf, buffered)
             buf, buffered = {k: [] for k in buf}, 0
             if progress:
                 progress(min(1.0, manifest["tokens"] / n_tokens), f"captured {manifest['tokens']:,} tokens")
         if done:
             return
+    _write_shard(folder, manifest, buf, buffered)
     manifest["exhausted"] = True
     (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _batches(windows: Iterator[list[int]], skip: int) -> Iterator[list[list[int]]]:
+    """WINDOWS_PER_BATCH windows at a time, after skipping the `skip` already captured."""
+    batch: list[list[int]] = []
+    for i, ids in enumerate(windows):
+        if i < skip:
+            continue
+        batch.append(ids)
+        if len(batch) == WINDOWS_PER_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _write_shard(folder, manifest, buf, n) -> None:

@@ -16,6 +16,13 @@ SMALL = {"kind": "sae", "data": "rotten_tomatoes", "tokens": 8192, "batch_tokens
          "expansion": 4, "k": 4, "layer": 1}
 
 
+@pytest.fixture(autouse=True)
+def small_eval(monkeypatch):
+    monkeypatch.setattr("sparsity_core.sae.run.EVAL_TOKENS", 4096)  # held-out tokens: enough for tiny models
+    monkeypatch.setattr("sparsity_core.sae.metrics.PROBE_TRAIN", 120)  # the probe only has to run, not be precise
+    monkeypatch.setattr("sparsity_core.sae.metrics.PROBE_TEST", 60)
+
+
 def test_encoder_run_stores_metrics_features_and_export(tiny_models):
     progress = Progress()
     run_sae(parse_spec({**SMALL, "model": tiny_models["bert"], "variant": "topk"}), progress)

@@ -120,3 +120,20 @@ def test_registry_refuses_duplicates():
 def test_k_larger_than_latents_is_refused():
     with pytest.raises(ValueError, match="between 1 and the number of latents"):
         VARIANTS["topk"](4, 8, k=9)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_cuda_step_matches_cpu(name):
+    torch.manual_seed(0)
+    cpu = VARIANTS[name](8, 32, k=4)
+    gpu = VARIANTS[name](8, 32, k=4).to("cuda")
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.randn(64, 8)
+    a = cpu.train_step(x, StepContext(1.0))
+    b = gpu.train_step(x.to("cuda"), StepContext(1.0))
+    a.loss.backward()
+    b.loss.backward()
+    assert torch.allclose(a.loss, b.loss.cpu(), rtol=1e-4)
+    assert torch.allclose(cpu.W_enc.grad, gpu.W_enc.grad.cpu(), atol=1e-4)
