@@ -26,6 +26,7 @@ VARIANTS: dict[str, type["SAE"]] = {}
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
+THRESHOLD_MOMENTUM = 0.99  # inference thresholds: EMA over ~100 steps once past the first 100
 DENSE_FALLBACK = 0.08  # above this fraction of active pairs a dense matmul beats the sparse kernels
 
 
@@ -163,6 +164,7 @@ class SAE(nn.Module):
         self.steer = self.penalty and l1_coeff is None
         self.register_buffer("coeff", torch.tensor(float(l1_coeff or self.initial_coeff)))
         self.register_buffer("threshold", torch.zeros(()))  # inference threshold (BatchTopK family)
+        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.long))
         self._last_pre: Optional[Tensor] = None  # pre-activations of the current step (AuxK reuses them)
 
     initial_coeff: ClassVar[float] = 1.0
@@ -212,7 +214,7 @@ class SAE(nn.Module):
         mse = (recon - x).pow(2).sum(-1).mean()
         parts = {"mse": mse}
         loss = mse + self.extra_loss(x, recon, codes, ctx, parts)
-        self.after_select(codes)
+        self.after_select(codes, ctx)
         l0 = torch.tensor(codes.vals.numel() / len(x))
         if self.steer:
             self._steer(l0)
@@ -222,8 +224,18 @@ class SAE(nn.Module):
     def extra_loss(self, x: Tensor, recon: Tensor, codes: Codes, ctx: StepContext, parts: dict) -> Tensor:
         return x.new_zeros(())
 
-    def after_select(self, codes: Codes) -> None:
+    def after_select(self, codes: Codes, ctx: StepContext) -> None:
         """Hook for state learned from the selection (inference thresholds)."""
+
+    def threshold_momentum(self, ctx: StepContext) -> float | None:
+        """Weight of the old value in a threshold update, or None to skip this step.
+
+        Thresholds learn only once the sparsity warm-up is over (earlier selections are looser);
+        then a running mean of every update so far, turning into an EMA over ~100 steps."""
+        if not self.training or ctx.sparsity_scale < 1.0:
+            return None
+        self.threshold_updates += 1
+        return min(THRESHOLD_MOMENTUM, 1.0 - 1.0 / float(self.threshold_updates))
 
     def _steer(self, l0: Tensor) -> None:
         # multiplicative controller on the penalty: +-5% a step at most, so L0 settles near k

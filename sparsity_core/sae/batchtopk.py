@@ -13,7 +13,6 @@ import torch
 from sparsity_core.sae.base import SAE, StepContext, register_variant
 
 CANDIDATES = 4  # a token may take up to 4k of the batch's k x batch budget
-THRESHOLD_MOMENTUM = 0.99  # running mean over ~100 steps
 
 
 @register_variant
@@ -35,11 +34,11 @@ class BatchTopKSAE(SAE):
         return rows[order], cols[order]
 
     @torch.no_grad()
-    def after_select(self, codes):
-        if self.training and codes.vals.numel():
+    def after_select(self, codes, ctx):
+        momentum = self.threshold_momentum(ctx)
+        if momentum is not None and codes.vals.numel():
             low = codes.vals.detach().min()
-            fresh = bool(self.threshold == 0)
-            self.threshold.copy_(low if fresh else THRESHOLD_MOMENTUM * self.threshold + (1 - THRESHOLD_MOMENTUM) * low)
+            self.threshold.copy_(momentum * self.threshold + (1 - momentum) * low)
 
     def encode(self, x):
         pre = self.pre_acts(x)

@@ -12,8 +12,6 @@ import torch
 
 from sparsity_core.sae.base import SAE, StepContext, register_variant
 
-THRESHOLD_MOMENTUM = 0.99
-
 
 @register_variant
 class FeatureChoiceSAE(SAE):
@@ -36,15 +34,14 @@ class FeatureChoiceSAE(SAE):
         return rows[order], cols[order]
 
     @torch.no_grad()
-    def after_select(self, codes):
-        if not self.training or not codes.vals.numel():
+    def after_select(self, codes, ctx):
+        momentum = self.threshold_momentum(ctx)
+        if momentum is None or not codes.vals.numel():
             return
         low = torch.full((self.d_sae,), float("inf"), device=codes.vals.device)
         low = low.scatter_reduce(0, codes.cols, codes.vals.detach(), reduce="amin")
-        seen = torch.isfinite(low)
-        fresh = seen & (self.thresholds == 0)
-        update = THRESHOLD_MOMENTUM * self.thresholds + (1 - THRESHOLD_MOMENTUM) * low
-        self.thresholds.copy_(torch.where(fresh, low, torch.where(seen, update, self.thresholds)))
+        seen = torch.isfinite(low)  # a latent whose chosen tokens were all negative keeps its value
+        self.thresholds.copy_(torch.where(seen, momentum * self.thresholds + (1 - momentum) * low, self.thresholds))
 
     def encode(self, x):
         pre = self.pre_acts(x)

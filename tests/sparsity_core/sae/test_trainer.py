@@ -1,6 +1,7 @@
 """The trainer on synthetic data made of known sparse directions: the loss falls and the decoder
 recovers the directions."""
 
+import pytest
 import torch
 
 from sparsity_core.sae import VARIANTS
@@ -51,3 +52,12 @@ def test_penalty_is_steered_toward_k():
     train_sae(sae, acts, TrainConfig(tokens=60_000, batch=512, lr=3e-3, log_every=10),
               log=lambda seen, stats: logged.append(stats))
     assert logged[0]["l0"] > 10 and 2 < logged[-1]["l0"] < 8
+
+
+@pytest.mark.parametrize("name", ["batchtopk", "feature_choice", "mutual_choice"])
+def test_learned_thresholds_give_about_k_at_inference(name):
+    acts, _ = _synthetic(n=20_000)
+    sae = VARIANTS[name](24, 96, k=4, seed=0)
+    result = train_sae(sae, acts, TrainConfig(tokens=60_000, batch=512, lr=3e-3, log_every=50))
+    l0 = (sae.encode(acts[:4000] * result.scale) > 0).sum(-1).float().mean()
+    assert 2 <= l0 <= 8, f"inference L0 {l0:.1f} for k = 4"
