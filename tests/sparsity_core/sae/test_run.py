@@ -72,3 +72,36 @@ def test_bad_input_is_refused_before_queueing(tiny_models, change, field, words)
         submit({**SMALL, "model": tiny_models["bert"], **change})
     assert words in err.value.errors[field]
     assert repo.list_runs() == []
+
+
+def _pruned_parent(model: str) -> int:
+    """A succeeded pruning run of `model` at 50% magnitude sparsity, stored the way the pruning
+    job stores it (masks@0.5 + pruned@0.5), without running its evaluation."""
+    from db import repo
+    from sparsity_core.jobs.store_progress import StoreProgress
+    from sparsity_core.pruning import METHODS
+    from sparsity_core.pruning.artifacts import save_target
+    from sparsity_core.zoo import prunable_linears
+
+    run_id = submit({"kind": "prune", "model": model, "sparsities": [0.5]}, status="running", worker="test")
+    handle = load_model(model)
+    linears = prunable_linears(handle)
+    masks = METHODS["magnitude"]().prune(linears, 0.5)
+    save_target(StoreProgress(run_id), 0.5, linears, masks)
+    repo.finish_run(run_id, "succeeded")
+    return run_id
+
+
+def test_pruned_parent_gives_its_own_activations(tiny_models):
+    model = tiny_models["bert"]
+    parent = _pruned_parent(model)
+    spec = {**SMALL, "model": model, "downstream": False, "tokens": 4096}
+    dense, pruned = Progress(), Progress()
+    run_sae(parse_spec(spec), dense)
+    run_sae(parse_spec({**spec, "parent_run": parent, "parent_sparsity": 0.5}), pruned)
+    assert pruned.facts["activations"]["parent"] == f"run-{parent}@0.5"
+    assert dense.facts["activations"]["parent"] is None
+    assert dense.facts["training"]["scale"] != pruned.facts["training"]["scale"]  # different activations
+    with pytest.raises(SpecError) as err:
+        submit({**spec, "parent_run": parent, "parent_sparsity": 0.9})
+    assert "0.5" in err.value.errors["parent_sparsity"]
