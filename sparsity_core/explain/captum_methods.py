@@ -64,13 +64,25 @@ def _tokens(clf: Classifier, text: str, target: int, steps: int) -> dict[str, An
     special = torch.tensor(tok.get_special_tokens_mask(ids[0].tolist(), already_has_special_tokens=True),
                            dtype=torch.bool)
     baseline = torch.where(special, ids[0], torch.full_like(ids[0], tok.pad_token_id or 0))[None]
-    lig = LayerIntegratedGradients(lambda i, m: clf.logits(i, m), clf.handle.model.get_input_embeddings())
+    lig = LayerIntegratedGradients(lambda i, m: clf.logits(i, m), word_embeddings(clf.handle.model))
     attr, delta = lig.attribute(ids, baselines=baseline, additional_forward_args=(mask,), target=target,
                                 n_steps=steps, internal_batch_size=steps, return_convergence_delta=True)
     per_token = attr.sum(-1)[0].detach()
     return {"method": "LayerIntegratedGradients (word embeddings)", "baseline": "[PAD] tokens",
             "steps": steps, "tokens": tok.convert_ids_to_tokens(ids[0].tolist()),
             "values": per_token.tolist(), "delta": float(delta[0])}
+
+
+def word_embeddings(model: nn.Module) -> nn.Module:
+    """The token embedding table: transformers' accessor, else the `word_embeddings` module
+    (a plain nn.Module wrapping a BERT, like minilm-l6-rt), else the first nn.Embedding."""
+    getter = getattr(model, "get_input_embeddings", None)
+    if callable(getter) and getter() is not None:
+        return getter()
+    embeddings = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    if not embeddings:
+        raise ValueError("no token embedding layer to attribute to")
+    return next((m for n, m in embeddings if n.endswith("word_embeddings")), embeddings[0][1])
 
 
 # ---------------------------------------------------------------- influence

@@ -50,11 +50,24 @@ def preflight_explain(spec: ExplainSpec) -> None:
     train, test = splits(spec.dataset, spec.seed, spec.train_limit)
     if len(train) == 0 or len(test) == 0:
         raise SpecError({"dataset": f"{spec.dataset} has no {'training' if len(train) == 0 else 'test'} rows"})
+    classes = hf_classes(spec.model)
+    if classes and classes != len(train.classes):
+        raise SpecError({"dataset": f"{spec.model} predicts {classes} classes, {spec.dataset} has {len(train.classes)}"})
     if spec.text is None and spec.image is None and spec.test_index >= len(test):
         raise SpecError({"test_index": f"the {spec.dataset} test split has {len(test)} rows: "
                                        f"pick 0..{len(test) - 1}"})
     if spec.parent_run is not None:
         parent_sparsity(spec)
+
+
+def hf_classes(model: str) -> int | None:
+    """Number of labels of an `hf:` sequence classifier (None for anything else)."""
+    if not model.startswith("hf:"):
+        return None
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model.removeprefix("hf:"))
+    return config.num_labels if "ForSequenceClassification" in " ".join(config.architectures or []) else None
 
 
 def stored_sparsities(run_id: int) -> list[float]:

@@ -94,8 +94,18 @@ def _head_input_encoder(model: nn.Module, head: nn.Linear) -> Callable[[Tensor, 
     return encode
 
 
-def build_classifier(handle: ModelHandle, head: Optional[nn.Linear] = None) -> Classifier:
-    """Wrap a loaded model. `head` is required for encoders (it is trained on their features)."""
+def _standardized(encode: Callable[..., Tensor], mean: Tensor, std: Tensor) -> Callable[..., Tensor]:
+    def standardized(*inputs: Tensor) -> Tensor:
+        return (encode(*inputs) - mean.to(inputs[0].device)) / std.to(inputs[0].device)
+
+    return standardized
+
+
+def build_classifier(handle: ModelHandle, head: Optional[nn.Linear] = None,
+                     scale: Optional[tuple[Tensor, Tensor]] = None) -> Classifier:
+    """Wrap a loaded model. Encoders need the `head` trained on their features and that head's
+    feature `scale` (mean, std): the head's input, its last hidden layer, is the standardised
+    embedding (see `prepare._encoder_head` for why)."""
     model = handle.model
     if handle.name == "digits-mlp":
         return Classifier(handle, "image", model.features, model.head)
@@ -103,7 +113,8 @@ def build_classifier(handle: ModelHandle, head: Optional[nn.Linear] = None) -> C
         _, last = final_linear(model, len(handle.classes))
         return Classifier(handle, "text", _head_input_encoder(model, last), last)
     if handle.task == "encoder" and handle.tokenizer is not None:
-        return Classifier(handle, "text", _mean_pool_encoder(model), head)
+        encode = _mean_pool_encoder(model)
+        return Classifier(handle, "text", _standardized(encode, *scale) if scale else encode, head)
     raise ValueError(f"{handle.name} ({handle.task}) has no classification head to explain")
 
 

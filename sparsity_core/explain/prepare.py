@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import torch
 from safetensors.torch import load_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from sparsity_core.data import Dataset, load_dataset
 from sparsity_core.explain.cache import cache_key, load_head, save_atomic, train_head
@@ -56,6 +56,9 @@ def prepare(model: str, dataset: str, seed: int = 0, train_limit: Optional[int] 
     folder = cache_key(model, dataset, seed, len(train), parent)
     report(0.0, f"loading {model}" + (f" pruned by run {parent[0]} at {parent[1]:.0%}" if parent else ""))
     handle = load_for_explain(model, *(parent or (None, None)))
+    if handle.classes and len(handle.classes) != len(train.classes):
+        raise ValueError(f"{model} predicts {len(handle.classes)} classes ({', '.join(handle.classes)}) but "
+                         f"{dataset} has {len(train.classes)} ({', '.join(train.classes)})")
     # Step 2: features of both splits (cached)
     feats_path = folder / "features.safetensors"
     if feats_path.exists():
@@ -69,8 +72,12 @@ def prepare(model: str, dataset: str, seed: int = 0, train_limit: Optional[int] 
         feats = {"train": tr, "test": te}
         save_atomic(feats, feats_path, {"model": model, "dataset": dataset, "parent": parent})
     # Step 3: the head: the model's own, or one trained on the dense features (shared with pruned)
-    head = _encoder_head(model, dataset, seed, train, feats["train"], parent) if handle.task == "encoder" else None
-    clf = build_classifier(handle, head)
+    if handle.task == "encoder":
+        head, mean, std = _encoder_head(model, dataset, seed, train, feats["train"], parent)
+        clf = build_classifier(handle, head, (mean, std))
+        feats = {k: (v - mean) / std for k, v in feats.items()}
+    else:
+        clf = build_classifier(handle)
     ckpts = _checkpoints(folder, feats["train"], train, seed)
     report(0.9, "model outputs")
     with torch.no_grad():
@@ -79,17 +86,25 @@ def prepare(model: str, dataset: str, seed: int = 0, train_limit: Optional[int] 
 
 
 def _encoder_head(model: str, dataset: str, seed: int, train: Dataset, features: Tensor,
-                  parent: Optional[tuple[int, float]]):
-    """The softmax head trained on the *dense* encoder's features; a pruned encoder keeps it."""
+                  parent: Optional[tuple[int, float]]) -> tuple[nn.Linear, Tensor, Tensor]:
+    """(head, mean, std): a softmax layer on the *dense* encoder's standardised embeddings; a
+    pruned encoder keeps both. Why standardise: unit-norm embeddings (per-dimension scale ~0.05)
+    need a large last layer, and the paper's lambda = 0.003 then shrinks it so much that the
+    decomposition rebuilds Rotten Tomatoes outputs with r = 0.88 only; on standardised
+    embeddings (the usual probe preprocessing) r is 0.999 at the same lambda."""
     dense_folder = cache_key(model, dataset, seed, len(train), None)
-    path = dense_folder / "head.safetensors"
+    path = dense_folder / "head-standardised.safetensors"
     if not path.exists():
         if parent is not None:  # the dense features are needed first
-            features = prepare(model, dataset, seed, len(train), None).train_features
-        head, _ = train_head(features, torch.from_numpy(train.labels), len(train.classes), seed,
+            features = load_file(dense_folder / "features.safetensors")["train"] \
+                if (dense_folder / "features.safetensors").exists() \
+                else prepare(model, dataset, seed, len(train), None).train_features
+        mean, std = features.mean(0), features.std(0).clamp(min=1e-6)
+        head, _ = train_head((features - mean) / std, torch.from_numpy(train.labels), len(train.classes), seed,
                              checkpoint_dir=dense_folder)
-        save_atomic({"weight": head.weight, "bias": head.bias}, path)
-    return load_head(path)
+        save_atomic({"weight": head.weight, "bias": head.bias, "mean": mean, "std": std}, path)
+    state = load_file(path)
+    return load_head(path), state["mean"], state["std"]
 
 
 def _checkpoints(folder: Path, features: Tensor, train: Dataset, seed: int) -> list[Path]:
