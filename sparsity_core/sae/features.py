@@ -102,4 +102,10 @@ def _token_strings(tokenizer, ids: torch.Tensor) -> list[str]:
 
 
 def _join(tokens: list[str]) -> str:
-    return "".join(t[2:] if t.startswith("##") else " " + t for t in tokens) if tokens else ""
+    """Readable text from single-token strings: WordPiece pieces ("##ing") glue to the previous
+    token and words get spaces; byte-level BPE strings already carry their own spaces."""
+    if not tokens:
+        return ""
+    if any(t.startswith("##") for t in tokens) or not any(t[:1].isspace() for t in tokens):
+        return "".join(t[2:] if t.startswith("##") else " " + t for t in tokens).strip()
+    return "".join(tokens)
