@@ -12,6 +12,7 @@ Exits 1 when a target is missed: explain < 50 ms per point, Pearson > 0.99 on tr
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -90,6 +91,8 @@ def main() -> int:
     print(f"\ntargets: explain_ms < {EXPLAIN_MS_TARGET:g}, pearson_train > {PEARSON_TARGET}; "
           f"ratio = TracInCPFast top-{K} time / representer explain time; auc = area under the "
           f"flipped-labels-found vs data-inspected curve ({args.flip:.0%} flipped; random ~0.5)")
+    print(f"load average while measuring (1/5/15 min): {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs: a shared host stretches every time above, the ratio less so")
     missed = [r["setup"] for r in rows
               if r["explain_ms"] >= EXPLAIN_MS_TARGET or r["pearson_train"] <= PEARSON_TARGET]
     if missed:

@@ -138,15 +138,18 @@ def draw_explanation(e: dict, key: str) -> None:
 
 def draw_self_check(run, frame: pd.DataFrame) -> None:
     mine = frame[(frame["run_id"] == run.id) & (frame["series"] == "")]
+    for x, rows in mine.dropna(subset=["x"]).groupby("x"):
+        values = rows.set_index("key")["value"]
+        st.caption("dense model" if x == 0 else f"pruned at {x:.0%}")
+        cols = st.columns(5)
+        for col, (key, label, fmt) in zip(cols, [("pearson_train", "Pearson r, train", "{:.4f}"),
+                                                 ("pearson_test", "Pearson r, test", "{:.4f}"),
+                                                 ("grad_norm_final", "final gradient norm", "{:.1e}"),
+                                                 ("precompute_s", "precompute (s)", "{:.1f}"),
+                                                 ("explain_ms", "explain (ms)", "{:.2f}")]):
+            if key in values:
+                col.metric(label, fmt.format(values[key]))
     dense = mine[mine["x"] == 0].set_index("key")["value"]
-    cols = st.columns(5)
-    for col, (key, label, fmt) in zip(cols, [("pearson_train", "Pearson r, train", "{:.4f}"),
-                                             ("pearson_test", "Pearson r, test", "{:.4f}"),
-                                             ("grad_norm_final", "final gradient norm", "{:.1e}"),
-                                             ("precompute_s", "precompute (s)", "{:.1f}"),
-                                             ("explain_ms", "explain (ms)", "{:.2f}")]):
-        if key in dense:
-            col.metric(label, fmt.format(dense[key]))
     recon = artifact_frame(run.id, "reconstruction@dense")
     if recon is not None:
         r = {s: dense.get(f"pearson_{s}") for s in ("train", "test")}
