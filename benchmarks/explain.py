@@ -77,8 +77,11 @@ def main() -> int:
     parser.add_argument("--setups", nargs="+", choices=list(SETUPS), default=list(SETUPS))
     parser.add_argument("--flip", type=float, default=0.1, help="fraction of training labels flipped")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a shared host OpenMP barriers stall the small ops)")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
     rows = [bench(*SETUPS[s], args.flip, args.seed) for s in args.setups]
     cols = [("setup", "{:<30}"), ("train", "{:>6}"), ("dim", "{:>4}"), ("precompute_s", "{:>12.2f}"),
             ("iters", "{:>5}"), ("grad_ratio", "{:>10.1e}"), ("pearson_train", "{:>13.5f}"),
@@ -92,7 +95,7 @@ def main() -> int:
           f"ratio = TracInCPFast top-{K} time / representer explain time; auc = area under the "
           f"flipped-labels-found vs data-inspected curve ({args.flip:.0%} flipped; random ~0.5)")
     print(f"load average while measuring (1/5/15 min): {', '.join(f'{v:.1f}' for v in os.getloadavg())} "
-          f"on {os.cpu_count()} CPUs: a shared host stretches every time above, the ratio less so")
+          f"on {os.cpu_count()} CPUs, torch threads {args.threads}: a shared host stretches every time above, the ratio less so")
     missed = [r["setup"] for r in rows
               if r["explain_ms"] >= EXPLAIN_MS_TARGET or r["pearson_train"] <= PEARSON_TARGET]
     if missed:
