@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -128,10 +129,11 @@ def explain_point(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, progre
     # Step 2: one product against the stored alpha and features: the explanation itself
     # (timed as the median of EXPLAIN_REPEATS calls, the steady state a page sees)
     times = []
-    for _ in range(EXPLAIN_REPEATS):
-        start = time.perf_counter()
-        values, pred, top_pos, top_neg = decompose(fit, feat, prep.clf.head, spec.top_k)
-        times.append(time.perf_counter() - start)
+    with torch_threads(1):  # one (n x d) product: a thread team costs more than it saves on a busy CPU
+        for _ in range(EXPLAIN_REPEATS):
+            start = time.perf_counter()
+            values, pred, top_pos, top_neg = decompose(fit, feat, prep.clf.head, spec.top_k)
+            times.append(time.perf_counter() - start)
     progress.metric("explain_ms", 1000 * float(np.median(times)), x=x)
     col = values[:, pred]
     with torch.no_grad():
@@ -151,6 +153,16 @@ def explain_point(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, progre
         "per_label": {prep.train.classes[c]: float(v) for c, v in enumerate(per_label)},
         "totals": {"excitatory": float(col.clamp(min=0).sum()), "inhibitory": float(col.clamp(max=0).sum())},
     }
+
+
+@contextmanager
+def torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def decompose(fit: RepresenterFit, feat: torch.Tensor, head: torch.nn.Linear, k: int):
