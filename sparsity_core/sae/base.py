@@ -227,6 +227,22 @@ class SAE(nn.Module):
     def after_select(self, codes: Codes, ctx: StepContext) -> None:
         """Hook for state learned from the selection (inference thresholds)."""
 
+    @torch.no_grad()
+    def calibrate(self, x: Tensor) -> None:
+        """After training: set inference thresholds from one large batch (variants that have them)."""
+
+    @torch.no_grad()
+    def selection_minima(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(smallest selected value, per-latent smallest selected value or inf) of the training
+        rule applied to batch `x` at full sparsity."""
+        pre = self.pre_acts(x)
+        rows, cols = self.select(pre, StepContext(1.0))
+        vals = pre[rows, cols]
+        keep = vals > 0
+        per = torch.full((self.d_sae,), float("inf"), device=x.device)
+        per = per.scatter_reduce(0, cols[keep], vals[keep], reduce="amin")
+        return vals[keep].min(), per
+
     def threshold_momentum(self, ctx: StepContext) -> float | None:
         """Weight of the old value in a threshold update, or None to skip this step.
 

@@ -40,6 +40,11 @@ class BatchTopKSAE(SAE):
             low = codes.vals.detach().min()
             self.threshold.copy_(momentum * self.threshold + (1 - momentum) * low)
 
+    @torch.no_grad()
+    def calibrate(self, x):
+        """The threshold that reproduces the training rule's L0 on a large batch."""
+        self.threshold.copy_(self.selection_minima(x)[0])
+
     def encode(self, x):
         pre = self.pre_acts(x)
         return pre * (pre > self.threshold)

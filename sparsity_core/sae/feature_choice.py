@@ -43,6 +43,13 @@ class FeatureChoiceSAE(SAE):
         seen = torch.isfinite(low)  # a latent whose chosen tokens were all negative keeps its value
         self.thresholds.copy_(torch.where(seen, momentum * self.thresholds + (1 - momentum) * low, self.thresholds))
 
+    @torch.no_grad()
+    def calibrate(self, x):
+        """Per-latent thresholds that give each latent its training share of a large batch; the
+        running means lag behind a fast-moving encoder in short runs, this does not."""
+        per = self.selection_minima(x)[1]
+        self.thresholds.copy_(torch.where(torch.isfinite(per), per, self.thresholds))
+
     def encode(self, x):
         pre = self.pre_acts(x)
         return pre * (pre > self.thresholds)

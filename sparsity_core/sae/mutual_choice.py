@@ -25,3 +25,4 @@ class MutualChoiceSAE(BatchTopKSAE):
 
     after_select = FeatureChoiceSAE.after_select
     encode = FeatureChoiceSAE.encode
+    calibrate = FeatureChoiceSAE.calibrate

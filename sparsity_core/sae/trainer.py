@@ -23,6 +23,7 @@ from sparsity_core.sae.base import SAE, StepContext
 
 WARMUP, DECAY = 0.05, 0.20  # fractions of all steps
 SPARSITY_WARMUP = {True: 0.05, False: 0.10}  # penalty variants / allocation variants
+CALIBRATION_TOKENS = 8192  # (8192, d_sae) pre-activations: ~100 MB at 3072 latents
 
 
 @dataclass
@@ -130,7 +131,10 @@ def train_sae(sae: SAE, acts: Tensor, cfg: TrainConfig, device: str | torch.devi
             if progress:
                 progress((step + 1) / cfg.steps, f"step {step + 1}/{cfg.steps}: L0 {stats['l0']:.1f}, "
                                                  f"FVE {stats['fve']:.3f}")
+    # Step 5: inference thresholds from one large batch of training tokens (threshold variants)
     sae.eval()
+    calib = acts[torch.randperm(len(acts), generator=gen)[:CALIBRATION_TOKENS]]
+    sae.calibrate(calib.to(device, torch.float32) * scale)
     return TrainResult(scale, cfg.steps, cfg.steps * cfg.batch, time.perf_counter() - start, since_fired.cpu())
 
 
