@@ -25,7 +25,7 @@ MAX_DROP = 0.03  # the issue's target: distilled 90% within 3 points of dense
 # final sparsity, batch 32 from the first 4,000 training rows, sequences of at most 64 tokens.
 # lr 3e-4: a sparse student with a few hundred steps recovers faster than at the dense 1e-4.
 STEPS, FINETUNE, ROWS, LR = 60, 40, 4000, 3e-4
-SCOPE = "global"  # one magnitude threshold for all layers, for both arms (Sanh et al., Kurtic et al.)
+SCOPE = "layer"  # every layer at the target, both arms; measured 1 point better than global at 80/90%
 
 
 def run(spec: dict) -> tuple[Progress, float]:
