@@ -1,6 +1,7 @@
 """Headless twin of the UI: the same specs, the same store.
 
     python -m sparsity_core run SPEC.json        # runs in the foreground; last line: JSON summary
+    python -m sparsity_core submit SPEC.json     # queues it for the worker; prints the run id
     python -m sparsity_core list [--json]
     python -m sparsity_core export --runs 3,7 --html report.html --json bundle.json [--csv m.csv]
     python -m sparsity_core import bundle.json   # last line: JSON list of the new run ids
@@ -40,11 +41,8 @@ def cmd_run(args) -> int:
     from sparsity_core.jobs.worker import supervise
     from sparsity_core.specs import SpecError
 
-    path = Path(args.spec)
-    if not path.is_file():
-        raise CLIError(f"no spec file {path}")
     try:
-        run_id = submit(path.read_text(), status="running", worker=f"cli:{socket.gethostname()}:{os.getpid()}")
+        run_id = submit(_spec_text(args.spec), status="running", worker=f"cli:{socket.gethostname()}:{os.getpid()}")
     except SpecError as exc:
         raise CLIError(f"invalid spec: {exc}") from None
     print(f"run {run_id} started", file=sys.stderr)
@@ -57,6 +55,29 @@ def cmd_run(args) -> int:
     summary = _summary(run_id)
     print(json.dumps(summary))
     return 0 if summary["status"] == "succeeded" else 1
+
+
+def _spec_text(arg: str) -> str:
+    """A spec given as a JSON file path or as JSON text."""
+    if arg.lstrip().startswith("{"):
+        return arg
+    path = Path(arg)
+    if not path.is_file():
+        raise CLIError(f"no spec file {path}")
+    return path.read_text()
+
+
+def cmd_submit(args) -> int:
+    """Queue a spec for the background worker; prints the run id and returns at once."""
+    from sparsity_core.jobs import submit
+    from sparsity_core.specs import SpecError
+
+    try:
+        run_id = submit(_spec_text(args.spec))
+    except SpecError as exc:
+        raise CLIError(f"invalid spec: {exc}") from None
+    print(json.dumps({"run_id": run_id, "status": "queued"}))
+    return 0
 
 
 def run_row(run) -> dict:
@@ -167,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a spec (JSON file) in the foreground")
     p.add_argument("spec")
     p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("submit", help="queue a spec (JSON file or text) for the worker; prints the run id")
+    p.add_argument("spec")
+    p.set_defaults(fn=cmd_submit)
     p = sub.add_parser("list", help="list the runs in the store")
     p.add_argument("--json", action="store_true", help="a JSON array as the last stdout line")
     p.add_argument("--kind")

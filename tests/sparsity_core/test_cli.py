@@ -33,3 +33,11 @@ def test_bad_spec_is_one_line_no_traceback_nothing_stored(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == "error: invalid spec: sparsities: each sparsity must be in [0, 1), got 1.5"
     assert json.loads(cli("list", "--json", cwd=tmp_path).stdout.strip().splitlines()[-1]) == []
+
+
+def test_submit_queues_for_the_worker(tmp_path):
+    done = cli("submit", '{"kind": "prune", "model": "digits-mlp", "sparsities": [0.5]}', cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"run_id": 1, "status": "queued"}
+    rows = json.loads(cli("list", "--json", cwd=tmp_path).stdout.strip().splitlines()[-1])
+    assert [(r["id"], r["status"]) for r in rows] == [(1, "queued")]
