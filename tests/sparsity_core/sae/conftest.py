@@ -29,14 +29,3 @@ def tiny_models(tmp_path_factory):
         out[name] = f"hf:{folder}"
     return out
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP barrier stalls on a shared, oversubscribed CPU
-    (measured 4x faster here); the previous setting is restored after each test."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
