@@ -39,12 +39,17 @@ def test_median_agrees_with_torch_utils_benchmark():
     gen = torch.Generator().manual_seed(0)
     w, x = torch.randn(512, 512, generator=gen), torch.randn(64, 512, generator=gen)
     fn = lambda: torch.nn.functional.linear(x, w)  # noqa: E731
-    ours = time_interleaved({"dense": fn}, warmup=5, repeats=30)["dense"].median_ms
-    theirs = benchmark.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()
-                             ).blocked_autorange(min_run_time=0.3).median * 1e3
-    # the machine is shared: a loose band, yet one that a wrong unit (s vs ms) or a per-call
-    # overhead bug (timing a lambda that builds tensors) would fail by far
-    assert 0.5 < ours / theirs < 2.0, (ours, theirs)
+    ratios = []
+    for _ in range(3):  # the two timers do not interleave, so a load spike on one side skews one try
+        ours = time_interleaved({"dense": fn}, warmup=5, repeats=30)["dense"].median_ms
+        theirs = benchmark.Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads()
+                                 ).blocked_autorange(min_run_time=0.3).median * 1e3
+        ratios.append(ours / theirs)
+        if 0.5 < ratios[-1] < 2.0:
+            break
+    # a loose band on a shared machine, yet one that a wrong unit (s vs ms) or a per-call
+    # overhead bug (timing a lambda that builds tensors) would miss on every try
+    assert 0.5 < ratios[-1] < 2.0, ratios
 
 
 def test_fingerprint_on_cpu():
