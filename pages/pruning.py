@@ -153,10 +153,12 @@ def draw_results(run) -> None:
         if len(gens):
             st.markdown(f"**Same prompt, dense vs pruned** (greedy): *{views['generation']['prompt']}*")
             st.dataframe(gens, hide_index=True, width="stretch")
-    st.markdown("**Model size** of the pruned layers (nonzeros; bytes if stored dense, as CSR, or as 2:4)")
-    left, right = st.columns(2)
-    left.plotly_chart(size_figure(frame, run.id), key="size")
-    right.dataframe(size_table(frame, run.id), width="stretch")
+    mine_keys = set(frame.loc[frame["run_id"] == run.id, "key"])
+    if any(k.startswith("bytes_") for k in mine_keys):  # recovery runs measure accuracy, not bytes
+        st.markdown("**Model size** of the pruned layers (nonzeros; bytes if stored dense, as CSR, or as 2:4)")
+        left, right = st.columns(2)
+        left.plotly_chart(size_figure(frame, run.id), key="size")
+        right.dataframe(size_table(frame, run.id), width="stretch")
     mine = frame[(frame["run_id"] == run.id) & (frame["series"] == "")]
     with st.expander("all metrics and the evaluation setup"):
         st.dataframe(mine.pivot_table(index="x", columns="key", values="value"), width="stretch")
