@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from sparsity_core.data import load_dataset
 from sparsity_core.paths import cache_dir
 from sparsity_core.zoo import ModelHandle, blocks
+from sparsity_core.zoo.adapters import resolve_path
 
 SITES = ("resid", "mlp", "attn")
 CORPORA = ("rotten_tomatoes", "bbc_news", "tweets")
@@ -79,13 +80,9 @@ def site_module(handle: ModelHandle, layer: int, site: str) -> nn.Module:
     if site == "resid":
         return block
     for path in SITE_PATHS[site]:
-        module = block
-        try:
-            for part in path.split("."):
-                module = getattr(module, part)
-        except AttributeError:
-            continue
-        return module
+        module = resolve_path(block, path)
+        if module is not None:
+            return module
     raise ValueError(f"no {site} output found in a {handle.family} block")
 
 

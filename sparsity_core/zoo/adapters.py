@@ -42,14 +42,19 @@ def family_of(model: nn.Module) -> str:
     return "mlp"
 
 
+def resolve_path(obj, path: str):
+    """`obj.a.b.c` for path "a.b.c", or None where an attribute is missing."""
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
 def _find(model: nn.Module, paths: tuple[str, ...]):
+    """The first of `paths` that leads to a ModuleList (the blocks), or None."""
     for path in paths:
-        obj = model
-        try:
-            for part in path.split("."):
-                obj = getattr(obj, part)
-        except AttributeError:
-            continue
+        obj = resolve_path(model, path)
         if isinstance(obj, nn.ModuleList):
             return obj
     return None
