@@ -17,6 +17,21 @@ ACTIVE = ("queued", "running")
 ERRORS_KEY = "_spec_errors"
 
 
+def _route_through_app() -> None:
+    """Streamlit treats a project with a `pages/` folder as a legacy multipage app until app.py
+    calls st.navigation. So when the first visit to a fresh server is a deep link (a shared
+    /compare?runs=... URL), the page would run alone: no sidebar, every file listed. Switch the
+    legacy mode off and rerun, so app.py routes the same URL."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_route_through_app()
+
+
 def submit_spec(spec: dict[str, Any], errors_key: str = ERRORS_KEY) -> Optional[int]:
     """Validate and queue `spec`. On SpecError, keep {field: message} for `field_error` and
     return None, so each message shows beside its widget and nothing reaches the queue."""

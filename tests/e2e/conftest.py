@@ -6,6 +6,7 @@ in which case they fail: CI must never pass by skipping the browser.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -61,33 +62,46 @@ def _wait_healthy(url: str, procs, timeout: float = 90.0) -> None:
     raise RuntimeError(f"the app did not answer at {url} within {timeout:.0f} s")
 
 
-@pytest.fixture(scope="session")
-def live_app(tmp_path_factory, shared_cache):
-    """Worker + app over one fresh SQLite store, for the whole e2e session."""
-    home = tmp_path_factory.mktemp("e2e-home")
+@contextlib.contextmanager
+def serve(home: Path, cache: Path, worker: bool = True):
+    """The real app (and worker) over a fresh SQLite store in `home`, on a free port."""
     db_url = f"sqlite:///{home / 'sparsity.db'}"
-    env = {**os.environ, "SPARSITY_HOME": str(home), "SPARSITY_DB_URL": db_url, "SPARSITY_CACHE": str(shared_cache),
+    env = {**os.environ, "SPARSITY_HOME": str(home), "SPARSITY_DB_URL": db_url, "SPARSITY_CACHE": str(cache),
            "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
     port = _free_port()
     logs = home / "logs"
-    logs.mkdir()
-    worker = subprocess.Popen([sys.executable, "-m", "sparsity_core", "worker"], cwd=ROOT, env=env,
-                              stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT)
-    app = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                            "--server.headless", "true", "--server.fileWatcherType", "none"],
-                           cwd=ROOT, env=env, stdout=open(logs / "app.log", "w"), stderr=subprocess.STDOUT)
+    logs.mkdir(exist_ok=True)
+    procs = [subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                               "--server.headless", "true", "--server.fileWatcherType", "none"],
+                              cwd=ROOT, env=env, stdout=open(logs / "app.log", "w"), stderr=subprocess.STDOUT)]
+    if worker:
+        procs.append(subprocess.Popen([sys.executable, "-m", "sparsity_core", "worker"], cwd=ROOT, env=env,
+                                      stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT))
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, [worker, app])
+        _wait_healthy(url, procs)
         yield LiveApp(url, home, db_url)
     finally:
-        for proc in (app, worker):
+        for proc in procs:
             proc.terminate()
-        for proc in (app, worker):
+        for proc in procs:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture(scope="session")
+def live_app(tmp_path_factory, shared_cache):
+    """Worker + app over one fresh SQLite store, for the whole e2e session."""
+    with serve(tmp_path_factory.mktemp("e2e-home"), shared_cache) as app:
+        yield app
+
+
+@pytest.fixture
+def app_server():
+    """`serve` itself, for a test that needs a server of its own (e.g. a fresh one)."""
+    return serve
 
 
 @pytest.fixture
