@@ -70,12 +70,6 @@ def hf_classes(model: str) -> int | None:
     return config.num_labels if "ForSequenceClassification" in " ".join(config.architectures or []) else None
 
 
-def stored_sparsities(run_id: int) -> list[float]:
-    from db import repo
-
-    return sorted(float(a.name.split("@", 1)[1]) for a in repo.list_artifacts(run_id) if a.name.startswith("masks@"))
-
-
 def parent_sparsity(spec: ExplainSpec) -> float:
     """The parent pruning run's sparsity to explain (the highest stored when not given)."""
     from db import repo
@@ -87,9 +81,11 @@ def parent_sparsity(spec: ExplainSpec) -> float:
         raise SpecError({"parent_run": f"pruning run {run.id} has not succeeded (it is {run.status})"})
     if run.model != spec.model:
         raise SpecError({"parent_run": f"pruning run {run.id} pruned {run.model}, not {spec.model}"})
-    stored = stored_sparsities(run.id)
+    from sparsity_core.pruning.artifacts import stored_targets
+
+    stored = stored_targets(run.id)  # what load_pruned can rebuild (recovery runs keep masks only)
     if not stored:
-        raise SpecError({"parent_run": f"pruning run {run.id} stored no masks"})
+        raise SpecError({"parent_run": f"pruning run {run.id} stored no pruned weights to explain"})
     if spec.parent_sparsity is None:
         return stored[-1]
     match = [s for s in stored if abs(s - spec.parent_sparsity) < 1e-9]

@@ -119,34 +119,12 @@ def build_classifier(handle: ModelHandle, head: Optional[nn.Linear] = None,
 
 
 # ---------------------------------------------------------------- pruned models (parent_run)
-def apply_masks(handle: ModelHandle, masks: dict[str, Tensor]) -> None:
-    """dense * mask = the magnitude-family pruned model (masks: {linear fqn: bool, True = kept})."""
-    from sparsity_core.zoo import prunable_linears
-
-    linears = prunable_linears(handle)
-    with torch.no_grad():
-        for name, mask in masks.items():
-            if name not in linears or linears[name].weight.shape != mask.shape:
-                raise ValueError(f"mask {name!r} does not fit {handle.name}: was the parent run on another model?")
-            linears[name].weight.mul_(mask.to(linears[name].weight.dtype))
-
-
 def load_for_explain(model: str, parent_run: Optional[int] = None, sparsity: Optional[float] = None) -> ModelHandle:
     """The model, pruned as `parent_run` pruned it at `sparsity` when a parent is given.
 
-    Uses the pruning lab's `load_pruned` when it exists; otherwise rebuilds from the mask artifact."""
+    The pruned weights come from the pruning lab's own loader, the one every lab uses."""
     if parent_run is None:
         return load_model(model)
-    try:
-        from sparsity_core.pruning.artifacts import load_pruned
-    except ImportError:
-        load_pruned = None
-    if load_pruned is not None:
-        return load_pruned(parent_run, sparsity)
-    from safetensors.torch import load_file
+    from sparsity_core.pruning.artifacts import load_pruned
 
-    from db import repo
-
-    handle = load_model(model)
-    apply_masks(handle, load_file(repo.artifact_path(parent_run, f"masks@{sparsity:g}")))
-    return handle
+    return load_pruned(parent_run, sparsity)

@@ -30,12 +30,6 @@ LAYER_TOLERANCE = 1e-5  # per layer, fp32: a sparse kernel only reorders the sum
 SHRINK_MIN = 0.1  # try `shrunk` only if it drops at least 10% of the weight matrix
 
 
-def mask_sparsities(run_id: int) -> list[float]:
-    """The sparsities a pruning run saved masks for (artifacts `masks@<s>`), sorted."""
-    names = [a.name for a in repo.list_artifacts(run_id) if a.name.startswith("masks@")]
-    return sorted(float(n.split("@", 1)[1]) for n in names)
-
-
 def pruned_model(run_id: int, sparsity: float, device: torch.device | str = "cpu") -> tuple[ModelHandle, dict]:
     """The parent run's pruned model at `sparsity` and its masks: the stored pruned weights when
     the run kept them (`pruned@<s>`, e.g. SparseGPT's updated values), else dense weights x masks.

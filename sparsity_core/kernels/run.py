@@ -22,13 +22,13 @@ from sparsity_core.kernels.model import (
     capture_inputs,
     choose_layout,
     compare_models,
-    mask_sparsities,
     model_inputs,
     pruned_model,
     swap_linears,
 )
 from sparsity_core.kernels.sweep import sweep
 from sparsity_core.progress import Progress, Stage
+from sparsity_core.pruning.artifacts import mask_targets
 from sparsity_core.specs import KernelSpec, SpecError
 from sparsity_core.zoo import prunable_linears
 
@@ -50,7 +50,7 @@ def preflight_kernel(spec: KernelSpec) -> None:
         raise SpecError({"parent_run": f"run {spec.parent_run} is not a pruning run"})
     if parent.status != "succeeded":
         raise SpecError({"parent_run": f"run {spec.parent_run} has not succeeded ({parent.status})"})
-    if not mask_sparsities(spec.parent_run):
+    if not mask_targets(spec.parent_run):
         raise SpecError({"parent_run": f"run {spec.parent_run} saved no masks"})
     if spec.model != parent.model:
         raise SpecError({"model": f"run {spec.parent_run} pruned {parent.model}; use that model"})
@@ -99,7 +99,7 @@ def run_sweep(spec: KernelSpec, progress: Progress, stage: Stage) -> list[dict]:
 
 def run_model(spec: KernelSpec, progress: Progress, stage: Stage) -> None:
     device = torch.device(spec.device)
-    sparsities = mask_sparsities(spec.parent_run)
+    sparsities = mask_targets(spec.parent_run)
     choices_rows, chosen = [], {}
     for i, s in enumerate(sparsities):
         stage(i / len(sparsities), f"model at sparsity {s:g}: choosing a layout per layer")

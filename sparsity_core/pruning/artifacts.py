@@ -67,11 +67,21 @@ def apply_pruned(handle: ModelHandle, masks: dict[str, Tensor], values: dict[str
             w.copy_(new)
 
 
-def stored_targets(run_id: int) -> list[float]:
+def _targets(run_id: int, prefix: str) -> list[float]:
     from db import repo
 
     return sorted(float(a.name.split("@", 1)[1]) for a in repo.list_artifacts(run_id)
-                  if a.name.startswith("pruned@"))
+                  if a.name.startswith(prefix + "@"))
+
+
+def stored_targets(run_id: int) -> list[float]:
+    """Targets whose pruned weights were stored: what `load_pruned` can rebuild."""
+    return _targets(run_id, "pruned")
+
+
+def mask_targets(run_id: int) -> list[float]:
+    """Targets with a stored mask (every target, recovery runs included)."""
+    return _targets(run_id, "masks")
 
 
 def load_pruned(run_id: int, sparsity: Optional[float] = None, device: str | torch.device = "cpu"

@@ -122,3 +122,25 @@ def test_a_parent_that_is_not_a_pruning_run_is_refused():
         submit({**SMALL, "parent_run": other})
     assert "not a pruning run" in err.value.errors["parent_run"]
     assert len(repo.list_runs()) == 1
+
+
+def test_a_parent_with_masks_but_no_pruned_weights_is_refused_before_queueing(store):
+    """Recovery runs keep masks only; load_pruned cannot rebuild them, so preflight must refuse."""
+    import pytest
+    import torch
+    from safetensors.torch import save_file
+
+    from db import repo
+    from sparsity_core.jobs import submit
+    from sparsity_core.specs import SpecError
+
+    parent = repo.create_run(kind="prune", model="digits-mlp", method="magnitude", spec={}, spec_version=1,
+                             status="running")
+    path = store / "masks.safetensors"
+    save_file({"body.0.weight": torch.ones(2, 2, dtype=torch.bool)}, path)
+    repo.add_artifact(parent, "masks@0.5", path, "safetensors")
+    repo.finish_run(parent, "succeeded")
+    with pytest.raises(SpecError) as err:
+        submit({"kind": "explain", "model": "digits-mlp", "dataset": "digits", "parent_run": parent})
+    assert "stored no pruned weights" in err.value.errors["parent_run"]
+    assert [r.id for r in repo.list_runs()] == [parent]  # nothing queued
