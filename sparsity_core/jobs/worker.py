@@ -44,7 +44,7 @@ def execute(run_id: int, target: Optional[str] = None) -> bool:
         repo.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {message}",
                         traceback=traceback.format_exc())
         return False
-    return repo.finish_run(run_id, "succeeded", message="done") or repo.get_run(run_id).status == "succeeded"
+    return repo.finish_run(run_id, "succeeded", message="done")  # False: it had ended already (cancelled)
 
 
 def _child(run_id: int, target: Optional[str]) -> None:
