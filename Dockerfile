@@ -7,6 +7,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     SPARSITY_HOME=/data HF_HUB_OFFLINE=1
 WORKDIR /app
 
+# gcc builds the lab's CSR kernel (csr_tiled) for the CPU it runs on, at first use
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+
 COPY requirements.txt requirements-bundled.txt ./
 RUN pip install --no-cache-dir -r requirements.txt \
  && pip install --no-cache-dir --no-deps -r requirements-bundled.txt

@@ -20,12 +20,14 @@ import json
 import sys
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install
 
-from sparsity_core.kernels.bundle import make_bundle
-from sparsity_core.kernels.run import run_kernel
-from sparsity_core.progress import Progress
-from sparsity_core.specs import parse_spec
+import torch  # noqa: E402
+
+from sparsity_core.kernels.bundle import make_bundle  # noqa: E402
+from sparsity_core.kernels.run import run_kernel  # noqa: E402
+from sparsity_core.progress import Progress  # noqa: E402
+from sparsity_core.specs import parse_spec  # noqa: E402
 
 SWEEPS = {
     "layers": {"shapes": [[4096, 4096], [11008, 4096]], "tokens": [16, 64, 256, 1024, 8192],

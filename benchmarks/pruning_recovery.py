@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
-from sparsity_core.progress import Progress
-from sparsity_core.pruning.run import run_prune
-from sparsity_core.specs import parse_spec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install
+
+from sparsity_core.progress import Progress  # noqa: E402
+from sparsity_core.pruning.run import run_prune  # noqa: E402
+from sparsity_core.specs import parse_spec  # noqa: E402
 
 TARGETS = [0.5, 0.8, 0.9]
 MAX_DROP = 0.03  # the target: distilled 90% within 3 points of dense

@@ -6,7 +6,7 @@ layouts under these same names, and a test keeps the two in step).
 LAYOUT_HELP: dict[str, str] = {
     "dense": "plain dense matmul (the baseline; zeros cost as much as any weight)",
     "csr": "compressed sparse rows: values + column index per non-zero (MKL / cuSPARSE)",
-    "csr_chunked": "CSR over chunks of tokens that stay in the L2 cache (helps wide inputs at many tokens)",
+    "csr_tiled": "CSR through the lab's own C kernel (CPU, fp32): token tiles kept in cache, sums in registers",
     "coo": "coordinate list (row, column, value): the reference sparse format, rarely fast",
     "bsr": "block sparse rows: dense blocks of block x block (Triton kernels on CUDA)",
     "semi24": "2:4 semi-structured, cuSPARSELt backend (CUDA, sparse tensor cores)",

@@ -23,8 +23,6 @@ from torch import Tensor, nn
 from sparsity_core.kernels.catalog import LAYOUT_HELP
 
 LAYOUTS: dict[str, "Layout"] = {}
-CSR_CHUNK_BYTES = 1 << 20  # a token chunk of x^T fits in half of a 2 MB L2 (this CPU's, per core)
-CHUNK_MIN_TOKENS = 64  # fewer tokens per call and the per-call overhead dominates
 
 # torch warns on every CSR/BSR conversion that the format is "beta"; this lab knows, and measures
 warnings.filterwarnings("ignore", message=r"Sparse (CSR|BSR) tensor support is in beta")
@@ -76,31 +74,38 @@ class DenseLinear(_Flat):
 
 class SparseMM(_Flat):
     """W_sparse @ x^T (+ bias as a column): torch's sparse kernels multiply sparse @ dense, so the
-    layer computes its output transposed and returns a transposed view.
+    layer computes its output transposed and returns a transposed view. With many tokens x^T
+    outgrows the cache (each kept weight of a row re-reads a whole row of it); `csr_tiled` is the
+    kernel that fixes that."""
 
-    With many tokens the activations outgrow the cache: each kept weight of a row reads a whole
-    row of x^T, so x^T is re-read from memory once per output row. `chunk_bytes` splits the tokens
-    so that one chunk of x^T stays in L2 while every output row reads it (`csr_chunked`; on minilm's
-    384x1536 layer at 1664 tokens and 90%, about 2x faster than one call, but slower on 1536x384)."""
-
-    def __init__(self, sparse_weight: Tensor, bias: Optional[Tensor], out_features: int,
-                 chunk_bytes: Optional[int] = None):
+    def __init__(self, sparse_weight: Tensor, bias: Optional[Tensor], out_features: int):
         super().__init__()
         self.out_features = out_features
         self.sparse_weight = sparse_weight
         self.bias_col = None if bias is None else bias.reshape(-1, 1).contiguous()
-        row_bytes = sparse_weight.shape[1] * sparse_weight.element_size()
-        self.chunk = max(CHUNK_MIN_TOKENS, chunk_bytes // row_bytes) if chunk_bytes else None
-
-    def _mm(self, x: Tensor) -> Tensor:
-        if self.bias_col is None:
-            return torch.sparse.mm(self.sparse_weight, x.t())
-        return torch.addmm(self.bias_col, self.sparse_weight, x.t())
 
     def matmul(self, x):
-        if self.chunk is None or x.shape[0] <= self.chunk:
-            return self._mm(x).t()
-        return torch.cat([self._mm(part) for part in x.split(self.chunk)], dim=1).t()
+        if self.bias_col is None:
+            return torch.sparse.mm(self.sparse_weight, x.t()).t()
+        return torch.addmm(self.bias_col, self.sparse_weight, x.t()).t()
+
+
+class TiledCSRLinear(_Flat):
+    """CSR through the lab's compiled kernel (kernels/native/csr_linear.c): token tiles packed
+    in cache, partial sums in registers, output written token-major."""
+
+    def __init__(self, weight: Tensor, bias: Optional[Tensor]):
+        super().__init__()
+        from sparsity_core.kernels.native import to_csr_arrays
+
+        self.out_features = weight.shape[0]
+        self.csr = to_csr_arrays(weight)
+        self.bias = None if bias is None else bias.detach().float().contiguous()
+
+    def matmul(self, x):
+        from sparsity_core.kernels.native import csr_linear
+
+        return csr_linear(self.csr, self.bias, x)
 
 
 class ShrunkLinear(_Flat):
@@ -145,12 +150,23 @@ class CSR(Layout):
 
 
 @register_layout
-class CSRChunked(Layout):
-    name = "csr_chunked"
-    description = LAYOUT_HELP["csr_chunked"]
+class CSRTiled(Layout):
+    name = "csr_tiled"
+    description = LAYOUT_HELP["csr_tiled"]
+
+    def unsupported(self, weight, device, dtype):
+        from sparsity_core.kernels.native import csr_linear_unavailable
+
+        if device.type != "cpu":
+            return "the tiled CSR kernel is a CPU kernel (on CUDA use csr or bsr)"
+        if dtype != torch.float32:
+            return f"the tiled CSR kernel computes in float32, not {dtype}"
+        if int(weight.count_nonzero()) >= 2**31:
+            return "more than 2^31 non-zeros do not fit the kernel's int32 indices"
+        return csr_linear_unavailable()
 
     def build(self, weight, bias):
-        return SparseMM(weight.to_sparse_csr(), bias, weight.shape[0], CSR_CHUNK_BYTES)
+        return TiledCSRLinear(weight, bias)
 
 
 @register_layout

@@ -101,7 +101,7 @@ class LayerChoice:
 
 def candidates(weight: Tensor, device: torch.device) -> list[str]:
     """Layouts worth timing for one masked weight on this device."""
-    names = ["dense", "csr", "csr_chunked"]
+    names = ["dense", "csr", "csr_tiled"]
     rows, cols = weight.ne(0).any(1).float().mean(), weight.ne(0).any(0).float().mean()
     if 1 - rows * cols >= SHRINK_MIN:
         names.append("shrunk")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sparsity_core.kernels.catalog import LAYOUT_HELP
-from sparsity_core.kernels.layouts import LAYOUTS, ShrunkLinear, SparseMM, layout_for, make_mask
+from sparsity_core.kernels.layouts import LAYOUTS, ShrunkLinear, layout_for, make_mask
 
 CPU = torch.device("cpu")
 
@@ -81,11 +81,3 @@ def test_cuda_layouts_equal_dense(name):
         pytest.skip(f"{name}: {exc}")
     torch.testing.assert_close(module(x).float(), torch.nn.functional.linear(x, weight, bias).float(),
                                rtol=1e-2, atol=1e-2)
-
-
-def test_token_chunks_give_the_same_output_as_one_call():
-    weight, bias, _ = masked_layer(64, 128, 0.9)
-    x = torch.randn(200, 128)
-    layer = SparseMM(weight.to_sparse_csr(), bias, 64, chunk_bytes=1)  # the 64-token minimum applies
-    assert layer.chunk == 64  # 200 tokens -> chunks of 64, 64, 64, 8
-    torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, weight, bias), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,118 @@
+"""The lab's own C kernels, compiled for this CPU at first use and loaded with ctypes.
+
+    reason = csr_linear_unavailable()    # None, or why this machine cannot build/load the kernel
+    y = csr_linear(csr_arrays, bias, x)  # x: (tokens, in) fp32 -> (tokens, out)
+
+The shared library is built once per (source, compiler, CPU) into the cache
+(`SPARSITY_CACHE/native/<hash>/`), with `-O3 -march=native -fopenmp`; later loads are instant. No C
+compiler, or a failed build, makes the `csr_tiled` layout report itself unsupported with the
+compiler's message: the lab never falls back to a different kernel under the same name.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from sparsity_core.paths import cache_dir
+
+SOURCE = Path(__file__).with_name("csr_linear.c")
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
+
+
+class CSRArrays(NamedTuple):
+    """A CSR weight as the C kernel reads it: int32 row pointers and columns, fp32 values."""
+
+    indptr: Tensor
+    indices: Tensor
+    values: Tensor
+    shape: tuple[int, int]
+
+
+def to_csr_arrays(weight: Tensor) -> CSRArrays:
+    csr = weight.detach().float().to_sparse_csr()
+    return CSRArrays(csr.crow_indices().to(torch.int32).contiguous(), csr.col_indices().to(torch.int32).contiguous(),
+                     csr.values().contiguous(), tuple(weight.shape))
+
+
+def _cpu_id() -> str:
+    """The CPU's model and feature flags: -march=native code is only valid on a matching CPU."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _compiler() -> Optional[str]:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+@lru_cache(maxsize=None)
+def _load() -> tuple[Optional[ctypes.CDLL], Optional[str]]:
+    """(library, None) or (None, why not). Built at most once per process and per cache."""
+    if platform.system() != "Linux" and platform.system() != "Darwin":
+        return None, f"the compiled CSR kernel is built with a Unix C compiler; this is {platform.system()}"
+    cc = _compiler()
+    if cc is None:
+        return None, "no C compiler found (install gcc, e.g. `apt-get install gcc`, or set CC)"
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"the C compiler {cc} does not run: {exc}"
+    key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(FLAGS), version, _cpu_id()]).encode()).hexdigest()[:16]
+    target = cache_dir("native", key) / "libcsr_linear.so"
+    if not target.exists():
+        with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so", delete=False) as tmp:
+            partial = Path(tmp.name)
+        try:
+            done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(partial)], capture_output=True, text=True,
+                                  timeout=300)
+            if done.returncode != 0:
+                return None, f"compiling {SOURCE.name} failed: {(done.stderr or done.stdout).strip()[-400:]}"
+            partial.replace(target)  # atomic: concurrent workers never load a half-written file
+        finally:
+            partial.unlink(missing_ok=True)
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as exc:
+        return None, f"loading the compiled kernel failed: {exc}"
+    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.csr_linear.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, ctypes.c_int]
+    lib.csr_linear.restype = ctypes.c_int
+    return lib, None
+
+
+def csr_linear_unavailable() -> Optional[str]:
+    return _load()[1]
+
+
+def csr_linear(weight: CSRArrays, bias: Optional[Tensor], x: Tensor) -> Tensor:
+    """x (tokens, in) @ W^T + bias with the compiled kernel, on torch's CPU thread count."""
+    lib, reason = _load()
+    if lib is None:
+        raise RuntimeError(reason)
+    out_features, in_features = weight.shape
+    if x.dim() != 2 or x.shape[1] != in_features:
+        raise ValueError(f"input of shape {tuple(x.shape)} does not match a {out_features}x{in_features} weight")
+    x = x.detach().float().contiguous()
+    y = torch.empty(x.shape[0], out_features, dtype=torch.float32)
+    if x.shape[0] == 0:
+        return y
+    status = lib.csr_linear(weight.indptr.data_ptr(), weight.indices.data_ptr(), weight.values.data_ptr(),
+                            0 if bias is None else bias.data_ptr(), x.data_ptr(), y.data_ptr(),
+                            x.shape[0], in_features, out_features, torch.get_num_threads())
+    if status != 0:
+        raise MemoryError("the CSR kernel could not allocate its token tile")
+    return y
