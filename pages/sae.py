@@ -7,6 +7,7 @@ from db import repo
 from pages._ui import field_error, follow_run, other_errors, run_label, submit_spec
 from sparsity_core.reports import sae as figs
 from sparsity_core.sae import VARIANTS
+from sparsity_core.specs import SAESpec
 from sparsity_core.zoo import MODELS
 
 st.title("🔬 SAE features")
@@ -19,7 +20,7 @@ st.markdown(
 
 HF = "hf:<hub id or local path>"
 TEXT_MODELS = [m for m, info in MODELS.items() if info.task in ("encoder", "causal_lm")]
-FIELDS = {"model", "variant", "layer", "site", "data", "tokens", "expansion", "k", "l1_coeff", "lr",
+FIELDS = {"model", "variant", "layer", "site", "data", "tokens", "expansion", "k", "l1_coeff", "lr", "batch_tokens",
           "parent_run", "parent_sparsity", "seed"}
 
 with st.form("sae"):
@@ -45,7 +46,11 @@ with st.form("sae"):
     with right:
         tokens = st.number_input("Training tokens", min_value=4096, value=200_000, step=50_000, key="sae_tokens")
         field_error("tokens")
-        lr = st.number_input("Learning rate", min_value=1e-6, value=1e-3, format="%.5f")
+        lr = st.number_input("Learning rate", min_value=1e-6, value=SAESpec.model_fields["lr"].default, format="%.5f")
+        field_error("lr")
+        batch = st.number_input("Tokens per step", min_value=64, value=SAESpec.model_fields["batch_tokens"].default,
+                                step=256, help="a 1M-token budget needs small batches: the number of steps decides quality")
+        field_error("batch_tokens")
         prune_runs = [r for r in repo.list_runs(kind="prune", status="succeeded", limit=50)]
         parent = st.selectbox("Pruned parent (optional)", [None, *prune_runs],
                               format_func=lambda r: "none (dense model)" if r is None else run_label(r))
@@ -59,7 +64,7 @@ with st.form("sae"):
 if submitted:
     spec = {"kind": "sae", "model": f"hf:{hf_ref.strip()}" if choice == HF else choice, "variant": variant,
             "layer": int(layer), "site": site, "data": data, "tokens": int(tokens), "expansion": int(expansion),
-            "k": int(k), "l1_coeff": float(l1) or None, "lr": float(lr), "seed": int(seed), "name": name or None,
+            "k": int(k), "l1_coeff": float(l1) or None, "lr": float(lr), "batch_tokens": int(batch), "seed": int(seed), "name": name or None,
             "parent_run": parent.id if parent else None,
             "parent_sparsity": None if parent_sparsity < 0 else float(parent_sparsity)}
     run_id = submit_spec(spec)

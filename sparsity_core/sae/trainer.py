@@ -1,4 +1,4 @@
-"""The SAE training loop: normalised activations, large shuffled batches, schedules, sparse logging.
+"""The SAE training loop: normalised activations, shuffled batches, schedules, sparse logging.
 
     result = train_sae(sae, acts, TrainConfig(tokens=1_000_000), device="cpu", log=print)
 
@@ -29,8 +29,11 @@ CALIBRATION_TOKENS = 8192  # (8192, d_sae) pre-activations: ~100 MB at 3072 late
 @dataclass
 class TrainConfig:
     tokens: int  # training tokens (several passes over `acts` if it holds fewer)
-    batch: int = 4096  # tokens per step: large batches keep the CPU in matmuls, not in Python
-    lr: float = 1e-3
+    # A token budget of ~1M buys few steps: steps, not batch size, decide the quality. minilm-l6
+    # block 3, TopK k=32, 3072 latents, 1M tokens, held-out FVE: batch 4096 at lr 1e-3 0.690,
+    # 1024 at 3e-3 0.817, 512 at 4e-3 0.830, 256 at 3e-3 0.830; 512 keeps ~16k tokens/s on 2 cores.
+    batch: int = 512
+    lr: float = 4e-3
     seed: int = 0
     dead_window: Optional[int] = None  # a latent silent this many tokens is dead; default tokens/5
     log_every: int = 25  # steps between logged points (each point is a few DB rows)
