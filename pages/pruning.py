@@ -16,6 +16,7 @@ from sparsity_core.reports.pruning import (
     size_table,
     weight_histogram,
 )
+from sparsity_core.specs import PruneSpec
 from sparsity_core.zoo import MODELS
 
 st.title("✂️ Pruning")
@@ -34,7 +35,7 @@ st.markdown(
 
 HF = "hf:<hub id or local path>"
 FIELDS = {"model", "method", "pattern", "scope", "sparsities", "params", "calibration_samples", "seq_len",
-          "eval_samples", "schedule", "recovery", "steps"}
+          "eval_samples", "schedule", "recovery", "steps", "lr"}
 
 
 def parse_sparsities(text: str):
@@ -99,6 +100,9 @@ with right:
         field_error("steps")
         finetune_steps = int(st.number_input("Fine-tune steps at each final sparsity (gradual)", 0, 100_000, 100,
                                              key="p_ft_steps"))
+        train_lr = st.number_input("Learning rate (AdamW peak)", min_value=1e-7, max_value=1.0,
+                                   value=PruneSpec.model_fields["lr"].default, format="%.5f", key="p_lr")
+        field_error("lr")
         field_error("recovery")
         field_error("schedule")
     seed = st.number_input("Seed", min_value=0, value=0, step=1, key="p_seed")
@@ -114,7 +118,8 @@ if st.button("Run", type="primary", key="p_submit"):
                 "sparsities": sparsities, "calibration_samples": calib, "seq_len": seq,
                 "seed": int(seed), "name": name or None}
         if schedule != "oneshot" or recovery != "none":
-            spec.update(schedule=schedule, recovery=recovery, steps=steps, finetune_steps=finetune_steps)
+            spec.update(schedule=schedule, recovery=recovery, steps=steps, finetune_steps=finetune_steps,
+                        lr=float(train_lr))
         run_id = submit_spec(spec)
         if run_id is not None:
             st.session_state["prune_run"] = run_id
