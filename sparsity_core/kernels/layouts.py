@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsity_core.kernels.catalog import LAYOUT_HELP
+from sparsity_core.kernels.native import csr_linear, csr_linear_unavailable, to_csr_arrays
 
 LAYOUTS: dict[str, "Layout"] = {}
 
@@ -96,15 +97,10 @@ class TiledCSRLinear(_Flat):
 
     def __init__(self, weight: Tensor, bias: Optional[Tensor]):
         super().__init__()
-        from sparsity_core.kernels.native import to_csr_arrays
-
         self.out_features = weight.shape[0]
-        self.csr = to_csr_arrays(weight)
-        self.bias = None if bias is None else bias.detach().float().contiguous()
+        self.csr, self.bias = to_csr_arrays(weight), bias
 
     def matmul(self, x):
-        from sparsity_core.kernels.native import csr_linear
-
         return csr_linear(self.csr, self.bias, x)
 
 
@@ -155,8 +151,6 @@ class CSRTiled(Layout):
     description = LAYOUT_HELP["csr_tiled"]
 
     def unsupported(self, weight, device, dtype):
-        from sparsity_core.kernels.native import csr_linear_unavailable
-
         if device.type != "cpu":
             return "the tiled CSR kernel is a CPU kernel (on CUDA use csr or bsr)"
         if dtype != torch.float32:

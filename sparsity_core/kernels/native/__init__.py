@@ -62,7 +62,7 @@ def _compiler() -> Optional[str]:
 @lru_cache(maxsize=None)
 def _load() -> tuple[Optional[ctypes.CDLL], Optional[str]]:
     """(library, None) or (None, why not). Built at most once per process and per cache."""
-    if platform.system() != "Linux" and platform.system() != "Darwin":
+    if platform.system() not in ("Linux", "Darwin"):
         return None, f"the compiled CSR kernel is built with a Unix C compiler; this is {platform.system()}"
     cc = _compiler()
     if cc is None:
@@ -106,7 +106,9 @@ def csr_linear(weight: CSRArrays, bias: Optional[Tensor], x: Tensor) -> Tensor:
     out_features, in_features = weight.shape
     if x.dim() != 2 or x.shape[1] != in_features:
         raise ValueError(f"input of shape {tuple(x.shape)} does not match a {out_features}x{in_features} weight")
+    # the C side reads raw pointers: fp32, contiguous (no copy when they already are)
     x = x.detach().float().contiguous()
+    bias = None if bias is None else bias.detach().float().contiguous()
     y = torch.empty(x.shape[0], out_features, dtype=torch.float32)
     if x.shape[0] == 0:
         return y
