@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import random
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator, Optional
@@ -32,6 +33,7 @@ from sparsity_core.zoo.adapters import resolve_path
 
 SITES = ("resid", "mlp", "attn")
 CORPORA = ("rotten_tomatoes", "bbc_news", "tweets")
+CAPTURE_ORDER = 2  # bumped when the text order changes, so no cache mixes two orders (2: corpora shuffled)
 SHARD_TOKENS = 65_536  # ~50 MB of fp16 at d=384: small enough to write often, few files at 1M tokens
 WINDOWS_PER_BATCH = 16  # 16 x 128 tokens per forward keeps the attention matmuls efficient on a CPU
 SITE_PATHS = {  # the module whose output is the site, per family, first match wins
@@ -55,7 +57,8 @@ class ActivationKey:
     seed: int = 0  # split seed
 
     def folder(self):
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        what = {**asdict(self), "order": CAPTURE_ORDER}
+        digest = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
         return cache_dir("activations", digest)
 
 
@@ -143,8 +146,14 @@ def site_outputs(handle: ModelHandle, module: nn.Module, enc: dict) -> Tensor:
 
 # ------------------------------------------------------------------ text -> windows
 def corpus_texts(data: str, split: str, seed: int = 0) -> list[str]:
-    names = CORPORA if data == "all" else (data,)
-    return [t for name in names for t in load_dataset(name, split, seed).texts]
+    """The split's texts in capture order. `all` interleaves the corpora in a seeded shuffle, so
+    any token budget is a sample of all three (in corpus order, a 1M-token budget held rotten
+    tomatoes and bbc news but no tweets, and 32k held-out tokens were rotten tomatoes alone)."""
+    if data != "all":
+        return list(load_dataset(data, split, seed).texts)
+    texts = [t for name in CORPORA for t in load_dataset(name, split, seed).texts]
+    random.Random(f"{split}-{seed}").shuffle(texts)
+    return texts
 
 
 def iter_windows(tokenizer, texts: list[str], context: int, chunk: int = 256) -> Iterator[list[int]]:
