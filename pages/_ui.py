@@ -116,11 +116,11 @@ def sidebar_status() -> None:
 
 
 def preset_button(lab: str) -> None:
-    """"Try this": one button per prepared comparison of `lab` (sparsity_core.reports.presets).
+    """"Try this": one button per prepared comparison of `lab` (sparsity_core.catalog.presets).
     Every spec is checked before any is queued, so a preset runs whole or not at all; then a link
     opens the compare page with the new runs selected."""
     from sparsity_core.jobs import preflight
-    from sparsity_core.reports.presets import presets
+    from sparsity_core.catalog.presets import presets
     from sparsity_core.specs import parse_spec
 
     items, done_key = presets(lab), f"_preset_runs_{lab}"

@@ -6,7 +6,7 @@ import streamlit as st
 
 from db import repo
 from pages._ui import ERRORS_KEY, field_error, follow_run, other_errors, run_label, submit_spec
-from sparsity_core.kernels.catalog import LAYOUT_HELP, MODES, PRESETS
+from sparsity_core.catalog.kernels import LAYOUT_HELP, MODES, PRESETS
 from sparsity_core.reports.kernels import (
     heatmap_figure,
     layer_latency_figure,

@@ -2,19 +2,30 @@
 
     spec = parse_spec({"kind": "prune", "model": "digits-mlp", "sparsities": [0, 0.5, 0.9]})
 
-Validation happens here, before anything is queued; `field_errors` turns a ValidationError into
-{field: message} so a page can show each message beside its widget and the CLI can print one line.
-The schema version is stored with every run (bump it when a field changes meaning).
+Validation happens here, before anything is queued, against the catalog alone (this module is a
+leaf: it imports pydantic and `sparsity_core.catalog`, nothing heavy). `field_errors` turns a
+ValidationError into {field: message} so a page can show each message beside its widget and the
+CLI can print one line; a method parameter's message is keyed `params.<name>`.
+
+Every stored spec carries `SCHEMA_VERSION`; `parse_spec(data, version=...)` upgrades an older one
+on read (`UPGRADES`) and refuses one from a newer release with a message that says so.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-SCHEMA_VERSION = 1
+from sparsity_core.catalog import caps
+from sparsity_core.catalog.kernels import LAYOUT_HELP
+from sparsity_core.catalog.models import check_model_name
+from sparsity_core.catalog.pruning import METHODS, STRUCTURED, parse_pattern
+from sparsity_core.catalog.sae import VARIANTS
+
+# 2: a pruning spec stores its method's parameters in full (v1 stored {} for "the defaults")
+SCHEMA_VERSION = 2
 
 
 class BaseSpec(BaseModel):
@@ -22,15 +33,13 @@ class BaseSpec(BaseModel):
 
     kind: str
     model: str = Field(description="a bundled model name, or hf:<hub-id-or-local-path>")
-    name: Optional[str] = Field(None, max_length=200, description="free text shown in the UI")
-    seed: int = Field(0, ge=0)
+    name: Optional[str] = Field(None, max_length=caps.NAME_CHARS, description="free text shown in the UI")
+    seed: int = Field(0, ge=0, le=caps.MAX_SEED)
     parent_run: Optional[int] = Field(None, ge=1, description="the run this one builds on")
 
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        from sparsity_core.zoo.registry import check_model_name
-
         return check_model_name(value)
 
     @property
@@ -50,7 +59,7 @@ class PruneSpec(BaseSpec):
                          description="unstructured | N:M | block:RxC | heads | neurons")
     eval_samples: Optional[int] = Field(
         None, ge=16, description="cap on evaluation rows (None: the whole test split)")
-    params: dict[str, Any] = Field({}, description="the method's own parameters, e.g. dsnot's initial")
+    params: dict[str, Any] = Field({}, validate_default=True, description="the method's own parameters, e.g. dsnot's initial")
     calibration_samples: int = Field(64, ge=1, le=4096, description="calibration sequences (or rows)")
     seq_len: int = Field(256, ge=8, le=4096, description="tokens per calibration sequence")
     # schedule and recovery (pruning/recovery.py): train while pruning, or after a one-shot prune
@@ -71,14 +80,11 @@ class PruneSpec(BaseSpec):
     distill_alpha: float = Field(0.9, ge=0, le=1, description="weight of KL; 1 - alpha on label cross-entropy")
     distill_hidden_weight: float = Field(1.0, ge=0, le=1000, description="weight of the hidden-state MSE")
 
-    @field_validator("pattern", "params")
+    @field_validator("method")
     @classmethod
-    def _fits_method(cls, value, info: ValidationInfo):
-        from sparsity_core.pruning.checks import spec_field_problem
-
-        problem = spec_field_problem(info.field_name, value, info.data)
-        if problem:
-            raise ValueError(problem)
+    def _registered(cls, value: str) -> str:
+        if value not in METHODS:
+            raise ValueError(f"unknown pruning method {value!r}; known: {', '.join(METHODS)}")
         return value
 
     @field_validator("sparsities")
@@ -91,14 +97,50 @@ class PruneSpec(BaseSpec):
             raise ValueError("sparsities repeat a value")
         return sorted(values)
 
-    @field_validator("method")
+    @field_validator("pattern")
     @classmethod
-    def _registered(cls, value: str) -> str:
-        from sparsity_core.pruning import METHODS
+    def _pattern_fits_method(cls, value: str, info: ValidationInfo) -> str:
+        problem = pattern_problem(value, info.data)
+        if problem:
+            raise ValueError(problem)
+        return value.strip().lower()
 
-        if value not in METHODS:
-            raise ValueError(f"unknown pruning method {value!r}; known: {', '.join(METHODS)}")
-        return value
+    @field_validator("params")
+    @classmethod
+    def _method_params(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        entry = METHODS.get(info.data.get("method", ""))
+        if entry is None:
+            return value  # the method's own message is shown already
+        try:
+            return entry.params.model_validate(value).model_dump()
+        except ValidationError as exc:
+            raise ParamsError(field_errors(exc)) from None
+
+
+def pattern_problem(value: str, data: dict[str, Any]) -> Optional[str]:
+    """Why `pattern` does not fit the method, scope and targets validated before it, or None."""
+    entry = METHODS.get(data.get("method", ""))
+    if entry is None:
+        return None
+    try:
+        pattern = parse_pattern(value)
+    except ValueError as exc:
+        return str(exc)
+    if pattern.kind in STRUCTURED:
+        if not entry.structured:
+            structured = [m for m, e in METHODS.items() if e.structured]
+            return f"{value} are removed by {' or '.join(structured)} scores, not by {entry.name}"
+        return None
+    if not entry.supports(pattern):
+        return f"{entry.name} cannot prune the {value} pattern; it supports {', '.join(entry.patterns)}"
+    if data.get("scope") == "global" and (pattern.kind != "unstructured" or "global" not in entry.scopes):
+        return (f"global scope needs the unstructured pattern and a method that allows it "
+                f"({entry.name}: {', '.join(entry.scopes)})")
+    low = [s for s in data.get("sparsities", []) if 0 < s < pattern.min_sparsity - 1e-9]
+    if low:
+        return (f"{value} prunes {pattern.min_sparsity:.0%} by itself; targets {low} are below it "
+                f"(use 0 for the dense reference, or targets of at least {pattern.min_sparsity:g})")
+    return None
 
 
 class KernelSpec(BaseSpec):
@@ -156,11 +198,9 @@ class KernelSpec(BaseSpec):
     @field_validator("layouts")
     @classmethod
     def _layouts(cls, values: list[str]) -> list[str]:
-        from sparsity_core.kernels.layouts import LAYOUTS
-
-        unknown = [v for v in values if v not in LAYOUTS]
+        unknown = [v for v in values if v not in LAYOUT_HELP]
         if unknown:
-            raise ValueError(f"unknown layout {unknown[0]!r}; known: {', '.join(LAYOUTS)}")
+            raise ValueError(f"unknown layout {unknown[0]!r}; known: {', '.join(LAYOUT_HELP)}")
         # dense always runs: it is what every speedup divides by
         return ["dense", *dict.fromkeys(v for v in values if v != "dense")]
 
@@ -239,8 +279,6 @@ class SAESpec(BaseSpec):
     @field_validator("variant")
     @classmethod
     def _registered(cls, value: str) -> str:
-        from sparsity_core.sae import VARIANTS
-
         if value not in VARIANTS:
             raise ValueError(f"unknown SAE variant {value!r}; known: {', '.join(VARIANTS)}")
         return value
@@ -258,17 +296,40 @@ SPECS: dict[str, type[BaseSpec]] = {"prune": PruneSpec, "kernel": KernelSpec, "e
                                     "sae": SAESpec}
 
 
-def parse_spec(data: dict[str, Any] | str | BaseSpec) -> BaseSpec:
-    """Validate a dict or JSON text into the spec class its `kind` names."""
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 stored a pruning method's parameters as given ({} for the defaults); v2 stores them all."""
+    if data.get("kind") == "prune" and data.get("method") in METHODS:
+        data = {**data, "params": {**METHODS[data["method"]].defaults(), **(data.get("params") or {})}}
+    return data
+
+
+# version -> the function that lifts a spec of that version to the next one
+UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _v1_to_v2}
+
+
+def upgrade_spec(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """A stored spec of `version` as a spec of SCHEMA_VERSION. Raises SpecError for a newer one."""
+    if not isinstance(version, int) or version < 1 or version > SCHEMA_VERSION:
+        raise SpecError({"spec_version": f"spec version {version!r} is not one this release reads "
+                                         f"(1 to {SCHEMA_VERSION}): it was written by a newer Sparsity Lab"})
+    while version < SCHEMA_VERSION:
+        data, version = UPGRADES[version](data), version + 1
+    return data
+
+
+def parse_spec(data: dict[str, Any] | str | BaseSpec, version: int = SCHEMA_VERSION) -> BaseSpec:
+    """Validate a dict or JSON text into the spec class its `kind` names; a stored spec of an
+    older `version` is upgraded first."""
     if isinstance(data, BaseSpec):
         return data
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
             raise SpecError({"": f"not valid JSON: {exc}"}) from None
     if not isinstance(data, dict):
         raise SpecError({"": "a spec is a JSON object"})
+    data = upgrade_spec(data, version)
     kind = data.get("kind")
     if kind not in SPECS:
         raise SpecError({"kind": f"unknown kind {kind!r}; known: {', '.join(SPECS)}"})
@@ -286,10 +347,24 @@ class SpecError(ValueError):
         super().__init__("; ".join(f"{k}: {v}" if k else v for k, v in errors.items()))
 
 
+class ParamsError(ValueError):
+    """A method's parameters that do not validate; `.errors` maps parameter -> message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" if k else v for k, v in errors.items()))
+
+
 def field_errors(exc: ValidationError) -> dict[str, str]:
+    """{field: first message}; a method parameter's message under `params.<name>`."""
     out: dict[str, str] = {}
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
+        inner = (err.get("ctx") or {}).get("error")
+        if isinstance(inner, ParamsError):
+            for name, msg in inner.errors.items():
+                out.setdefault(f"{field}.{name}" if name else field, msg)
+            continue
         msg = err["msg"].removeprefix("Value error, ")
         out.setdefault(field, msg)
     return out

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparsity_core.kernels.catalog import LAYOUT_HELP
+from sparsity_core.catalog.kernels import LAYOUT_HELP
 from sparsity_core.kernels.native import csr_linear, csr_linear_unavailable, to_csr_arrays
 
 LAYOUTS: dict[str, "Layout"] = {}

@@ -24,7 +24,7 @@ from torch import nn
 
 from sparsity_core.data import Dataset, rotten_tomatoes
 from sparsity_core.paths import cache_dir
-from sparsity_core.zoo.registry import ModelHandle
+from sparsity_core.zoo.registry import ModelHandle, register_loader
 
 SEQ_LEN = 64  # covers every Rotten Tomatoes snippet (longest is 63 word pieces, mean 27)
 CLASSES = ("rotten", "fresh")
@@ -123,6 +123,17 @@ def _print_every(n: int):
     return report
 
 
+def skeleton() -> ModelHandle:
+    """The classifier's structure on the meta device: the minilm-l6 skeleton plus its head."""
+    from sparsity_core.zoo.minilm import skeleton as encoder_skeleton
+
+    encoder = encoder_skeleton()
+    with torch.device("meta"):
+        model = SentenceClassifier(encoder.model, len(CLASSES))
+    return ModelHandle("minilm-l6-rt", model, "classifier", "bert", tokenizer=encoder.tokenizer, classes=CLASSES)
+
+
+@register_loader("minilm-l6-rt", skeleton=skeleton)
 def load(progress=None) -> ModelHandle:
     from transformers import AutoModel, AutoTokenizer
 

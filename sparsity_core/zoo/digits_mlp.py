@@ -13,7 +13,7 @@ from torch import nn
 
 from sparsity_core.data import digits
 from sparsity_core.paths import cache_dir
-from sparsity_core.zoo.registry import ModelHandle
+from sparsity_core.zoo.registry import ModelHandle, register_loader
 
 HIDDEN = (256, 128)
 TRAIN_SEED = 0  # the cached model is one fixed model, whatever the run's seed
@@ -60,6 +60,7 @@ def skeleton() -> ModelHandle:
         return _handle(DigitsMLP())
 
 
+@register_loader("digits-mlp", skeleton=skeleton)
 def load() -> ModelHandle:
     folder = cache_dir("models", "digits-mlp")
     weights = folder / "model.safetensors"

@@ -11,7 +11,7 @@ from functools import partial
 import torch
 
 from sparsity_core.data.datasets import package_file
-from sparsity_core.zoo.registry import ModelHandle
+from sparsity_core.zoo.registry import ModelHandle, register_loader
 
 MAX_LEN = 128  # the model was trained with 128-token windows (sentence_bert_config.json: 256 cap)
 
@@ -47,6 +47,7 @@ def skeleton() -> ModelHandle:
     return handle
 
 
+@register_loader("minilm-l6", skeleton=skeleton)
 def load() -> ModelHandle:
     from transformers import AutoModel, AutoTokenizer
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
-Task = Literal["classifier", "encoder", "causal_lm"]
-
+from sparsity_core.catalog.models import MODELS, ModelEntry, Task, check_model_name
 
 @dataclass
 class ModelHandle:
@@ -36,66 +34,41 @@ class ModelHandle:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def entry(self) -> Optional[ModelEntry]:
+        """The catalog entry of a bundled model (None for an `hf:` checkpoint)."""
+        return MODELS.get(self.name)
+
+    @property
+    def image(self) -> bool:
+        """Reads 8x8 images rather than text (the digits classifier)."""
+        return self.entry is not None and self.entry.image
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    task: Task
-    description: str
-    loader: str  # "module:function", imported on first load so the registry stays light
+class Loader:
+    """A bundled model's implementation: `load()` builds it with weights, `skeleton()` on the meta device."""
+
+    load: Callable[..., ModelHandle]
+    skeleton: Optional[Callable[[], ModelHandle]] = None
 
 
-MODELS: dict[str, ModelInfo] = {}
+LOADERS: dict[str, Loader] = {}
 
 
-def register_model(info: ModelInfo) -> None:
-    if info.name in MODELS:
-        raise ValueError(f"model {info.name!r} is registered already")
-    MODELS[info.name] = info
-
-
-register_model(ModelInfo("digits-mlp", "classifier",
-                         "MLP 64-256-128-10 trained on scikit-learn's 8x8 digits (seconds, cached)",
-                         "sparsity_core.zoo.digits_mlp:load"))
-register_model(ModelInfo("minilm-l6", "encoder",
-                         "all-MiniLM-L6-v2: BERT encoder, 6 layers, hidden 384, 22.7M params",
-                         "sparsity_core.zoo.minilm:load"))
-register_model(ModelInfo("minilm-l6-rt", "classifier",
-                         "minilm-l6 fine-tuned on Rotten Tomatoes fresh/rotten (the distillation teacher; cached)",
-                         "sparsity_core.zoo.classifier:load"))
-register_model(ModelInfo("smollm2-135m", "causal_lm",
-                         "SmolLM2-135M-Instruct: Llama-architecture causal LM, 30 layers, 134.5M params",
-                         "sparsity_core.zoo.smollm2:load"))
-
-
-def model_names() -> list[str]:
-    return list(MODELS)
-
-
-def check_model_name(name: str) -> str:
-    """Validate a model name without loading it. Raises ValueError with a message for a person."""
-    name = name.strip()
-    if name in MODELS:
-        return name
-    if name.startswith("hf:"):
-        ref = name[3:].strip()
-        if not ref:
-            raise ValueError("hf: needs a hub id or a local path, e.g. hf:./my-checkpoint")
-        looks_local = ref.startswith((".", "/", "~")) or Path(ref).expanduser().exists()
-        if looks_local:
-            path = Path(ref).expanduser()
-            if not path.is_dir():
-                raise ValueError(f"hf path {ref!r} does not exist or is not a directory")
-            if not (path / "config.json").is_file():
-                raise ValueError(f"hf path {ref!r} has no config.json: not a transformers checkpoint")
-        elif ref.count("/") > 1 or " " in ref:
-            raise ValueError(f"{ref!r} is neither a local directory nor a hub id like 'org/model'")
-        return f"hf:{ref}"
-    known = ", ".join(MODELS)
-    raise ValueError(f"unknown model {name!r}: pick one of {known}, or hf:<hub-id-or-path>")
+def register_loader(name: str, skeleton: Optional[Callable[[], ModelHandle]] = None):
+    """Decorator on a bundled model's `load`: the implementation of catalog entry `name`."""
+    def wrap(load: Callable[..., ModelHandle]) -> Callable[..., ModelHandle]:
+        if name not in MODELS:
+            raise ValueError(f"model {name!r} is not in the catalog (sparsity_core/catalog/models.py)")
+        if name in LOADERS:
+            raise ValueError(f"model {name!r} has a loader already")
+        LOADERS[name] = Loader(load, skeleton)
+        return load
+    return wrap
 
 
 def load_skeleton(name: str) -> ModelHandle:
@@ -106,8 +79,10 @@ def load_skeleton(name: str) -> ModelHandle:
         from sparsity_core.zoo.hf import skeleton_hf
 
         return skeleton_hf(name[3:])
-    module, _ = MODELS[name].loader.split(":")
-    return importlib.import_module(module).skeleton()
+    loader = LOADERS[name]
+    if loader.skeleton is None:
+        raise ValueError(f"{name} has no skeleton; its catalog entry carries its shapes")
+    return loader.skeleton()
 
 
 def load_model(name: str, device: str | torch.device = "cpu", **kwargs: Any) -> ModelHandle:
@@ -118,7 +93,6 @@ def load_model(name: str, device: str | torch.device = "cpu", **kwargs: Any) -> 
 
         handle = load_hf(name[3:], **kwargs)
     else:
-        module, fn = MODELS[name].loader.split(":")
-        handle = getattr(importlib.import_module(module), fn)(**kwargs)
+        handle = LOADERS[name].load(**kwargs)
     handle.model.to(device).eval()
     return handle

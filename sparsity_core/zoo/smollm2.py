@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sparsity_core.data.datasets import package_file
 from sparsity_core.paths import cache_dir
-from sparsity_core.zoo.registry import ModelHandle
+from sparsity_core.zoo.registry import ModelHandle, register_loader
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -62,10 +62,11 @@ def skeleton() -> ModelHandle:
         handle = skeleton_hf(str(folder))
     else:
         handle = skeleton_hf(str(gguf_path().parent), gguf_file=GGUF_NAME)
-    handle.name, handle.family = "smollm2-135m", "llama"
+    handle.name, handle.family, handle.task = "smollm2-135m", "llama", "causal_lm"
     return handle
 
 
+@register_loader("smollm2-135m", skeleton=skeleton)
 def load() -> ModelHandle:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

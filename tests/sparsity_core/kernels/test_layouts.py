@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sparsity_core.kernels.catalog import LAYOUT_HELP
+from sparsity_core.catalog.kernels import LAYOUT_HELP
 from sparsity_core.kernels.layouts import LAYOUTS, ShrunkLinear, layout_for, make_mask
 
 CPU = torch.device("cpu")

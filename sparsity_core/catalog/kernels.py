@@ -1,4 +1,4 @@
-"""What the kernel lab offers, without importing torch (pages read this; layouts.py registers the
+"""What the kernel lab offers, without importing torch (pages read this; kernels/layouts.py registers the
 layouts under these same names, and a test keeps the two in step).
 """
 

@@ -3,7 +3,7 @@ what the preset compares."""
 
 import pytest
 
-from sparsity_core.reports.presets import PRESETS, Preset, presets, register_preset
+from sparsity_core.catalog.presets import PRESETS, Preset, presets, register_preset
 from sparsity_core.specs import parse_spec
 
 ALL = [(lab, p) for lab, items in PRESETS.items() for p in items]

@@ -1,0 +1,34 @@
+"""The SAE lab's names: variants, sites and corpora. No torch.
+
+The variant modules (`sae/<variant>.py`) register under these names; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class VariantEntry:
+    name: str
+    description: str
+    penalty: bool = False  # a coefficient steered to the target L0 (else k latents are allocated)
+
+
+VARIANTS: dict[str, VariantEntry] = {e.name: e for e in (
+    VariantEntry("relu_l1", "ReLU + L1 weighted by decoder norms (Anthropic)", penalty=True),
+    VariantEntry("topk", "k largest latents per token, AuxK revives dead latents (OpenAI)"),
+    VariantEntry("batchtopk", "top k x batch over the batch; learned threshold for inference (Bussmann et al.)"),
+    VariantEntry("feature_choice", "each latent picks its top m = k x batch / latents tokens; no dead latents (Ayonrinde)"),
+    VariantEntry("mutual_choice", "global top k x batch (token, latent) pairs, per-latent thresholds, AuxK (Ayonrinde)"),
+    VariantEntry("flops", "ReLU + FLOPs regulariser: sum_j (mean_t f_tj)^2 (Paria et al.)", penalty=True),
+)}
+
+SITES: dict[str, str] = {
+    "resid": "residual stream after the block",
+    "mlp": "output of the block's MLP",
+    "attn": "output of the block's attention",
+}
+
+CORPORA = ("rotten_tomatoes", "bbc_news", "tweets")  # `data: all` interleaves the three
+DATA = ("all", *CORPORA)
