@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, no install
 
-from sparsity_core.progress import Progress  # noqa: E402
+from sparsity_core.jobs.context import RunContext  # noqa: E402
 from sparsity_core.pruning.run import run_prune  # noqa: E402
 from sparsity_core.specs import parse_spec  # noqa: E402
 
@@ -37,11 +37,11 @@ STEPS, FINETUNE, ROWS, LR = 150, 100, 4000, 1e-3
 SCOPE = "layer"  # every layer at the target, both arms; measured 1 point better than global at 80/90%
 
 
-def run(spec: dict) -> tuple[Progress, float]:
-    progress = Progress()
+def run(spec: dict) -> tuple[RunContext, float]:
+    ctx = RunContext()
     start = time.perf_counter()
-    run_prune(parse_spec({"kind": "prune", "model": "minilm-l6-rt", **spec}), progress)
-    return progress, time.perf_counter() - start
+    run_prune(parse_spec({"kind": "prune", "model": "minilm-l6-rt", **spec}), ctx)
+    return ctx, time.perf_counter() - start
 
 
 def main(argv=None) -> int:

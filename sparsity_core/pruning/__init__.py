@@ -1,12 +1,23 @@
-"""Pruning methods, one module each, registered by name.
+"""The pruning lab: one module per method, registered by name under the catalog's names, and the job.
 
     from sparsity_core.pruning import METHODS
     masks = METHODS["wanda"]().prune(linears, sparsity=0.5, pattern="2:4", stats=stats)
 
-Importing this package imports every method module, so the registry is complete.
+Importing the package loads nothing heavy, so the checks made before a run is queued
+(`pruning.checks`) stay torch-free in the app; asking for `METHODS` imports every method module,
+so the registry is complete.
 """
 
-from sparsity_core.pruning import dsnot, magnitude, random_baseline, sparsegpt, wanda  # noqa: F401  (register)
-from sparsity_core.pruning.base import METHODS, PruningMethod, register_method
+import importlib
+
+METHOD_MODULES = ("dsnot", "magnitude", "random_baseline", "sparsegpt", "wanda")
 
 __all__ = ["METHODS", "PruningMethod", "register_method"]
+
+
+def __getattr__(name: str):
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for module in METHOD_MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+    return getattr(importlib.import_module(f"{__name__}.base"), name)

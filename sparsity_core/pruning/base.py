@@ -7,6 +7,8 @@ or refine a mask (DSnoT) override `prune_layer`.
     method = METHODS["wanda"](seed=0)
     masks = method.prune(linears, 0.5, pattern="2:4", stats=calibration_stats)
 
+A method's name, description, patterns, scopes and parameters are its catalog entry
+(`sparsity_core.catalog.pruning.METHODS[name]`, `cls.entry`): the class only implements them.
 Weights are handled as (out, in) matrices; GPT-2's Conv1D stores (in, out), so `weight_2d` gives
 the transposed view and masks come back in the layer's own layout.
 """
@@ -16,9 +18,12 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar, Optional
 
 import torch
+from pydantic import BaseModel, ValidationError
 from torch import Tensor, nn
 
-from sparsity_core.pruning.masks import Pattern, global_masks, parse_pattern, pattern_mask
+from sparsity_core.catalog.pruning import METHODS as CATALOG
+from sparsity_core.catalog.pruning import STRUCTURED, MethodEntry, Pattern, parse_pattern
+from sparsity_core.pruning.masks import global_masks, pattern_mask
 
 METHODS: dict[str, type["PruningMethod"]] = {}
 
@@ -26,9 +31,12 @@ LayerCallback = Callable[[int, int, str], None]  # (layers done, layers in all, 
 
 
 def register_method(cls: type["PruningMethod"]) -> type["PruningMethod"]:
-    """Class decorator: make a method available by its `name` (names are unique)."""
+    """Class decorator: the implementation of catalog method `cls.name` (names are unique)."""
+    if cls.name not in CATALOG:
+        raise ValueError(f"pruning method {cls.name!r} is not in the catalog (sparsity_core/catalog/pruning.py)")
     if cls.name in METHODS:
         raise ValueError(f"pruning method {cls.name!r} is registered already")
+    cls.entry = CATALOG[cls.name]
     METHODS[cls.name] = cls
     return cls
 
@@ -43,38 +51,41 @@ def in_features(module: nn.Module) -> int:
     return weight_2d(module).shape[1]
 
 
-class PruningMethod:
-    """Base class. Subclasses set `name`, `description`, `patterns` (one concrete pattern per
-    pattern kind they support; the shared tests run over them), and implement `score`.
+def _problem(error: dict) -> str:
+    field = ".".join(map(str, error["loc"]))
+    if error["type"] == "extra_forbidden":
+        return f"no parameter {field!r}"
+    return f"parameter {field!r}: {error['msg']}"
 
-    `params` declares the method's own parameters as {name: (default, description)}; the spec's
-    `params` dict is validated against it and passed to __init__ as keyword arguments."""
+
+class PruningMethod:
+    """Base class. Subclasses set `name` (a catalog method) and implement `score` (or `prune_layer`).
+
+    `__init__` validates the method's own parameters with the catalog entry's pydantic model and
+    sets each as an attribute (`self.damp`); `self.params` is the validated model."""
 
     name: ClassVar[str]
-    description: ClassVar[str] = ""
-    needs_calibration: ClassVar[bool] = False
+    entry: ClassVar[MethodEntry]  # set by register_method
     stats_needed: ClassVar[tuple[str, ...]] = ()  # calibration statistics: "norm", "mean", "hessian"
-    patterns: ClassVar[tuple[str, ...]] = ("unstructured",)  # what the shared tests exercise
-    scopes: ClassVar[tuple[str, ...]] = ("layer", "global")
-    params: ClassVar[dict[str, tuple[Any, str]]] = {}
 
     def __init__(self, seed: int = 0, **params: Any):
         self.seed = seed
-        unknown = set(params) - set(self.params)
-        if unknown:
-            raise ValueError(f"{self.name} has no parameter {', '.join(sorted(unknown))}")
-        for key, (default, _) in self.params.items():
-            setattr(self, key, params.get(key, default))
+        try:
+            self.params: BaseModel = self.entry.params.model_validate(params)
+        except ValidationError as exc:
+            raise ValueError(f"{self.name}: {'; '.join(map(_problem, exc.errors()))}") from None
+        for key, value in self.params:
+            setattr(self, key, value)
 
     @classmethod
     def supports(cls, pattern: str | Pattern) -> bool:
-        kind = parse_pattern(pattern).kind if isinstance(pattern, str) else pattern.kind
-        return kind in {parse_pattern(p).kind for p in cls.patterns}
+        """A weight pattern this method prunes (heads / neurons are pruning/structured.py's)."""
+        pat = parse_pattern(pattern) if isinstance(pattern, str) else pattern
+        return pat.kind not in STRUCTURED and cls.entry.supports(pat)
 
-    @classmethod
-    def stats_for(cls, params: Optional[dict[str, Any]] = None) -> tuple[str, ...]:
-        """Calibration statistics this method needs with these parameters."""
-        return cls.stats_needed
+    def stats(self) -> tuple[str, ...]:
+        """Calibration statistics this method needs with its parameters."""
+        return self.stats_needed
 
     def score(self, name: str, weight: Tensor, stats: Optional[dict] = None) -> Tensor:
         """Importance of every weight of an (out, in) matrix; higher = kept first."""
@@ -89,7 +100,7 @@ class PruningMethod:
         pat = parse_pattern(pattern)
         if not self.supports(pat):
             raise ValueError(f"{self.name} does not support pattern {pattern!r}")
-        if scope not in self.scopes:
+        if scope not in self.entry.scopes:
             raise ValueError(f"{self.name} does not support scope {scope!r}")
         stats = stats or {}
         if scope == "global":

@@ -1,73 +1,107 @@
-"""Checks of a pruning spec that need the method registry or the model's shapes.
+"""Checks of a pruning spec made before a run is queued; torch-free for bundled models.
 
-`spec_field_problem` runs inside PruneSpec validation (method x pattern x scope x targets x
-params); `preflight_prune` runs before a run is queued and loads the model to check that every
-layer can be tiled by the pattern and that the calibration fits in its data.
+    preflight_prune(spec, parent=None)     # raises SpecError({field: message})
+
+The spec's own fields (method x pattern x scope x targets x params) are validated by specs.py.
+These checks need the model: that the pattern tiles every prunable layer, that the calibration
+fits in its data, and that a schedule / recovery / heads / neurons choice is one this model can
+run. A bundled model is checked from its catalog entry (`linears`, `family`, `train_data`) and
+never loaded; an `hf:` model from its meta-device skeleton.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
-from sparsity_core.pruning.masks import parse_pattern, shape_problem
+from sparsity_core.catalog.models import MODELS, model_entry
+from sparsity_core.catalog.pruning import METHODS, STRUCTURED, Pattern, parse_pattern, shape_problem
+from sparsity_core.data.calibration import calibration_problem
+from sparsity_core.jobs.context import ParentRun
+from sparsity_core.specs import PruneSpec, SpecError
 
-STRUCTURED = ("heads", "neurons")  # checked by pruning/structured.py, not by the weight methods
+# the families whose heads / neurons pruning/structured.py can remove (it registers a finder for
+# each pair, and a test keeps the two in step)
+UNIT_FAMILIES = {"heads": ("bert", "llama"), "neurons": ("bert", "llama", "mlp")}
 
 
-def spec_field_problem(field: str, value: Any, data: dict[str, Any]) -> Optional[str]:
-    """A message for a person when `field` does not fit the fields validated before it."""
-    from sparsity_core.pruning import METHODS
+def trains(spec: PruneSpec) -> bool:
+    """The run trains the model: a gradual schedule or fine-tune / distill recovery."""
+    return spec.schedule == "gradual" or spec.recovery != "none"
 
-    cls = METHODS.get(data.get("method", ""))
-    if cls is None:
-        return None  # the method's own message is shown already
-    if field == "params":
-        try:
-            cls(**value)
-        except (TypeError, ValueError) as exc:
-            return str(exc)
+
+def structured(spec: PruneSpec) -> bool:
+    """The run removes whole heads or neurons."""
+    return parse_pattern(spec.pattern).kind in STRUCTURED
+
+
+def unit_problem(model: str, family: str, pattern: str) -> Optional[str]:
+    """Why `model` (of adapter `family`) has no `pattern` units this lab can remove, or None."""
+    if family in UNIT_FAMILIES[pattern]:
         return None
-    try:
-        pattern = parse_pattern(value)
-    except ValueError as exc:
-        return str(exc)
-    if pattern.kind in STRUCTURED:
+    what = "attention heads" if pattern == "heads" else "FFN neurons this lab knows how to remove"
+    return f"{model} ({family}) has no {what}; heads work on BERT- and Llama-style models, neurons also on MLPs"
+
+
+def recovery_problems(spec: PruneSpec) -> dict[str, str]:
+    """{field: message} for schedule / recovery choices this spec's model and method cannot run."""
+    errors: dict[str, str] = {}
+    if spec.schedule == "gradual":
+        if spec.recovery == "none":
+            errors["recovery"] = "a gradual schedule prunes between training steps: pick finetune or distill"
+        if spec.pattern != "unstructured":
+            errors["schedule"] = ("the gradual schedule raises an unstructured mask step by step; "
+                                  "for N:M, blocks, heads or neurons use oneshot with recovery")
+    entry = model_entry(spec.model)
+    if spec.recovery != "none" and (entry is None or entry.train_data is None):
+        trainable = [n for n, e in MODELS.items() if e.train_data]
+        built_on = "".join(f" ({n} is {MODELS[n].description})" for n in trainable
+                           if spec.model in MODELS[n].description.split())
+        errors["recovery"] = (f"recovery trains on labelled data, which only {', '.join(trainable)} "
+                              f"have here{built_on}")
+    if trains(spec) and not structured(spec) and METHODS[spec.method].needs_calibration:
+        errors["method"] = (f"{spec.method} needs calibration activations; with fine-tuning or a gradual "
+                            f"schedule use a data-free method such as magnitude")
+    return errors
+
+
+def _tiling_problem(pattern: Pattern, entry, skeleton) -> Optional[str]:
+    if entry is not None:
+        for out_f, in_f, count in entry.linears:
+            if problem := shape_problem(pattern, (out_f, in_f)):
+                return f"{problem} ({count} layer{'s' * (count > 1)} of {out_f}x{in_f})"
         return None
-    if not cls.supports(pattern):
-        return f"{cls.name} cannot prune the {value} pattern; it supports {', '.join(cls.patterns)}"
-    if data.get("scope") == "global" and (pattern.kind != "unstructured" or "global" not in cls.scopes):
-        return f"global scope needs the unstructured pattern and a method that allows it ({cls.name}: {', '.join(cls.scopes)})"
-    low = [s for s in data.get("sparsities", []) if 0 < s < pattern.min_sparsity - 1e-9]
-    if low:
-        return (f"{value} prunes {pattern.min_sparsity:.0%} by itself; targets {low} are below it "
-                f"(use 0 for the dense reference, or targets of at least {pattern.min_sparsity:g})")
+    from sparsity_core.pruning.base import weight_2d  # torch: only for an hf: skeleton
+    from sparsity_core.zoo import prunable_linears
+
+    for name, module in prunable_linears(skeleton).items():
+        if problem := shape_problem(pattern, tuple(weight_2d(module).shape)):
+            return f"{problem.replace('a layer', name)} (layer {name})"
     return None
 
 
-def preflight_prune(spec) -> None:
-    """Refuse, before queueing, a pattern that does not tile a layer or calibration longer than
-    the data. Raises SpecError({field: message})."""
-    from sparsity_core.data.calibration import calibration_problem
-    from sparsity_core.pruning import METHODS
-    from sparsity_core.pruning.base import weight_2d
-    from sparsity_core.pruning.recovery import preflight as preflight_recovery
-    from sparsity_core.specs import SpecError
-    from sparsity_core.zoo import load_skeleton, prunable_linears
+def preflight_prune(spec: PruneSpec, parent: Optional[ParentRun] = None) -> None:
+    """Refuse, before queueing, what this model cannot run: a pattern that does not tile a layer,
+    calibration longer than the data, heads on a model without attention, recovery without labels.
+    Raises SpecError({field: message}). A pruning run starts from the dense model: a `parent_run`
+    is recorded with it, and only has to exist."""
+    if spec.parent_run is not None and parent is None:
+        raise SpecError({"parent_run": f"run {spec.parent_run} does not exist"})
+    entry = model_entry(spec.model)
+    skeleton = None
+    if entry is None:  # hf: shapes, family and tokenizer from the meta-device skeleton (no weights)
+        from sparsity_core.zoo import load_skeleton
 
-    preflight_recovery(spec)  # schedule / recovery / heads / neurons, without loading weights
+        skeleton = load_skeleton(spec.model)
     pattern = parse_pattern(spec.pattern)
-    method = METHODS[spec.method]
-    if pattern.kind in STRUCTURED and not method.needs_calibration:
-        return
-    handle = load_skeleton(spec.model)  # shapes only: no weights read in the UI process
-    errors = {}
-    for name, module in prunable_linears(handle).items():
-        problem = shape_problem(pattern, tuple(weight_2d(module).shape))
-        if problem:
-            errors["pattern"] = f"{problem.replace('a layer', name)} (layer {name})"
-            break
-    if method.needs_calibration:
-        problem = calibration_problem(handle, spec.calibration_samples, spec.seq_len, spec.seed)
+    errors = recovery_problems(spec)
+    if pattern.kind in STRUCTURED:
+        problem = unit_problem(spec.model, entry.family if entry else skeleton.family, pattern.kind)
+    else:
+        problem = _tiling_problem(pattern, entry, skeleton)
+    if problem:
+        errors["pattern"] = problem
+    if METHODS[spec.method].needs_calibration:
+        problem = calibration_problem(spec.model, spec.calibration_samples, spec.seq_len, spec.seed, handle=skeleton)
         if problem:
             errors["calibration_samples"] = problem
     if errors:

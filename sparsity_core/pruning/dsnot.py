@@ -18,8 +18,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from sparsity_core.pruning.base import METHODS, PruningMethod, register_method
-from sparsity_core.pruning.masks import Pattern
+import sparsity_core.pruning as pruning
+from sparsity_core.catalog.pruning import Pattern
+from sparsity_core.pruning.base import PruningMethod, register_method
 from sparsity_core.pruning.wanda import wanda_score
 
 INF = float("inf")
@@ -64,24 +65,15 @@ def dsnot_refine(weight: Tensor, keep: Tensor, mean: Tensor, sq_sum: Tensor, ite
 @register_method
 class DSnoT(PruningMethod):
     name = "dsnot"
-    description = "prune-and-regrow refinement of another method's mask, no training"
-    needs_calibration = True
-    patterns = ("unstructured", "2:4", "4:8")
-    scopes = ("layer",)
-    params = {"initial": ("wanda", "the method whose mask is refined (wanda, magnitude, ...)"),
-              "iterations": (50, "prune-and-regrow swaps per row, at most")}
+    initial: str  # the catalog's DSnoTParams: a one-shot method, never dsnot itself
+    iterations: int
 
     def __init__(self, seed: int = 0, **params):
         super().__init__(seed, **params)
-        if self.initial == self.name or self.initial not in METHODS:
-            raise ValueError(f"dsnot needs an initial method other than itself, got {self.initial!r}")
-        self.base = METHODS[self.initial](seed=seed)
+        self.base = pruning.METHODS[self.initial](seed=seed)
 
-    @classmethod
-    def stats_for(cls, params=None) -> tuple[str, ...]:
-        initial = (params or {}).get("initial", cls.params["initial"][0])
-        extra = METHODS[initial].stats_needed if initial in METHODS else ()
-        return tuple(dict.fromkeys(("norm", "mean", *extra)))
+    def stats(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(("norm", "mean", *self.base.stats())))
 
     def prune_layer(self, name: str, weight: Tensor, sparsity: float, pattern: Pattern,
                     stats: Optional[dict]) -> Tensor:

@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from sparsity_core.data import digits, rotten_tomatoes
+from sparsity_core.data.calibration import lm_token_stream
 from sparsity_core.zoo import ModelHandle
+from sparsity_core.zoo.classifier import TextClassifierAccuracy
 
 PROBE_TRAIN = 2000  # Rotten Tomatoes snippets the linear probe is fitted on
 PROBE_TEST = 1000  # held-out snippets (different movies) it is scored on
@@ -82,8 +84,6 @@ class Perplexity(Evaluator):
     WINDOWS = 16  # default windows scored (8,192 tokens): perplexity stable to ~1% between seeds
 
     def __init__(self, handle: ModelHandle, seed: int, limit: Optional[int]):
-        from sparsity_core.data.calibration import lm_token_stream
-
         stream = lm_token_stream(handle.tokenizer, "test", seed)
         n = min(limit or self.WINDOWS, len(stream) // self.CONTEXT)
         self.windows = stream[:n * self.CONTEXT].view(n, self.CONTEXT)
@@ -108,13 +108,13 @@ class Perplexity(Evaluator):
 
 
 def make_evaluator(handle: ModelHandle, seed: int, limit: Optional[int] = None) -> Evaluator:
+    """The evaluation of the model's task on its catalog entry's `eval_data`."""
+    eval_data = handle.entry.eval_data if handle.entry is not None else None
     if handle.task == "causal_lm":
         return Perplexity(handle, seed, limit)
-    if handle.name == "digits-mlp":
+    if handle.task == "classifier" and eval_data == "digits":
         return DigitsAccuracy(seed, limit)
-    if handle.task == "classifier" and handle.meta.get("dataset") == "rotten_tomatoes":
-        from sparsity_core.zoo.classifier import TextClassifierAccuracy
-
+    if handle.task == "classifier" and eval_data == "rotten_tomatoes":
         return TextClassifierAccuracy(handle, seed, limit)
     if handle.task == "encoder" and handle.embed is not None:
         return ProbeAndCosine(handle, seed, limit)

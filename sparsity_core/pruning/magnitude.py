@@ -12,8 +12,6 @@ from sparsity_core.pruning.base import PruningMethod, register_method
 @register_method
 class Magnitude(PruningMethod):
     name = "magnitude"
-    description = "keep the largest |w|; layer-wise or one global threshold"
-    patterns = ("unstructured", "2:4", "4:8", "block:4x4")
 
     def score(self, name: str, weight: Tensor, stats=None) -> Tensor:
         return weight.abs()

@@ -6,11 +6,12 @@ sort) so a mask is a pure function of its scores.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import Tensor
+
+from sparsity_core.catalog.pruning import Pattern
 
 
 def n_pruned(numel: int, sparsity: float) -> int:
@@ -38,69 +39,21 @@ def global_masks(scores: dict[str, Tensor], sparsity: float) -> dict[str, Tensor
     return out
 
 
-def measured_sparsity(masks_or_weights: dict[str, Tensor]) -> tuple[float, dict[str, float]]:
-    """(overall fraction of zeros, per-layer fraction of zeros), counted from the tensors."""
+def measured_sparsity(masks_or_weights: dict[str, Tensor], dense_numel: Optional[dict[str, int]] = None
+                      ) -> tuple[float, dict[str, float]]:
+    """(overall fraction of zeros, per-layer fraction of zeros), counted from the tensors.
+
+    With `dense_numel` (each layer's size before pruning) a layer that got smaller counts its
+    removed weights as zeros too: what structured pruning reaches is measured the same way."""
     zeros = total = 0
     per_layer = {}
     for name, t in masks_or_weights.items():
-        z = int((t == 0).sum()) if t.dtype != torch.bool else int((~t).sum())
-        per_layer[name] = z / t.numel()
-        zeros += z
-        total += t.numel()
+        nonzero = int(t.sum()) if t.dtype == torch.bool else int((t != 0).sum())
+        size = dense_numel[name] if dense_numel is not None else t.numel()
+        per_layer[name] = (size - nonzero) / size
+        zeros += size - nonzero
+        total += size
     return (zeros / total if total else 0.0), per_layer
-
-
-# ---------------------------------------------------------------- patterns
-@dataclass(frozen=True)
-class Pattern:
-    """A parsed `pattern` string: unstructured, N:M (N kept of every M along a row), block:RxC."""
-
-    kind: str  # unstructured | nm | block | heads | neurons
-    n: int = 0
-    m: int = 0
-    rows: int = 0
-    cols: int = 0
-
-    @property
-    def min_sparsity(self) -> float:
-        """The sparsity the pattern itself imposes (N:M: (M-N)/M); targets must reach it."""
-        return (self.m - self.n) / self.m if self.kind == "nm" else 0.0
-
-
-_NM = re.compile(r"^(\d+):(\d+)$")
-_BLOCK = re.compile(r"^block:(\d+)x(\d+)$")
-
-
-def parse_pattern(text: str) -> Pattern:
-    """'2:4' -> Pattern('nm', n=2, m=4); 'block:16x16' -> Pattern('block', rows=16, cols=16).
-    Raises ValueError with a message for a person."""
-    text = text.strip().lower()
-    if text in ("unstructured", "heads", "neurons"):
-        return Pattern(text)
-    if match := _NM.match(text):
-        n, m = int(match[1]), int(match[2])
-        if not 0 < n < m:
-            raise ValueError(f"N:M needs 0 < N < M (N kept of every M weights), got {text}")
-        return Pattern("nm", n=n, m=m)
-    if match := _BLOCK.match(text):
-        r, c = int(match[1]), int(match[2])
-        if r < 1 or c < 1:
-            raise ValueError(f"block sizes must be at least 1x1, got {text}")
-        return Pattern("block", rows=r, cols=c)
-    raise ValueError(f"unknown pattern {text!r}: use unstructured, N:M (e.g. 2:4), block:RxC "
-                     "(e.g. block:16x16), heads or neurons")
-
-
-def shape_problem(pattern: Pattern, shape: tuple[int, ...]) -> str | None:
-    """Why `pattern` cannot tile a weight of `shape` (out, in), or None when it can."""
-    out_f, in_f = shape[0], shape[-1]
-    if pattern.kind == "nm" and in_f % pattern.m:
-        return f"{pattern.n}:{pattern.m} needs input width divisible by {pattern.m}; a layer has {in_f}"
-    if pattern.kind == "block" and (out_f % pattern.rows or in_f % pattern.cols):
-        return (f"block:{pattern.rows}x{pattern.cols} does not tile a {out_f}x{in_f} weight "
-                f"({out_f} % {pattern.rows} = {out_f % pattern.rows}, {in_f} % {pattern.cols} = "
-                f"{in_f % pattern.cols})")
-    return None
 
 
 def nm_mask(scores: Tensor, n: int, m: int) -> Tensor:

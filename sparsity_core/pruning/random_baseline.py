@@ -15,8 +15,6 @@ from sparsity_core.pruning.base import PruningMethod, register_method
 @register_method
 class RandomPruning(PruningMethod):
     name = "random"
-    description = "drop weights uniformly at random (seeded): the floor every method should beat"
-    patterns = ("unstructured", "2:4", "4:8", "block:4x4")
 
     def score(self, name: str, weight: Tensor, stats=None) -> Tensor:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(name.encode()))

@@ -16,8 +16,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from sparsity_core.catalog.pruning import Pattern
 from sparsity_core.pruning.base import PruningMethod, register_method
-from sparsity_core.pruning.masks import Pattern, pattern_mask
+from sparsity_core.pruning.masks import pattern_mask
 
 BLOCK = 128  # columns per lazy-update block (the paper's default; fits cache, few big matmuls)
 
@@ -80,12 +81,8 @@ def sparsegpt_prune(weight: Tensor, hessian: Tensor, sparsity: float, pattern: P
 @register_method
 class SparseGPT(PruningMethod):
     name = "sparsegpt"
-    description = "second-order layer reconstruction with the inverse Hessian (lazy column blocks)"
-    needs_calibration = True
     stats_needed = ("hessian",)
-    patterns = ("unstructured", "2:4", "4:8", "block:4x4")
-    scopes = ("layer",)
-    params = {"damp": (0.01, "Hessian damping, a fraction of its mean diagonal (1% in the paper)")}
+    damp: float  # the catalog's SparseGPTParams
 
     def prune_layer(self, name: str, weight: Tensor, sparsity: float, pattern: Pattern,
                     stats: Optional[dict]) -> Tensor:

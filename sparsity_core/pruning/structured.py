@@ -22,10 +22,9 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
+from sparsity_core.catalog.pruning import STRUCTURED
+from sparsity_core.pruning.checks import UNIT_FAMILIES, unit_problem
 from sparsity_core.zoo import ModelHandle, blocks
-
-STRUCTURED_PATTERNS = ("heads", "neurons")
-STRUCTURED_METHODS = ("magnitude", "random")
 
 
 @dataclass
@@ -53,16 +52,30 @@ class UnitGroup:
 
 # ---------------------------------------------------------------- finding the units of a model
 
+Finder = Callable[[ModelHandle], list[UnitGroup]]
+FINDERS: dict[tuple[str, str], Finder] = {}  # (family, heads | neurons) -> the groups of a model
+
+
+def finds(family: str, pattern: str) -> Callable[[Finder], Finder]:
+    """Decorator: the finder of `pattern` units in models of `family` (a pair checks.UNIT_FAMILIES names)."""
+    def register(finder: Finder) -> Finder:
+        if family not in UNIT_FAMILIES.get(pattern, ()):
+            raise ValueError(f"({family}, {pattern}) is not in pruning/checks.py's UNIT_FAMILIES")
+        FINDERS[(family, pattern)] = finder
+        return finder
+    return register
+
+
 def unit_groups(handle: ModelHandle, pattern: str) -> list[UnitGroup]:
     """The head or neuron groups of every block, by family. Raises ValueError when there are none."""
-    if pattern not in STRUCTURED_PATTERNS:
-        raise ValueError(f"pattern {pattern!r} is not structured ({', '.join(STRUCTURED_PATTERNS)})")
-    errors = check_structured(handle.name, handle.family, pattern, "magnitude")
-    if errors:
-        raise ValueError(errors["pattern"])
-    return _FINDERS[(handle.family, pattern)](handle)
+    if pattern not in STRUCTURED:
+        raise ValueError(f"pattern {pattern!r} is not structured ({', '.join(STRUCTURED)})")
+    if problem := unit_problem(handle.name, handle.family, pattern):
+        raise ValueError(problem)
+    return FINDERS[(handle.family, pattern)](handle)
 
 
+@finds("bert", "heads")
 def _bert_heads(handle: ModelHandle) -> list[UnitGroup]:
     out = []
     for i, block in enumerate(blocks(handle)):
@@ -77,11 +90,13 @@ def _bert_heads(handle: ModelHandle) -> list[UnitGroup]:
     return out
 
 
+@finds("bert", "neurons")
 def _bert_neurons(handle: ModelHandle) -> list[UnitGroup]:
     return [UnitGroup(f"layer.{i}.ffn", [(b.intermediate, "dense", 1)], (b.output, "dense", 1))
             for i, b in enumerate(blocks(handle))]
 
 
+@finds("llama", "heads")
 def _llama_heads(handle: ModelHandle) -> list[UnitGroup]:
     """With grouped-query attention a unit is one key/value head and the query heads sharing it,
     so the query/key ratio (`num_key_value_groups`) stays what the attention code expects."""
@@ -95,11 +110,13 @@ def _llama_heads(handle: ModelHandle) -> list[UnitGroup]:
     return out
 
 
+@finds("llama", "neurons")
 def _llama_neurons(handle: ModelHandle) -> list[UnitGroup]:
     return [UnitGroup(f"layer.{i}.ffn", [(b.mlp, "gate_proj", 1), (b.mlp, "up_proj", 1)], (b.mlp, "down_proj", 1))
             for i, b in enumerate(blocks(handle))]
 
 
+@finds("mlp", "neurons")
 def _mlp_neurons(handle: ModelHandle) -> list[UnitGroup]:
     """An MLP's hidden units: rows of each hidden Linear, columns of the next Linear (or the head)."""
     seq = [m for m in handle.model.modules() if isinstance(m, nn.Sequential)]
@@ -111,25 +128,29 @@ def _mlp_neurons(handle: ModelHandle) -> list[UnitGroup]:
     return [UnitGroup(f"body.{i}", [(body, str(i), 1)], nxt) for i, nxt in zip(idx, nexts)]
 
 
-_FINDERS = {
-    ("bert", "heads"): _bert_heads, ("bert", "neurons"): _bert_neurons,
-    ("llama", "heads"): _llama_heads, ("llama", "neurons"): _llama_neurons,
-    ("mlp", "neurons"): _mlp_neurons,
+# ---------------------------------------------------------------- scoring and choosing units
+
+def _magnitude_units(group: UnitGroup, generator: torch.Generator) -> Tensor:
+    # the L2 norm of the unit's columns in the consuming projection
+    w = group.consumer_weight().detach().float()
+    return w.view(w.shape[0], group.units, group.consumer[2]).pow(2).sum(dim=(0, 2)).sqrt().cpu()
+
+
+def _random_units(group: UnitGroup, generator: torch.Generator) -> Tensor:
+    return torch.rand(group.units, generator=generator)
+
+
+# the catalog's structured methods (`MethodEntry.structured`); a test keeps the two in step
+UNIT_SCORES: dict[str, Callable[[UnitGroup, torch.Generator], Tensor]] = {
+    "magnitude": _magnitude_units, "random": _random_units,
 }
 
 
-# ---------------------------------------------------------------- scoring and choosing units
-
 def unit_scores(group: UnitGroup, method: str = "magnitude", generator: Optional[torch.Generator] = None) -> Tensor:
     """One score per unit, higher = more important."""
-    width = group.consumer[2]
-    w = group.consumer_weight().detach().float()
-    if method == "magnitude":
-        # Step 1: the L2 norm of the unit's columns in the consuming projection
-        return w.view(w.shape[0], group.units, width).pow(2).sum(dim=(0, 2)).sqrt().cpu()
-    if method == "random":
-        return torch.rand(group.units, generator=generator)
-    raise ValueError(f"structured pruning supports {', '.join(STRUCTURED_METHODS)}, not {method!r}")
+    if method not in UNIT_SCORES:
+        raise ValueError(f"structured pruning supports {', '.join(UNIT_SCORES)}, not {method!r}")
+    return UNIT_SCORES[method](group, generator if generator is not None else torch.Generator().manual_seed(0))
 
 
 def choose_units(scores: dict[str, Tensor], sparsity: float, scope: str = "layer") -> dict[str, Tensor]:
@@ -253,31 +274,3 @@ def apply_plan(handle: ModelHandle, pattern: str, kept: dict[str, list[int]]) ->
     state dict (saved as safetensors) loads back into it."""
     groups = unit_groups(handle, pattern)
     return remove_units(groups, {g.name: torch.tensor(kept[g.name], dtype=torch.long) for g in groups})
-
-
-def family_of_name(model: str) -> str:
-    """The adapter family of a model name without loading its weights (hf: reads config.json)."""
-    bundled = {"digits-mlp": "mlp", "minilm-l6": "bert", "minilm-l6-rt": "bert", "smollm2-135m": "llama"}
-    if model in bundled:
-        return bundled[model]
-    if model.startswith("hf:"):
-        from transformers import AutoConfig
-
-        from sparsity_core.zoo.adapters import FAMILIES
-
-        model_type = AutoConfig.from_pretrained(model[3:]).model_type
-        return next((f.name for f in FAMILIES if model_type in f.model_types), model_type)
-    return "unknown"
-
-
-def check_structured(model: str, family: str, pattern: str, method: str) -> dict[str, str]:
-    """{field: message} for a structured spec this model cannot run (empty when fine)."""
-    errors = {}
-    if (family, pattern) not in _FINDERS:
-        what = "attention heads" if pattern == "heads" else "FFN neurons this lab knows how to remove"
-        errors["pattern"] = (f"{model} ({family}) has no {what}; heads work on BERT- and Llama-style "
-                             f"models, neurons also on MLPs")
-    if method not in STRUCTURED_METHODS:
-        errors["method"] = (f"{pattern} pruning scores whole units; pick {' or '.join(STRUCTURED_METHODS)} "
-                            f"(not {method!r})")
-    return errors

@@ -11,8 +11,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from sparsity_core.catalog.pruning import Pattern
 from sparsity_core.pruning.base import PruningMethod, register_method
-from sparsity_core.pruning.masks import Pattern, pattern_mask, row_mask
+from sparsity_core.pruning.masks import pattern_mask, row_mask
 
 
 def wanda_score(weight: Tensor, stats: Optional[dict]) -> Tensor:
@@ -27,10 +28,7 @@ def wanda_score(weight: Tensor, stats: Optional[dict]) -> Tensor:
 @register_method
 class Wanda(PruningMethod):
     name = "wanda"
-    description = "|W| x ||X|| per output row, from calibration activations; no weight update"
-    needs_calibration = True
     stats_needed = ("norm",)
-    patterns = ("unstructured", "2:4", "4:8", "block:4x4")
 
     def score(self, name: str, weight: Tensor, stats=None) -> Tensor:
         return wanda_score(weight, stats)

@@ -24,6 +24,7 @@ from torch import nn
 
 from sparsity_core.data import Dataset, rotten_tomatoes
 from sparsity_core.paths import cache_dir
+from sparsity_core.training import ShuffledBatches, StepCallback, TrainConfig, Trainer
 from sparsity_core.zoo.registry import ModelHandle, register_loader
 
 SEQ_LEN = 64  # covers every Rotten Tomatoes snippet (longest is 63 word pieces, mean 27)
@@ -68,7 +69,7 @@ def encode(tokenizer, texts: list[str], device=None) -> dict[str, torch.Tensor]:
 
 
 def text_batches(tokenizer, data: Dataset):
-    """make(indices) -> (inputs, labels): what recovery.ShuffledBatches draws batches with."""
+    """make(indices) -> (inputs, labels): what training.ShuffledBatches draws batches with."""
     labels = torch.from_numpy(data.labels)
 
     def make(idx: torch.Tensor):
@@ -89,7 +90,8 @@ def accuracy(model: nn.Module, tokenizer, data: Dataset, batch_size: int = 128) 
 
 
 class TextClassifierAccuracy:
-    """Evaluator (see pruning.evaluate): top-1 accuracy on the Rotten Tomatoes test split."""
+    """An evaluator (called on the model after each change): top-1 accuracy on the Rotten Tomatoes
+    test split."""
 
     def __init__(self, handle: ModelHandle, seed: int, limit: Optional[int]):
         # the split seed is fixed: the cached teacher was fine-tuned on the seed-0 train split
@@ -104,15 +106,13 @@ class TextClassifierAccuracy:
 
 
 def fine_tune_teacher(model: SentenceClassifier, tokenizer, budget: TeacherBudget = TEACHER,
-                      progress=None) -> SentenceClassifier:
+                      on_step: Optional[StepCallback] = None) -> SentenceClassifier:
     """Plain cross-entropy fine-tuning of the dense model (the teacher of every recovery run)."""
-    from sparsity_core.pruning.recovery import ShuffledBatches, TrainConfig, Trainer
-
     torch.manual_seed(budget.seed)
     data = rotten_tomatoes("train", seed=0).subset(budget.rows)
     batches = ShuffledBatches(len(data), budget.batch_size, budget.seed, text_batches(tokenizer, data))
     trainer = Trainer(model, batches, TrainConfig(lr=budget.lr, warmup=0.1))
-    trainer.run(budget.steps, on_step=progress or _print_every(25))
+    trainer.run(budget.steps, on_step=on_step or _print_every(25))
     return model.eval()
 
 
@@ -134,7 +134,7 @@ def skeleton() -> ModelHandle:
 
 
 @register_loader("minilm-l6-rt", skeleton=skeleton)
-def load(progress=None) -> ModelHandle:
+def load(on_step: Optional[StepCallback] = None) -> ModelHandle:
     from transformers import AutoModel, AutoTokenizer
 
     from sparsity_core.zoo.minilm import model_dir
@@ -149,7 +149,7 @@ def load(progress=None) -> ModelHandle:
     if weights.exists():
         model.load_state_dict(load_file(weights))
     else:
-        fine_tune_teacher(model, tokenizer, progress=progress)
+        fine_tune_teacher(model, tokenizer, on_step=on_step)
         tmp = weights.with_suffix(".tmp")
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp)
         tmp.replace(weights)  # atomic: two workers fine-tuning at once never leave half a file

@@ -3,13 +3,8 @@
 import pytest
 import torch
 
-from sparsity_core.pruning.masks import (
-    Pattern,
-    parse_pattern,
-    pattern_mask,
-    row_mask,
-    shape_problem,
-)
+from sparsity_core.catalog.pruning import Pattern, parse_pattern, shape_problem
+from sparsity_core.pruning.masks import pattern_mask, row_mask
 
 
 def test_parse_patterns():

@@ -5,10 +5,11 @@ import pytest
 import torch
 from torch import nn
 
+from sparsity_core import catalog
+from sparsity_core.catalog.pruning import parse_pattern
 from sparsity_core.pruning import METHODS
 from sparsity_core.pruning.calibrate import collect_stats
 from sparsity_core.pruning.dsnot import dsnot_refine
-from sparsity_core.pruning.masks import parse_pattern
 from sparsity_core.pruning.wanda import wanda_score
 
 
@@ -29,14 +30,14 @@ def _stats(linears, x):
     return collect_stats(Both(), linears, [x], need={"norm", "mean", "hessian"})
 
 
-CASES = [(name, pattern) for name, cls in sorted(METHODS.items()) for pattern in cls.patterns]
+CASES = [(name, pattern) for name, cls in sorted(METHODS.items()) for pattern in cls.entry.patterns]
 
 
 @pytest.mark.parametrize("name,pattern", CASES)
 def test_every_method_and_pattern_hits_its_target(name, pattern):
     linears = _layers()
     x = torch.randn(64, 32, generator=torch.Generator().manual_seed(3))
-    stats = _stats(linears, x) if METHODS[name].needs_calibration else None
+    stats = _stats(linears, x) if METHODS[name].entry.needs_calibration else None
     masks = METHODS[name](seed=0).prune(linears, 0.5, pattern=pattern, stats=stats)
     pat = parse_pattern(pattern)
     for lname, layer in linears.items():
@@ -51,7 +52,7 @@ def test_every_method_and_pattern_hits_its_target(name, pattern):
 def test_every_method_keeps_all_at_zero_sparsity(name):
     linears = _layers()
     x = torch.randn(64, 32, generator=torch.Generator().manual_seed(3))
-    stats = _stats(linears, x) if METHODS[name].needs_calibration else None
+    stats = _stats(linears, x) if METHODS[name].entry.needs_calibration else None
     before = linears["a"].weight.clone()
     METHODS[name](seed=0).prune(linears, 0.0, stats=stats)
     assert torch.allclose(linears["a"].weight, before)
@@ -111,12 +112,37 @@ def test_dsnot_reduces_expected_error_and_keeps_counts():
 
 
 def test_method_params_are_validated():
-    assert METHODS["dsnot"](initial="magnitude", iterations=3).iterations == 3
-    with pytest.raises(ValueError, match="no parameter"):
+    dsnot = METHODS["dsnot"](initial="magnitude", iterations=3)
+    assert (dsnot.iterations, type(dsnot.base).name) == (3, "magnitude")  # the initial mask, from the registry
+    with pytest.raises(ValueError, match="wanda: no parameter 'alpha'"):
         METHODS["wanda"](alpha=1)
-    with pytest.raises(ValueError, match="initial method"):
-        METHODS["dsnot"](initial="dsnot")
+    with pytest.raises(ValueError, match="dsnot: parameter 'initial'"):
+        METHODS["dsnot"](initial="dsnot")  # refining its own mask is not a method
     assert not METHODS["sparsegpt"].supports("heads") and METHODS["wanda"].supports("8:16")
+    assert METHODS["dsnot"](initial="sparsegpt").stats() == ("norm", "mean", "hessian")
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_takes_the_catalogs_parameters(name):
+    """Defaults are the catalog's; a bad value or an unknown name is refused with the method and field named."""
+    entry = catalog.METHODS[name]
+    method = METHODS[name]()
+    assert method.entry is entry and method.params.model_dump() == entry.defaults()
+    assert {key: getattr(method, key) for key in entry.defaults()} == entry.defaults()
+    with pytest.raises(ValueError, match=f"^{name}: no parameter 'bogus'"):
+        METHODS[name](bogus=1)
+    for field in entry.params.model_fields:  # a word where every parameter wants a number or a method name
+        with pytest.raises(ValueError, match=f"^{name}: parameter '{field}': "):
+            METHODS[name](**{field: "not-a-value"})
+
+
+def test_registry_refuses_names_outside_the_catalog_and_duplicates():
+    from sparsity_core.pruning.base import PruningMethod, register_method
+
+    with pytest.raises(ValueError, match="not in the catalog"):
+        register_method(type("Lottery", (PruningMethod,), {"name": "lottery"}))
+    with pytest.raises(ValueError, match="registered already"):
+        register_method(type("Again", (PruningMethod,), {"name": "wanda"}))
 
 
 def test_calibration_hooks_are_removed_after_an_error():

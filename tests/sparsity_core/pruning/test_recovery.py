@@ -1,5 +1,5 @@
 """Gradual pruning and recovery: the cubic schedule, masks that never regrow, the distillation
-loss, and the job path end to end on digits-mlp (seconds)."""
+loss, the job path end to end on digits-mlp (seconds), and its runs loading back as parents."""
 
 from __future__ import annotations
 
@@ -8,21 +8,22 @@ import math
 import pytest
 import torch
 
-from sparsity_core.progress import Progress
-from sparsity_core.pruning import METHODS
-from sparsity_core.pruning.recovery import (
+from sparsity_core.jobs.context import RunContext
+from sparsity_core.pruning import METHODS, record
+from sparsity_core.pruning.artifacts import load_pruned
+from sparsity_core.pruning.checks import preflight_prune
+from sparsity_core.pruning.recovery import cubic_sparsity, gradual_prune
+from sparsity_core.pruning.run import run_prune
+from sparsity_core.specs import SpecError, parse_spec
+from sparsity_core.training import (
     MaskGuard,
     ShuffledBatches,
     TrainConfig,
     Trainer,
-    cubic_sparsity,
     distill_loss,
-    gradual_prune,
     logits_and_hidden,
     make_teacher,
-    run_recovery,
 )
-from sparsity_core.specs import SpecError, parse_spec
 
 
 def tiny_classifier():
@@ -132,44 +133,93 @@ def test_distillation_moves_the_student_towards_the_teacher():
 def test_gradual_distill_job_on_digits():
     spec = parse_spec({"kind": "prune", "model": "digits-mlp", "sparsities": [0.5, 0.9], "schedule": "gradual",
                        "recovery": "distill", "steps": 10, "finetune_steps": 5, "lr": 1e-3, "batch_size": 64})
-    progress = Progress()
-    run_recovery(spec, progress)
-    sparsity, accuracy = progress.values("sparsity"), progress.values("accuracy")
+    ctx = RunContext()
+    run_prune(spec, ctx)
+    sparsity, accuracy = ctx.values("sparsity"), ctx.values("accuracy")
     assert sparsity[0.5] == pytest.approx(0.5, abs=1e-3) and sparsity[0.9] == pytest.approx(0.9, abs=1e-3)
-    dense = progress.values("dense_accuracy")[None]
+    dense = ctx.values("dense_accuracy")[None]
     assert dense > 0.9 and accuracy[0.5] > dense - 0.05  # 50% of an MLP is nearly free
-    assert {"masks@0.5", "masks@0.9", "model@0.9"} <= set(progress.artifacts)
-    assert progress.facts["recovery"]["recovery"] == "distill"
+    # the one layout of every pruning run: masks and weights per target, the model, the views
+    assert {"masks@0.5", "pruned@0.5", "masks@0.9", "pruned@0.9", "model", "views"} <= set(ctx.artifacts)
+    assert ctx.facts["recovery"]["recovery"] == "distill"
+    assert ctx.fraction == 1.0 and ctx.message == "done"
 
 
 def test_neuron_removal_with_finetune_shrinks_digits_mlp():
-    from sparsity_core.pruning.run import run_prune
-
     spec = parse_spec({"kind": "prune", "model": "digits-mlp", "sparsities": [0.5], "pattern": "neurons",
                        "recovery": "finetune", "steps": 5, "lr": 1e-3})
-    progress = Progress()
-    run_prune(spec, progress)  # the prune job hands structured / recovery specs to run_recovery
-    params = progress.values("params")[0.5]
+    ctx = RunContext()
+    run_prune(spec, ctx)
+    params = ctx.values("model_params")[0.5]
     # 64-256-128-10 -> 64-128-64-10: (64*128+128) + (128*64+64) + (64*10+10)
     assert params == 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
-    assert progress.values("unit_sparsity")[0.5] == pytest.approx(0.5)
-    assert "plan@0.5" in progress.artifacts
+    assert ctx.values("unit_sparsity")[0.5] == pytest.approx(0.5)
+    # the prunable layers lost 3/4 of their weights: 64x256 -> 64x128 and 256x128 -> 128x64
+    assert ctx.values("sparsity")[0.5] == pytest.approx(1 - (128 * 64 + 64 * 128) / (256 * 64 + 128 * 256))
+    assert {"masks@0.5", "pruned@0.5", "plan@0.5", "model"} <= set(ctx.artifacts)
+
+
+def _spy_on_evaluations(monkeypatch) -> list[dict[str, torch.Tensor]]:
+    """The model's state at every evaluation of a run: the dense reference first, then each target."""
+    states = []
+    real = record.make_evaluator
+
+    def spying(handle, seed, limit=None):
+        evaluator = real(handle, seed, limit)
+
+        class Spy:
+            describe = evaluator.describe
+
+            def __call__(self, h):
+                states.append({k: v.detach().clone() for k, v in h.model.state_dict().items()})
+                return evaluator(h)
+
+        return Spy()
+
+    monkeypatch.setattr(record, "make_evaluator", spying)
+    return states
+
+
+@pytest.mark.parametrize("fields", [
+    {"schedule": "gradual", "recovery": "finetune", "steps": 6, "finetune_steps": 2},
+    {"recovery": "finetune", "steps": 4},
+    {"pattern": "neurons", "recovery": "finetune", "steps": 4},
+    {"pattern": "neurons"},
+    {"method": "sparsegpt", "calibration_samples": 64},
+], ids=["gradual", "oneshot-finetune", "neurons-finetune", "neurons", "oneshot-sparsegpt"])
+def test_load_pruned_rebuilds_what_the_run_evaluated(fields, monkeypatch):
+    spec = parse_spec({"kind": "prune", "model": "digits-mlp", "sparsities": [0.5, 0.75], "lr": 1e-2,
+                       "batch_size": 64, **fields})
+    states = _spy_on_evaluations(monkeypatch)
+    ctx = RunContext()
+    run_prune(spec, ctx)
+    evaluated = dict(zip(spec.sparsities, states[-2:]))  # recovery evaluates the dense model first
+    parent = ctx.as_parent(3, spec)
+    assert parent.targets() == [0.5, 0.75]
+    for target, state in evaluated.items():
+        loaded = load_pruned(parent, target).model.state_dict()
+        assert loaded.keys() == state.keys()
+        assert all(torch.equal(loaded[k], state[k]) for k in state), target
+
+
+def test_unit_pruning_without_recovery_needs_no_training_data():
+    # an encoder with no labelled split can still lose heads, checked from its catalog entry
+    preflight_prune(parse_spec({"kind": "prune", "model": "minilm-l6", "sparsities": [0.5], "pattern": "heads"}),
+                    None)
 
 
 @pytest.mark.parametrize("fields, field, words", [
     ({"model": "digits-mlp", "pattern": "heads"}, "pattern", "no attention heads"),
     ({"model": "digits-mlp", "schedule": "gradual"}, "recovery", "pick finetune or distill"),
-    ({"model": "minilm-l6", "recovery": "distill"}, "recovery", "minilm-l6-rt"),
+    ({"model": "minilm-l6", "recovery": "distill"}, "recovery", "minilm-l6-rt is minilm-l6 fine-tuned"),
+    ({"model": "smollm2-135m", "recovery": "finetune"}, "recovery", "only digits-mlp, minilm-l6-rt"),
     ({"model": "digits-mlp", "pattern": "2:4", "schedule": "gradual", "recovery": "finetune"}, "schedule", "oneshot"),
+    ({"model": "digits-mlp", "method": "wanda", "recovery": "finetune"}, "method", "data-free"),
 ])
 def test_bad_recovery_specs_are_refused_before_queueing(fields, field, words):
-    from db import repo
-    from sparsity_core.jobs import submit
-
     with pytest.raises(SpecError) as err:
-        submit({"kind": "prune", "sparsities": [0.5], **fields})
+        preflight_prune(parse_spec({"kind": "prune", "sparsities": [0.5], **fields}), None)
     assert words in err.value.errors[field]
-    assert repo.list_runs() == []
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -6,11 +6,13 @@ import pytest
 import torch
 from torch import nn
 
+from sparsity_core import catalog
+from sparsity_core.pruning.checks import UNIT_FAMILIES, unit_problem
 from sparsity_core.pruning.structured import (
+    FINDERS,
+    UNIT_SCORES,
     apply_plan,
-    check_structured,
     choose_units,
-    family_of_name,
     mask_units,
     prune_structured,
     remove_units,
@@ -131,7 +133,12 @@ def test_mlp_neurons_shrink_the_next_layer_too():
 
 
 def test_heads_on_a_model_without_attention_is_refused():
-    errors = check_structured("digits-mlp", family_of_name("digits-mlp"), "heads", "wanda")
-    assert "no attention heads" in errors["pattern"] and "magnitude" in errors["method"]
+    assert "no attention heads" in unit_problem("digits-mlp", catalog.MODELS["digits-mlp"].family, "heads")
     with pytest.raises(ValueError, match="no attention heads"):
         unit_groups(ModelHandle("mlp", nn.Sequential(nn.Linear(4, 4)), "classifier", "mlp"), "heads")
+
+
+def test_the_torch_free_tables_name_what_is_implemented():
+    """checks.py answers in the app what structured.py can do: the two never drift apart."""
+    assert set(FINDERS) == {(family, unit) for unit, families in UNIT_FAMILIES.items() for family in families}
+    assert set(UNIT_SCORES) == {name for name, entry in catalog.METHODS.items() if entry.structured}
