@@ -36,8 +36,8 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     import torch
 
-    from sparsity_core.progress import Progress
-    from sparsity_core.sae import VARIANTS
+    from sparsity_core.catalog.sae import VARIANTS
+    from sparsity_core.jobs.context import RunContext
     from sparsity_core.sae.run import run_sae
     from sparsity_core.specs import parse_spec
 
@@ -48,10 +48,10 @@ def main() -> int:
             spec = parse_spec({"kind": "sae", "model": "minilm-l6", "layer": 3, "site": "resid", "data": "all",
                                "variant": variant, "expansion": 8, "k": l0, "tokens": args.tokens,
                                "device": args.device, "downstream": not args.no_downstream})
-            progress = Progress()
-            run_sae(spec, progress)
-            final = {m["key"]: m["value"] for m in progress.metrics if m["x"] is None}
-            final.update(_fve_per_corpus(progress.artifact_dir / "sae.safetensors", corpora))
+            ctx = RunContext()
+            run_sae(spec, ctx)
+            final = {m["key"]: m["value"] for m in ctx.metrics if m["x"] is None}
+            final.update(_fve_per_corpus(ctx.artifact_dir / "sae.safetensors", corpora))
             rows.append({"variant": variant, "target_l0": l0, **final})
             print(f"  {variant} L0={l0}: {_fmt(rows[-1])}", flush=True)
     print(f"\nminilm-l6 block 3 resid, 8x (3072 latents), {args.tokens:,} training tokens of all three corpora "
@@ -89,7 +89,8 @@ def _check(rows) -> int:
 def _corpus_test_sets() -> dict:
     """Held-out activations of each corpus on its own (16k test tokens each), so the mixed FVE
     can be read per corpus: the corpora differ by several points."""
-    from sparsity_core.sae.activations import CORPORA, ActivationKey, load_activations
+    from sparsity_core.catalog.sae import CORPORA
+    from sparsity_core.sae.activations import ActivationKey, load_activations
     from sparsity_core.zoo import load_model
 
     handle = load_model("minilm-l6")

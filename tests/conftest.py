@@ -14,7 +14,7 @@ def shared_cache(tmp_path_factory):
 def store(tmp_path, monkeypatch, shared_cache):
     """A fresh, migrated store under tmp_path; yields SPARSITY_HOME.
 
-    Model caches are shared across tests (SPARSITY_CACHE_HOME), so digits-mlp trains once."""
+    Model caches are shared across tests (SPARSITY_CACHE), so digits-mlp trains once."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("SPARSITY_HOME", str(home))

@@ -42,7 +42,7 @@ class HeadModel(nn.Module):
 def attribute(clf: Classifier, item: Any, target: int, steps: int = 50) -> dict[str, Any]:
     """Pixel or token attributions for class `target` of one image (8, 8) or one text."""
     if clf.modality == "image":
-        return _pixels(clf, torch.as_tensor(np.asarray(item, dtype=np.float32))[None], target, steps)
+        return _pixels(clf, torch.as_tensor(np.asarray(item, dtype=np.float32))[None].to(clf.device), target, steps)
     return _tokens(clf, item, target, steps)
 
 
@@ -62,7 +62,7 @@ def _tokens(clf: Classifier, text: str, target: int, steps: int) -> dict[str, An
     tok = clf.handle.tokenizer
     ids, mask = clf.tokenize([text])
     special = torch.tensor(tok.get_special_tokens_mask(ids[0].tolist(), already_has_special_tokens=True),
-                           dtype=torch.bool)
+                           dtype=torch.bool, device=ids.device)
     baseline = torch.where(special, ids[0], torch.full_like(ids[0], tok.pad_token_id or 0))[None]
     lig = LayerIntegratedGradients(lambda i, m: clf.logits(i, m), word_embeddings(clf.handle.model))
     attr, delta = lig.attribute(ids, baselines=baseline, additional_forward_args=(mask,), target=target,

@@ -1,7 +1,8 @@
 """What an explanation needs from a classifier: its last hidden features, its last Linear, its inputs.
 
 One adapter for every kind of model the lab explains:
-- `digits-mlp`: features = `model.features(images)`, head = `model.head` (pictures);
+- an image model (`handle.image`, the digits MLP): features = `model.features(images)`,
+  head = `model.head` (pictures);
 - an encoder with `embed` (minilm-l6, `hf:` encoders): features = the frozen pooled sentence
   embedding, head = a softmax layer trained on it (cached, see `cache.py`);
 - an `hf:` sequence classifier: features = the input of its last Linear (captured by a hook),
@@ -10,7 +11,11 @@ A pruning `parent_run` is applied to the body before features are taken; the hea
 (pruning keeps heads dense), so dense and pruned explanations are of the same classifier head.
 
     clf = build_classifier(handle, head)            # head: nn.Linear, or None for a trained one
-    feats = clf.featurize(texts_or_images)           # (n, d) float32
+    feats = clf.featurize(texts_or_images)           # (n, d) float32, on the CPU
+    logits = clf.head_logits(feats)                  # the head on the model's device, CPU out
+
+The body and head run on the model's device (a GPU when there is one); features and everything
+computed from them (the representer fit, influence) stay on the CPU in float64 / float32.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from sparsity_core.jobs.context import ParentRun
+from sparsity_core.pruning.artifacts import load_pruned
 from sparsity_core.zoo import ModelHandle, load_model
 from sparsity_core.zoo.minilm import MAX_LEN
 
@@ -37,11 +44,16 @@ class Classifier:
     encode: Callable[..., Tensor]  # image: (n, 8, 8) -> (n, d); text: (input_ids, attention_mask) -> (n, d)
     head: Optional[nn.Linear] = None
 
+    @property
+    def device(self) -> torch.device:
+        return self.handle.device
+
     @torch.no_grad()
     def featurize(self, inputs: Any) -> Tensor:
-        """(n, d) float32 features for images (n, 8, 8) or a list of texts, batched by length."""
+        """(n, d) float32 CPU features for images (n, 8, 8) or a list of texts, batched by length."""
         if self.modality == "image":
-            return self.encode(torch.as_tensor(np.asarray(inputs, dtype=np.float32))).float()
+            images = torch.as_tensor(np.asarray(inputs, dtype=np.float32)).to(self.device)
+            return self.encode(images).float().cpu()
         order = np.argsort([len(t) for t in inputs], kind="stable")  # similar lengths pad less
         out: list[Tensor] = []
         for i in range(0, len(order), BATCH):
@@ -56,8 +68,13 @@ class Classifier:
         return enc["input_ids"], enc["attention_mask"]
 
     def logits(self, *inputs: Tensor) -> Tensor:
-        """The whole classifier (body + head): what captum's attributions differentiate."""
+        """The whole classifier (body + head) on the model's device: what captum differentiates."""
         return self.head(self.encode(*inputs))
+
+    @torch.no_grad()
+    def head_logits(self, features: Tensor) -> Tensor:
+        """The head's logits for CPU features (n, d), computed where the head is, returned on the CPU."""
+        return self.head(features.to(self.head.weight.device, self.head.weight.dtype)).cpu()
 
 
 def final_linear(model: nn.Module, n_classes: int) -> tuple[str, nn.Linear]:
@@ -107,7 +124,7 @@ def build_classifier(handle: ModelHandle, head: Optional[nn.Linear] = None,
     feature `scale` (mean, std): the head's input, its last hidden layer, is the standardised
     embedding (see `prepare._encoder_head` for why)."""
     model = handle.model
-    if handle.name == "digits-mlp":
+    if handle.image:
         return Classifier(handle, "image", model.features, model.head)
     if handle.task == "classifier" and handle.tokenizer is not None:
         _, last = final_linear(model, len(handle.classes))
@@ -119,12 +136,11 @@ def build_classifier(handle: ModelHandle, head: Optional[nn.Linear] = None,
 
 
 # ---------------------------------------------------------------- pruned models (parent_run)
-def load_for_explain(model: str, parent_run: Optional[int] = None, sparsity: Optional[float] = None) -> ModelHandle:
-    """The model, pruned as `parent_run` pruned it at `sparsity` when a parent is given.
+def load_for_explain(model: str, parent: Optional[ParentRun] = None, sparsity: Optional[float] = None,
+                     device: torch.device | str = "cpu") -> ModelHandle:
+    """The model on `device`, pruned as `parent` pruned it at `sparsity` when a parent is given.
 
     The pruned weights come from the pruning lab's own loader, the one every lab uses."""
-    if parent_run is None:
-        return load_model(model)
-    from sparsity_core.pruning.artifacts import load_pruned
-
-    return load_pruned(parent_run, sparsity)
+    if parent is None:
+        return load_model(model, device=device)
+    return load_pruned(parent, sparsity, device=device)

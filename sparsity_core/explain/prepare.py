@@ -1,6 +1,7 @@
 """Everything an explanation run starts from: model, data splits, features, head, checkpoints.
 
-    prep = prepare("digits-mlp", "digits", seed=0, train_limit=None, parent=None)
+    prep = prepare("digits-mlp", "digits", seed=0, train_limit=None)       # the dense model
+    prep = prepare("digits-mlp", "digits", parent=run, sparsity=0.8, device=device)   # pruned by `run`
     prep.train_features, prep.train_logits, prep.clf.head, prep.checkpoints
 
 Features and logits of both splits, an encoder's trained head and the head-training checkpoints
@@ -17,13 +18,11 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from sparsity_core.data import Dataset, load_dataset
+from sparsity_core.data import Dataset
 from sparsity_core.explain.cache import cache_key, load_head, save_atomic, train_head
 from sparsity_core.explain.models import Classifier, build_classifier, load_for_explain
-
-IMAGE_DATASETS = ("digits",)
-TEXT_DATASETS = ("rotten_tomatoes", "bbc_news", "tweets")
-DIGITS_SPLIT_SEED = 0  # the cached digits-mlp was trained on the seed-0 split: explain that one
+from sparsity_core.explain.splits import splits
+from sparsity_core.jobs.context import ParentRun
 
 
 @dataclass
@@ -43,19 +42,16 @@ class Prepared:
         return data.images if self.clf.modality == "image" else data.texts
 
 
-def splits(dataset: str, seed: int, train_limit: Optional[int]) -> tuple[Dataset, Dataset]:
-    seed = DIGITS_SPLIT_SEED if dataset in IMAGE_DATASETS else seed
-    return load_dataset(dataset, "train", seed).subset(train_limit), load_dataset(dataset, "test", seed)
-
-
-def prepare(model: str, dataset: str, seed: int = 0, train_limit: Optional[int] = None,
-            parent: Optional[tuple[int, float]] = None,
-            report: Callable[[float, str], None] = lambda f, m: None) -> Prepared:
+def prepare(model: str, dataset: str, seed: int = 0, train_limit: Optional[int] = None, *,
+            parent: Optional[ParentRun] = None, sparsity: Optional[float] = None,
+            device: torch.device | str = "cpu", report: Callable[[float, str], None] = lambda f, m: None) -> Prepared:
+    """Everything to explain `model` on `dataset`, pruned as `parent` pruned it at `sparsity` when given."""
     # Step 1: data and the (possibly pruned) model
     train, test = splits(dataset, seed, train_limit)
-    folder = cache_key(model, dataset, seed, len(train), parent)
-    report(0.0, f"loading {model}" + (f" pruned by run {parent[0]} at {parent[1]:.0%}" if parent else ""))
-    handle = load_for_explain(model, *(parent or (None, None)))
+    pruned = (parent.id, sparsity) if parent else None
+    folder = cache_key(model, dataset, seed, len(train), pruned)
+    report(0.0, f"loading {model}" + (f" pruned by run {parent.id} at sparsity {sparsity:g}" if parent else ""))
+    handle = load_for_explain(model, parent, sparsity, device)
     if handle.classes and len(handle.classes) != len(train.classes):
         raise ValueError(f"{model} predicts {len(handle.classes)} classes ({', '.join(handle.classes)}) but "
                          f"{dataset} has {len(train.classes)} ({', '.join(train.classes)})")
@@ -65,28 +61,27 @@ def prepare(model: str, dataset: str, seed: int = 0, train_limit: Optional[int] 
         feats = load_file(feats_path)
     else:
         clf = build_classifier(handle, head=None)
-        report(0.1, f"features of {len(train)} training and {len(test)} test points")
+        report(0.1, f"computing the features of {len(train)} training and {len(test)} test points")
         tr = clf.featurize(train.images if clf.modality == "image" else train.texts)
-        report(0.6, "features of the test split")
+        report(0.6, "computing the features of the test split")
         te = clf.featurize(test.images if clf.modality == "image" else test.texts)
         feats = {"train": tr, "test": te}
-        save_atomic(feats, feats_path, {"model": model, "dataset": dataset, "parent": parent})
+        save_atomic(feats, feats_path, {"model": model, "dataset": dataset, "parent": pruned})
     # Step 3: the head: the model's own, or one trained on the dense features (shared with pruned)
     if handle.task == "encoder":
-        head, mean, std = _encoder_head(model, dataset, seed, train, feats["train"], parent)
-        clf = build_classifier(handle, head, (mean, std))
+        head, mean, std = _encoder_head(model, dataset, seed, train, feats["train"], pruned is not None, handle.device)
+        clf = build_classifier(handle, head.to(handle.device), (mean, std))
         feats = {k: (v - mean) / std for k, v in feats.items()}
     else:
         clf = build_classifier(handle)
     ckpts = _checkpoints(folder, feats["train"], train, seed)
-    report(0.9, "model outputs")
-    with torch.no_grad():
-        logits = {k: clf.head(feats[k].to(clf.head.weight.dtype)).float() for k in ("train", "test")}
+    report(0.9, "the head's outputs on both splits")
+    logits = {k: clf.head_logits(feats[k]).float() for k in ("train", "test")}
     return Prepared(clf, train, test, feats["train"], feats["test"], logits["train"], logits["test"], ckpts, folder)
 
 
-def _encoder_head(model: str, dataset: str, seed: int, train: Dataset, features: Tensor,
-                  parent: Optional[tuple[int, float]]) -> tuple[nn.Linear, Tensor, Tensor]:
+def _encoder_head(model: str, dataset: str, seed: int, train: Dataset, features: Tensor, pruned: bool,
+                  device: torch.device) -> tuple[nn.Linear, Tensor, Tensor]:
     """(head, mean, std): a softmax layer on the *dense* encoder's standardised embeddings; a
     pruned encoder keeps both. Why standardise: unit-norm embeddings (per-dimension scale ~0.05)
     need a large last layer, and the paper's lambda = 0.003 then shrinks it so much that the
@@ -95,10 +90,10 @@ def _encoder_head(model: str, dataset: str, seed: int, train: Dataset, features:
     dense_folder = cache_key(model, dataset, seed, len(train), None)
     path = dense_folder / "head-standardised.safetensors"
     if not path.exists():
-        if parent is not None:  # the dense features are needed first
+        if pruned:  # the dense features are needed first
             features = load_file(dense_folder / "features.safetensors")["train"] \
                 if (dense_folder / "features.safetensors").exists() \
-                else prepare(model, dataset, seed, len(train), None).train_features
+                else prepare(model, dataset, seed, len(train), device=device).train_features
         mean, std = features.mean(0), features.std(0).clamp(min=1e-6)
         head, _ = train_head((features - mean) / std, torch.from_numpy(train.labels), len(train.classes), seed,
                              checkpoint_dir=dense_folder)

@@ -26,83 +26,91 @@ import torch
 
 from sparsity_core.explain import captum_methods as cm
 from sparsity_core.explain.cache import fit_path, load_fit, save_fit
+from sparsity_core.explain.checks import preflight_explain
 from sparsity_core.explain.debugging import GRID, mislabel_curves
 from sparsity_core.explain.prepare import Prepared, prepare
 from sparsity_core.explain.representer import RepresenterFit, fit_representer, pearson, representer_values, stack_head
-from sparsity_core.progress import Progress, Stage
+from sparsity_core.jobs.context import RunContext, Stage, check_parent
 from sparsity_core.specs import ExplainSpec
+from sparsity_core.zoo.devices import resolve_device
 
 TEXT_PREVIEW = 400  # characters of a training text kept in the explanation (BBC articles are long)
 RANKING_ROWS = 500  # training points kept in the global |alpha| ranking artifact
 EXPLAIN_REPEATS = 5  # explain_ms is a median: the first call pays one-off allocation costs
 
 
-def run_explain(spec: ExplainSpec, progress: Progress) -> None:
+def run_explain(spec: ExplainSpec, ctx: RunContext) -> None:
     torch.manual_seed(spec.seed)
-    from sparsity_core.explain.checks import parent_sparsity
-
-    sparsity = parent_sparsity(spec) if spec.parent_run else None
-    variants = [("dense", None, 0.0)] + ([("pruned", (spec.parent_run, sparsity), sparsity)] if sparsity is not None else [])
-    for i, (label, parent, x) in enumerate(variants):
-        stage = Stage(progress, 0.6 * i / len(variants), 0.6 * (i + 1) / len(variants))
-        prep = prepare(spec.model, spec.dataset, spec.seed, spec.train_limit, parent, stage)
-        fit = precompute(prep, spec.lam, progress, label, x)
-        self_check(prep, fit, progress, label, x)
-        explanation = explain_point(spec, prep, fit, progress, x)
+    # the submit-time checks again before anything loads (a spec may come from elsewhere than the
+    # app; they cost milliseconds), then the parent's target; the model runs on the GPU when there is one
+    parent = ctx.parent(spec.parent_run) if spec.parent_run is not None else None
+    preflight_explain(spec, parent)
+    sparsity = check_parent(parent, spec, sparsity=spec.parent_sparsity) if parent else None
+    device = resolve_device("auto")
+    ctx.info(device=str(device))
+    variants = [("dense", None, 0.0)] + ([("pruned", parent, sparsity)] if parent else [])
+    for i, (label, source, x) in enumerate(variants):
+        stage = Stage(ctx, 0.6 * i / len(variants), 0.6 * (i + 1) / len(variants))
+        prep = prepare(spec.model, spec.dataset, spec.seed, spec.train_limit, parent=source,
+                       sparsity=x if source else None, device=device, report=stage)
+        fit = precompute(prep, spec.lam, ctx, label, x)
+        self_check(prep, fit, ctx, label, x)
+        explanation = explain_point(spec, prep, fit, ctx, x)
         if spec.captum:
-            explanation["attribution"] = cm.attribute(prep.clf, explanation["input"]["item"], explanation["prediction"]["class"], spec.ig_steps)
-            progress.metric("attribution_delta", abs(explanation["attribution"]["delta"]), x=x)
-        explanation["variant"] = {"label": label, "sparsity": x, "parent_run": spec.parent_run if parent else None}
-        _json_artifact(progress, f"explanation@{label}", explanation)
-    progress.info(evaluation={"dataset": spec.dataset, "split": "train (decomposed) / test (explained)",
-                              "seed": spec.seed, "train_rows": len(prep.train), "test_rows": len(prep.test),
-                              "lambda": spec.lam, "modality": prep.clf.modality,
-                              "head": "the model's own last Linear" if prep.clf.handle.task != "encoder"
-                              else "softmax layer trained on the frozen dense encoder's pooled embeddings"},
-                  parent_sparsity=sparsity)
+            explanation["attribution"] = cm.attribute(prep.clf, explanation["input"]["item"],
+                                                      explanation["prediction"]["class"], spec.ig_steps)
+            ctx.metric("attribution_delta", abs(explanation["attribution"]["delta"]), x=x)
+        explanation["variant"] = {"label": label, "sparsity": x, "parent_run": source.id if source else None}
+        _json_artifact(ctx, f"explanation@{label}", explanation)
+    ctx.info(evaluation={"dataset": spec.dataset, "split": "train (decomposed) / test (explained)",
+                         "seed": spec.seed, "train_rows": len(prep.train), "test_rows": len(prep.test),
+                         "lambda": spec.lam, "modality": prep.clf.modality,
+                         "head": "the model's own last Linear" if prep.clf.handle.task != "encoder"
+                         else "softmax layer trained on the frozen dense encoder's pooled embeddings"},
+             parent_sparsity=sparsity)
     if spec.captum:
-        progress.update(0.65, "captum influence: TracInCPFast and SimilarityInfluence")
-        influence(spec, prep, explanation, progress, x)
-    progress.update(0.8, "global view: ranking by |alpha| and flipped-label detection")
-    global_view(spec, prep, fit, progress)
-    progress.update(1.0, "done")
+        ctx.update(0.65, "captum influence: TracInCPFast and SimilarityInfluence")
+        influence(spec, prep, explanation, ctx, x)
+    ctx.update(0.8, "global view: ranking by |alpha| and flipped-label detection")
+    global_view(spec, prep, fit, ctx)
+    ctx.update(1.0, "done")
 
 
 # ---------------------------------------------------------------- steps
-def precompute(prep: Prepared, lam: float, progress: Progress, label: str, x: float) -> RepresenterFit:
+def precompute(prep: Prepared, lam: float, ctx: RunContext, label: str, x: float) -> RepresenterFit:
     """The representer fit for this setup and lambda, from the cache or computed once."""
     path = fit_path(prep.folder, lam)
     cached = path.exists()
     if cached:
         fit = load_fit(path)
     else:
-        progress.update(progress.fraction, f"representer fit ({label}): {len(prep.train)} points, lambda {lam:g}")
-        w0 = stack_head(prep.clf.head.weight.detach(), prep.clf.head.bias.detach())
+        ctx.update(ctx.fraction, f"representer fit ({label}): {len(prep.train)} points, lambda {lam:g}")
+        w0 = stack_head(prep.clf.head.weight.detach().cpu(), prep.clf.head.bias.detach().cpu())
         fit = fit_representer(prep.train_features, torch.softmax(prep.train_logits.double(), -1), w0, lam)
         save_fit(fit, path)
     for key, value in (("precompute_s", fit.seconds), ("grad_norm_start", fit.grad_norm_start),
                        ("grad_norm_final", fit.grad_norm_final), ("fit_iterations", fit.iterations)):
-        progress.metric(key, value, x=x)
-    _link_artifact(progress, f"representer@{label}", path)
-    progress.info(**{f"representer_cached@{label}": cached})
+        ctx.metric(key, value, x=x)
+    _link_artifact(ctx, f"representer@{label}", path)
+    ctx.info(**{f"representer_cached@{label}": cached})
     return fit
 
 
-def self_check(prep: Prepared, fit: RepresenterFit, progress: Progress, label: str, x: float) -> None:
+def self_check(prep: Prepared, fit: RepresenterFit, ctx: RunContext, label: str, x: float) -> None:
     """How well softmax(F F_t^T alpha) rebuilds the model's outputs, on training and test points."""
     frames = []
     for split, feats, logits in (("train", prep.train_features, prep.train_logits),
                                  ("test", prep.test_features, prep.test_logits)):
         model_p, rep_p = torch.softmax(logits.double(), -1), torch.softmax(fit.logits(feats), -1)
-        progress.metric(f"pearson_{split}", pearson(rep_p, model_p), x=x)
+        ctx.metric(f"pearson_{split}", pearson(rep_p, model_p), x=x)
         n, c = model_p.shape
         frames.append(pd.DataFrame({"split": split, "index": np.repeat(np.arange(n), c),
                                     "class": np.tile(np.asarray(prep.train.classes), n),
                                     "model_prob": model_p.flatten().numpy(),
                                     "representer_prob": rep_p.flatten().numpy()}))
-    path = progress.artifact_dir / f"reconstruction-{label}.parquet"
+    path = ctx.artifact_dir / f"reconstruction-{label}.parquet"
     pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
-    progress.artifact(f"reconstruction@{label}", path, "parquet")
+    ctx.artifact(f"reconstruction@{label}", path, "parquet")
 
 
 def test_input(spec: ExplainSpec, prep: Prepared) -> dict[str, Any]:
@@ -117,7 +125,7 @@ def test_input(spec: ExplainSpec, prep: Prepared) -> dict[str, Any]:
             "label": prep.test.classes[int(prep.test.labels[spec.test_index])]}
 
 
-def explain_point(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, progress: Progress, x: float) -> dict:
+def explain_point(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, ctx: RunContext, x: float) -> dict:
     # Step 1: the test point's features (a new input goes through the model once)
     point = test_input(spec, prep)
     if point["source"] == "test split":
@@ -125,7 +133,7 @@ def explain_point(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, progre
     else:
         start = time.perf_counter()
         feat = prep.clf.featurize([point["item"]])[0]
-        progress.metric("featurize_ms", 1000 * (time.perf_counter() - start), x=x)
+        ctx.metric("featurize_ms", 1000 * (time.perf_counter() - start), x=x)
     # Step 2: one product against the stored alpha and features: the explanation itself
     # (timed as the median of EXPLAIN_REPEATS calls, the steady state a page sees)
     times = []
@@ -134,10 +142,9 @@ def explain_point(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, progre
             start = time.perf_counter()
             values, pred, top_pos, top_neg = decompose(fit, feat, prep.clf.head, spec.top_k)
             times.append(time.perf_counter() - start)
-    progress.metric("explain_ms", 1000 * float(np.median(times)), x=x)
+    ctx.metric("explain_ms", 1000 * float(np.median(times)), x=x)
     col = values[:, pred]
-    with torch.no_grad():
-        model_logits = prep.clf.head(feat[None].to(prep.clf.head.weight.dtype))[0].double()
+    model_logits = prep.clf.head_logits(feat[None])[0].double()
     # Step 3: what the page shows
     labels = prep.train.labels
     per_label = np.bincount(labels, weights=col.numpy(), minlength=len(prep.train.classes))
@@ -169,7 +176,7 @@ def decompose(fit: RepresenterFit, feat: torch.Tensor, head: torch.nn.Linear, k:
     """(values (n, c), predicted class, top-k excitatory indices, top-k inhibitory indices)."""
     values = representer_values(fit.alpha, fit.features, feat)
     with torch.no_grad():
-        pred = int(head(feat[None].to(head.weight.dtype)).argmax())
+        pred = int(head(feat[None].to(head.weight.device, head.weight.dtype)).argmax())
     col = values[:, pred]
     k = min(k, len(col))
     return values, pred, torch.topk(col, k).indices, torch.topk(-col, k).indices
@@ -188,7 +195,7 @@ def describe(prep: Prepared, index: int, value: Optional[float] = None) -> dict[
     return out
 
 
-def influence(spec: ExplainSpec, prep: Prepared, explanation: dict, progress: Progress, x: float) -> None:
+def influence(spec: ExplainSpec, prep: Prepared, explanation: dict, ctx: RunContext, x: float) -> None:
     """captum's influence methods on the same prediction, and how much their top-k agrees."""
     point, pred = explanation["input"], explanation["prediction"]["class"]
     feat = prep.test_features[spec.test_index] if point["source"] == "test split" \
@@ -198,54 +205,54 @@ def influence(spec: ExplainSpec, prep: Prepared, explanation: dict, progress: Pr
     tracin = cm.tracin(prep.train_features, torch.from_numpy(prep.train.labels), prep.checkpoints,
                        len(prep.train.classes))
     results = {"tracin": cm.tracin_top_k(tracin, feat, pred, k)}
-    progress.metric("tracin_topk_s", time.perf_counter() - start, x=x)
+    ctx.metric("tracin_topk_s", time.perf_counter() - start, x=x)
     start = time.perf_counter()
     results["similarity"] = cm.similarity_top_k(prep.train_features, feat, k)
-    progress.metric("similarity_topk_s", time.perf_counter() - start, x=x)
+    ctx.metric("similarity_topk_s", time.perf_counter() - start, x=x)
     ours = {"proponents": [e["index"] for e in explanation["excitatory"]],
             "opponents": [e["index"] for e in explanation["inhibitory"]]}
     for method, sides in results.items():
         for side, found in sides.items():
-            progress.metric("topk_overlap", cm.overlap(found["index"], ours[side]), x=x, series=f"{method}_{side}")
+            ctx.metric("topk_overlap", cm.overlap(found["index"], ours[side]), x=x, series=f"{method}_{side}")
             found["examples"] = [describe(prep, i, s) for i, s in zip(found["index"], found["score"])]
-    _json_artifact(progress, "influence", {"k": k, "target": pred, **results})
+    _json_artifact(ctx, "influence", {"k": k, "target": pred, **results})
 
 
-def global_view(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, progress: Progress) -> None:
+def global_view(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, ctx: RunContext) -> None:
     """Training points ranked by |alpha| at their own label, and the flipped-label experiment."""
     labels = torch.from_numpy(prep.train.labels)
     own = fit.alpha[torch.arange(len(labels)), labels].numpy()
     order = np.argsort(-np.abs(own), kind="stable")[:RANKING_ROWS]
     rows = [{**describe(prep, int(i)), "alpha": float(own[i]), "abs_alpha": float(abs(own[i])), "rank": r + 1}
             for r, i in enumerate(order)]
-    path = progress.artifact_dir / "alpha-ranking.parquet"
+    path = ctx.artifact_dir / "alpha-ranking.parquet"
     pd.DataFrame(rows).to_parquet(path, index=False)
-    progress.artifact("alpha_ranking", path, "parquet")
+    ctx.artifact("alpha_ranking", path, "parquet")
     if spec.flip_fraction <= 0:
         return
     curves, areas = mislabel_curves(prep.train_features, prep.train.labels, len(prep.train.classes),
-                                    spec.flip_fraction, spec.lam, spec.seed, progress.artifact_dir / "debug-checkpoints")
+                                    spec.flip_fraction, spec.lam, spec.seed, ctx.artifact_dir / "debug-checkpoints")
     for method, curve in curves.items():
         for q, found in zip(GRID, curve):
-            progress.metric("mislabel_found", float(found), x=float(q), series=method)
-        progress.metric("mislabel_auc", areas[method], series=method)
+            ctx.metric("mislabel_found", float(found), x=float(q), series=method)
+        ctx.metric("mislabel_auc", areas[method], series=method)
 
 
 # ---------------------------------------------------------------- artifacts
-def _json_artifact(progress: Progress, name: str, payload: dict) -> None:
+def _json_artifact(ctx: RunContext, name: str, payload: dict) -> None:
     import json
 
-    path = progress.artifact_dir / f"{name.replace('@', '-')}.json"
+    path = ctx.artifact_dir / f"{name.replace('@', '-')}.json"
     path.write_text(json.dumps(payload))
-    progress.artifact(name, path, "json")
+    ctx.artifact(name, path, "json")
 
 
-def _link_artifact(progress: Progress, name: str, source: Path) -> None:
+def _link_artifact(ctx: RunContext, name: str, source: Path) -> None:
     """The cached fit as a run artifact: a hard link (no copy; deleting the run keeps the cache)."""
-    target = progress.artifact_dir / f"{name.replace('@', '-')}.safetensors"
+    target = ctx.artifact_dir / f"{name.replace('@', '-')}.safetensors"
     target.unlink(missing_ok=True)
     try:
         os.link(source, target)
     except OSError:  # another filesystem
         shutil.copyfile(source, target)
-    progress.artifact(name, target, "safetensors")
+    ctx.artifact(name, target, "safetensors")

@@ -62,6 +62,13 @@ def target_tag(target: float) -> str:
     return f"{target:g}"
 
 
+LAB_NAMES = {"prune": "pruning", "sae": "SAE", "explain": "explanation", "kernel": "kernel latency"}
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1].lower() in "aeiou" or noun.startswith("SAE") else "a ") + noun  # "an SAE": ess-ay-ee
+
+
 def check_parent(parent: Optional[ParentRun], spec: Any, *, kinds: Iterable[str] = ("prune",),
                  same_model: bool = True, sparsity: Optional[float] = None,
                  sparsity_field: str = "parent_sparsity") -> Optional[float]:
@@ -74,8 +81,9 @@ def check_parent(parent: Optional[ParentRun], spec: Any, *, kinds: Iterable[str]
     if parent is None:
         raise SpecError({"parent_run": f"run {run_id} does not exist"})
     if parent.kind not in kinds:
-        want = " or ".join(f"a {'pruning' if k == 'prune' else k} run" for k in kinds)
-        raise SpecError({"parent_run": f"run {parent.id} is a {parent.kind} run; this needs {want}"})
+        want = " or ".join(_a(LAB_NAMES.get(k, k)) + " run" for k in kinds)
+        raise SpecError({"parent_run": f"run {parent.id} is {_a(LAB_NAMES.get(parent.kind, parent.kind))} run; "
+                                       f"this needs {want}"})
     if parent.status != "succeeded":
         raise SpecError({"parent_run": f"run {parent.id} has not succeeded (it is {parent.status})"})
     if same_model and parent.model != spec.model:

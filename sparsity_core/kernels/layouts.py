@@ -30,9 +30,13 @@ warnings.filterwarnings("ignore", message=r"Sparse (CSR|BSR) tensor support is i
 
 
 def register_layout(cls: type["Layout"]) -> type["Layout"]:
-    """Class decorator: make a layout available by its `name` (names are unique)."""
+    """Class decorator: the implementation of the catalog's layout `name` (its description comes
+    from there); a name the catalog does not offer, or one registered twice, is refused."""
+    if cls.name not in LAYOUT_HELP:
+        raise ValueError(f"layout {cls.name!r} is not in the catalog (sparsity_core/catalog/kernels.py)")
     if cls.name in LAYOUTS:
         raise ValueError(f"layout {cls.name!r} is registered already")
+    cls.description = LAYOUT_HELP[cls.name]
     LAYOUTS[cls.name] = cls()
     return cls
 
@@ -130,7 +134,6 @@ class ShrunkLinear(_Flat):
 @register_layout
 class Dense(Layout):
     name = "dense"
-    description = LAYOUT_HELP["dense"]
 
     def build(self, weight, bias):
         return DenseLinear(weight, bias)
@@ -139,7 +142,6 @@ class Dense(Layout):
 @register_layout
 class CSR(Layout):
     name = "csr"
-    description = LAYOUT_HELP["csr"]
 
     def build(self, weight, bias):
         return SparseMM(weight.to_sparse_csr(), bias, weight.shape[0])
@@ -148,7 +150,6 @@ class CSR(Layout):
 @register_layout
 class CSRTiled(Layout):
     name = "csr_tiled"
-    description = LAYOUT_HELP["csr_tiled"]
 
     def unsupported(self, weight, device, dtype):
         if device.type != "cpu":
@@ -166,7 +167,6 @@ class CSRTiled(Layout):
 @register_layout
 class COO(Layout):
     name = "coo"
-    description = LAYOUT_HELP["coo"]
 
     def build(self, weight, bias):
         return SparseMM(weight.to_sparse_coo().coalesce(), bias, weight.shape[0])
@@ -175,7 +175,6 @@ class COO(Layout):
 @register_layout
 class BSR(Layout):
     name = "bsr"
-    description = LAYOUT_HELP["bsr"]
 
     def __init__(self, block: int = 32):
         self.block = block
@@ -236,21 +235,18 @@ def _cusparselt_available() -> bool:
 @register_layout
 class Semi24(_Semi24):
     name = "semi24"
-    description = LAYOUT_HELP["semi24"]
     cutlass = False
 
 
 @register_layout
 class Semi24Cutlass(_Semi24):
     name = "semi24_cutlass"
-    description = LAYOUT_HELP["semi24_cutlass"]
     cutlass = True
 
 
 @register_layout
 class Shrunk(Layout):
     name = "shrunk"
-    description = LAYOUT_HELP["shrunk"]
     pattern = "rows"
 
     def build(self, weight, bias):

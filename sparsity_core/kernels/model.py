@@ -1,14 +1,15 @@
 """Latency of a pruned model: its real masks, layer by layer, and its whole forward pass.
 
-    handle, masks = pruned_model(parent_run_id, sparsity)      # masked dense model + its masks
-    plan = choose_layouts(handle, masks, inputs, device)        # fastest correct layout per layer
-    sparse_model = swap_linears(handle.model, plan)             # a copy with those layers swapped
+    handle, masks = pruned_model(parent, sparsity)                # the pruned model + its masks
+    seen = capture_inputs(handle.model, layers, inputs)           # the input each layer sees
+    choice = choose_layout(name, layer, seen[name], 2, 7)         # fastest correct layout of one layer
+    sparse_model = swap_linears(handle.model, {name: choice.module, ...})   # a copy, layers swapped
 
 Each prunable Linear is replaced by a module that holds its weight in the fastest layout that gives
 the masked layer's output (CSR on a CPU when the layer is sparse enough, 2:4 on a GPU when its mask
 is 2:4, shrunk when whole rows/columns are gone, dense otherwise), chosen by timing every candidate
 on the very input the layer sees in the model. The swapped model is checked against the masked
-dense model (`e2e_rel_error`).
+dense model and timed beside it (`compare_models`).
 """
 
 from __future__ import annotations
@@ -21,45 +22,32 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from db import repo
+from sparsity_core.data import load_dataset, rotten_tomatoes
+from sparsity_core.jobs.context import ParentRun, target_tag
 from sparsity_core.kernels.harness import Timing, rel_error, time_interleaved
 from sparsity_core.kernels.layouts import LAYOUTS
-from sparsity_core.zoo import ModelHandle, load_model, prunable_linears
+from sparsity_core.pruning.artifacts import load_pruned
+from sparsity_core.zoo import ModelHandle
+from sparsity_core.zoo.minilm import MAX_LEN
 
 LAYER_TOLERANCE = 1e-5  # per layer, fp32: a sparse kernel only reorders the sums (~1e-7 seen)
 SHRINK_MIN = 0.1  # try `shrunk` only if it drops at least 10% of the weight matrix
 
 
-def pruned_model(run_id: int, sparsity: float, device: torch.device | str = "cpu") -> tuple[ModelHandle, dict]:
-    """The parent run's pruned model at `sparsity` and its masks: the stored pruned weights when
-    the run kept them (`pruned@<s>`, e.g. SparseGPT's updated values), else dense weights x masks.
-    Timing depends only on where the zeros are; the check compares against this same model."""
-    run = repo.get_run(run_id)
-    masks = load_file(str(repo.artifact_path(run_id, f"masks@{sparsity:g}")))
-    if any(a.name == f"pruned@{sparsity:g}" for a in repo.list_artifacts(run_id)):
-        from sparsity_core.pruning.artifacts import load_pruned
-
-        return load_pruned(run_id, sparsity, device), masks
-    handle = load_model(run.model, device=device)
-    linears = prunable_linears(handle)
-    missing = sorted(set(masks) - set(linears))
-    if missing:
-        raise ValueError(f"run {run_id}'s masks name layers {run.model} does not have: {missing[:3]}")
-    with torch.no_grad():
-        for name, mask in masks.items():
-            linears[name].weight.mul_(mask.to(linears[name].weight.device, linears[name].weight.dtype))
-    return handle, masks
+def pruned_model(parent: ParentRun, sparsity: float, device: torch.device | str = "cpu") -> tuple[ModelHandle, dict]:
+    """The parent pruning run's model at `sparsity` (its stored pruned weights, rebuilt by the
+    pruning lab's own loader) and its masks. Timing depends only on where the zeros are; the
+    check compares against this same model."""
+    masks = load_file(str(parent.path(f"masks@{target_tag(sparsity)}")))
+    return load_pruned(parent, sparsity, device=device), masks
 
 
 def model_inputs(handle: ModelHandle, batch: int, seed: int) -> dict[str, Any]:
-    """Keyword inputs for one forward of `batch` real examples (sentences or digit images)."""
-    if handle.name == "digits-mlp":
-        from sparsity_core.data import digits
-
-        return {"x": torch.from_numpy(digits("test", seed=0).images[:batch]).to(handle.device)}
-    from sparsity_core.data import rotten_tomatoes
-    from sparsity_core.zoo.minilm import MAX_LEN
-
+    """Keyword inputs for one forward of `batch` real examples: pictures of the model's own
+    evaluation set for an image model, Rotten Tomatoes sentences (short, like a query) for text."""
+    if handle.image:
+        images = load_dataset(handle.entry.eval_data, "test", seed=0).images[:batch]
+        return {"x": torch.from_numpy(images).to(handle.device)}
     texts = rotten_tomatoes("test", seed=seed).texts[:batch]
     if handle.tokenizer.pad_token is None:  # causal LMs ship without one
         handle.tokenizer.pad_token = handle.tokenizer.eos_token

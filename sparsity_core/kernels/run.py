@@ -15,7 +15,8 @@ from collections import Counter
 import pandas as pd
 import torch
 
-from db import repo
+from sparsity_core.jobs.context import ParentRun, RunContext, Stage
+from sparsity_core.kernels.checks import preflight_kernel
 from sparsity_core.kernels.fingerprint import fingerprint
 from sparsity_core.kernels.harness import threads
 from sparsity_core.kernels.model import (
@@ -27,53 +28,45 @@ from sparsity_core.kernels.model import (
     swap_linears,
 )
 from sparsity_core.kernels.sweep import sweep
-from sparsity_core.progress import Progress, Stage
-from sparsity_core.pruning.artifacts import mask_targets
 from sparsity_core.specs import KernelSpec, SpecError
 from sparsity_core.zoo import prunable_linears
+from sparsity_core.zoo.devices import resolve_device
 
 E2E_MAX_REPEATS = 10  # a forward is ~100x a layer call: 10 rounds keep a 5-sparsity run near a minute
 LAYER_REPEATS = 7  # per-layer choice: enough to rank candidates that differ by 20%+
 
 
-def preflight_kernel(spec: KernelSpec) -> None:
-    """Refuse what cannot run before it is queued (SpecError with field messages)."""
-    if spec.device == "cuda" and not torch.cuda.is_available():
-        raise SpecError({"device": "no CUDA GPU here: run benchmarks/kernels_cuda.py on a GPU machine "
-                                   "and import its JSON bundle on this page"})
-    if not spec.shapes and spec.parent_run is None:
-        raise SpecError({"shapes": "give at least one layer shape, or a parent pruning run"})
-    if spec.parent_run is None:
-        return
-    parent = repo.get_run(spec.parent_run)
-    if parent is None or parent.kind != "prune":
-        raise SpecError({"parent_run": f"run {spec.parent_run} is not a pruning run"})
-    if parent.status != "succeeded":
-        raise SpecError({"parent_run": f"run {spec.parent_run} has not succeeded ({parent.status})"})
-    if not mask_targets(spec.parent_run):
-        raise SpecError({"parent_run": f"run {spec.parent_run} saved no masks"})
-    if spec.model != parent.model:
-        raise SpecError({"model": f"run {spec.parent_run} pruned {parent.model}; use that model"})
-
-
-def run_kernel(spec: KernelSpec, progress: Progress) -> None:
+def run_kernel(spec: KernelSpec, ctx: RunContext) -> None:
+    # Step 1: the submit-time checks again (the parent by the one rule) and the device the spec asks for
+    parent = ctx.parent(spec.parent_run) if spec.parent_run is not None else None
+    preflight_kernel(spec, parent)
+    device = kernel_device(spec)
     with threads(spec.threads) as n_threads:
-        # Step 1: where and how this was measured
-        progress.info(device=fingerprint(spec.device),
-                      timing={"warmup": spec.warmup, "repeats": spec.repeats, "threads": n_threads,
-                              "clock": "cuda events" if spec.device == "cuda" else "perf_counter",
-                              "l2_flush": spec.l2_flush, "statistic": "median, IQR; interleaved with dense"})
-        split = 0.5 if spec.parent_run and spec.shapes else (1.0 if spec.shapes else 0.0)
-        # Step 2: the layer sweep
+        # Step 2: where and how this was measured
+        ctx.info(device=fingerprint(device),
+                 timing={"warmup": spec.warmup, "repeats": spec.repeats, "threads": n_threads,
+                         "clock": "cuda events" if device.type == "cuda" else "perf_counter",
+                         "l2_flush": spec.l2_flush, "statistic": "median, IQR; interleaved with dense"})
+        split = 0.5 if parent and spec.shapes else (1.0 if spec.shapes else 0.0)
+        # Step 3: the layer sweep
         if spec.shapes:
-            run_sweep(spec, progress, Stage(progress, 0.0, split))
-        # Step 3: the pruned model, layer by layer and end to end
-        if spec.parent_run:
-            run_model(spec, progress, Stage(progress, split, 1.0))
-    progress.update(1.0, "done")
+            run_sweep(spec, ctx, Stage(ctx, 0.0, split), device)
+        # Step 4: the pruned model, layer by layer and end to end
+        if parent:
+            run_model(spec, parent, ctx, Stage(ctx, split, 1.0), device)
+    ctx.update(1.0, "done")
 
 
-def run_sweep(spec: KernelSpec, progress: Progress, stage: Stage) -> list[dict]:
+def kernel_device(spec: KernelSpec) -> torch.device:
+    """The spec's device, resolved by the one resolver; a missing GPU says where GPU numbers come from."""
+    try:
+        return resolve_device(spec.device)
+    except SpecError as exc:
+        raise SpecError({"device": f"{exc.errors['device']}: run benchmarks/kernels_cuda.py on a GPU "
+                                   "machine and import its JSON bundle on the Kernels page"}) from None
+
+
+def run_sweep(spec: KernelSpec, ctx: RunContext, stage: Stage, device: torch.device) -> list[dict]:
     rows: list[dict] = []
 
     def report(row: dict) -> None:
@@ -81,59 +74,60 @@ def run_sweep(spec: KernelSpec, progress: Progress, stage: Stage) -> list[dict]:
         if row["status"] == "unsupported":
             return
         x, series = row["sparsity"], row["series"]
-        progress.metric("latency_ms", row["latency_ms"], x=x, series=series)
-        progress.metric("latency_iqr_ms", row["iqr_ms"], x=x, series=series)
-        progress.metric("rel_error", row["rel_error"], x=x, series=series)
+        ctx.metric("latency_ms", row["latency_ms"], x=x, series=series)
+        ctx.metric("latency_iqr_ms", row["iqr_ms"], x=x, series=series)
+        ctx.metric("rel_error", row["rel_error"], x=x, series=series)
         if row["speedup"] is not None:
-            progress.metric("speedup", row["speedup"], x=x, series=series)
+            ctx.metric("speedup", row["speedup"], x=x, series=series)
 
-    sweep(spec, report, stage)
-    path = progress.artifact_dir / "sweep.parquet"
+    sweep(spec, report, stage, device)
+    path = ctx.artifact_dir / "sweep.parquet"
     pd.DataFrame(rows).to_parquet(path, index=False)
-    progress.artifact("sweep", path, "parquet")
+    ctx.artifact("sweep", path, "parquet")
     where = lambda r: f"{r['series']} @ {r['sparsity']:g}"  # noqa: E731
-    progress.info(unsupported={where(r): r["reason"] for r in rows if r["status"] == "unsupported"},
-                  mismatched=[where(r) for r in rows if r["status"] == "mismatch"])
+    ctx.info(unsupported={where(r): r["reason"] for r in rows if r["status"] == "unsupported"},
+             mismatched=[where(r) for r in rows if r["status"] == "mismatch"])
     return rows
 
 
-def run_model(spec: KernelSpec, progress: Progress, stage: Stage) -> None:
-    device = torch.device(spec.device)
-    sparsities = mask_targets(spec.parent_run)
+def run_model(spec: KernelSpec, parent: ParentRun, ctx: RunContext, stage: Stage, device: torch.device) -> None:
+    sparsities = parent.targets()
     choices_rows, chosen = [], {}
     for i, s in enumerate(sparsities):
-        stage(i / len(sparsities), f"model at sparsity {s:g}: choosing a layout per layer")
-        # Step 3a: the masked dense model, the real batch, and what each layer sees
-        handle, masks = pruned_model(spec.parent_run, s, device)
+        stage(i / len(sparsities), f"pruned model at sparsity {s:g} ({i + 1}/{len(sparsities)}): "
+                                   "choosing a layout per layer")
+        # Step 1: the pruned model, the real batch, and what each layer sees
+        handle, masks = pruned_model(parent, s, device)
         inputs = model_inputs(handle, spec.batch, spec.seed)
         layers = {n: m for n, m in prunable_linears(handle).items() if n in masks}
         seen = capture_inputs(handle.model, layers, inputs)
-        # Step 3b: the fastest correct layout per layer, timed on its own input
+        # Step 2: the fastest correct layout per layer, timed on its own input
         modules = {}
         for name, layer in layers.items():
             choice = choose_layout(name, layer, seen[name], warmup=2, repeats=LAYER_REPEATS)
             modules[name] = choice.module
             for layout, ms in choice.latency_ms.items():
-                progress.metric("layer_latency_ms", ms, x=s, series=f"{layout}|{name}")
+                ctx.metric("layer_latency_ms", ms, x=s, series=f"{layout}|{name}")
             choices_rows.append({"sparsity": s, "layer": name, "layout": choice.layout,
                                  "layer_sparsity": float((~masks[name]).float().mean()),
                                  "dense_ms": choice.latency_ms["dense"],
                                  "chosen_ms": choice.latency_ms[choice.layout], "rel_error": choice.rel_error})
         chosen[f"{s:g}"] = dict(Counter(r["layout"] for r in choices_rows if r["sparsity"] == s))
-        # Step 3c: the whole forward, swapped vs masked dense, checked and timed side by side
-        stage((i + 0.5) / len(sparsities), f"model at sparsity {s:g}: end-to-end timing")
+        # Step 3: the whole forward, swapped vs masked dense, checked and timed side by side
+        stage((i + 0.5) / len(sparsities), f"pruned model at sparsity {s:g} ({i + 1}/{len(sparsities)}): "
+                                         "timing the whole forward")
         sparse_model = swap_linears(handle.model, modules)
         err, timings = compare_models(handle.model, sparse_model, inputs, device,
                                       warmup=2, repeats=min(spec.repeats, E2E_MAX_REPEATS))
         dense_ms, auto_ms = timings["dense"].median_ms, timings["auto"].median_ms
-        progress.metric("latency_ms", dense_ms, x=s, series="model:dense")
-        progress.metric("latency_ms", auto_ms, x=s, series="model:auto")
-        progress.metric("speedup", dense_ms / auto_ms, x=s, series="model:auto")
-        progress.metric("rel_error", err, x=s, series="model:auto")
-    path = progress.artifact_dir / "layers.parquet"
+        ctx.metric("latency_ms", dense_ms, x=s, series="model:dense")
+        ctx.metric("latency_ms", auto_ms, x=s, series="model:auto")
+        ctx.metric("speedup", dense_ms / auto_ms, x=s, series="model:auto")
+        ctx.metric("rel_error", err, x=s, series="model:auto")
+    path = ctx.artifact_dir / "layers.parquet"
     pd.DataFrame(choices_rows).to_parquet(path, index=False)
-    progress.artifact("layers", path, "parquet")
+    ctx.artifact("layers", path, "parquet")
     first = inputs.get("input_ids", inputs.get("x"))
-    progress.info(model={"parent_run": spec.parent_run, "model": spec.model, "batch": spec.batch,
-                         "input_shape": list(first.shape), "layouts_chosen": chosen,
-                         "check": "rel_error of the swapped model's output vs the masked dense model"})
+    ctx.info(model={"parent_run": spec.parent_run, "model": spec.model, "batch": spec.batch,
+                    "input_shape": list(first.shape), "layouts_chosen": chosen,
+                    "check": "rel_error of the swapped model's output vs the masked dense model"})

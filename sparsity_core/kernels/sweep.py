@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from sparsity_core.kernels.harness import rel_error, time_interleaved
-from sparsity_core.kernels.layouts import LAYOUTS, layout_for, make_mask
+from sparsity_core.kernels.layouts import layout_for, make_mask
+from sparsity_core.zoo.devices import resolve_device
 
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 2e-2}  # fp16: 10 mantissa bits
 SEMI24_SPARSITY = 0.5  # 2 of every 4 are zero: the pattern has exactly one sparsity
@@ -103,17 +104,19 @@ def _candidate(point: _Point, name: str, mode: str, block: int, device: torch.de
 
 
 @torch.no_grad()
-def sweep(spec, report: Callable[[dict], None], on_step: Optional[Callable[[float, str], None]] = None) -> None:
-    """Run the sweep of a KernelSpec; `report(row)` gets one dict per (point, layout, mode):
-    shape, tokens, sparsity, layout, mode, series, status, reason, latency_ms, iqr_ms, dense_ms,
-    speedup, rel_error."""
-    device, dtype = torch.device(spec.device), getattr(torch, spec.dtype)
+def sweep(spec, report: Callable[[dict], None], on_step: Optional[Callable[[float, str], None]] = None,
+          device: Optional[torch.device] = None) -> None:
+    """Run the sweep of a KernelSpec on `device` (default: the spec's, resolved); `report(row)` gets
+    one dict per (point, layout, mode): shape, tokens, sparsity, layout, mode, series, status,
+    reason, latency_ms, iqr_ms, dense_ms, speedup, rel_error."""
+    device, dtype = device or resolve_device(spec.device), getattr(torch, spec.dtype)
     gen = torch.Generator().manual_seed(spec.seed)
     points = [(tuple(sh), t, s) for sh in spec.shapes for t in spec.tokens for s in spec.sparsities]
     weights: dict[tuple[int, int], tuple[Tensor, Tensor]] = {}
     for i, (shape, tokens, sparsity) in enumerate(points):
         if on_step:
-            on_step(i / len(points), f"{shape[0]}x{shape[1]}, {tokens} tokens, sparsity {sparsity:g}")
+            on_step(i / len(points), f"layer sweep, point {i + 1}/{len(points)}: {shape[0]}x{shape[1]}, "
+                                    f"{tokens} tokens, sparsity {sparsity:g}")
         # Step 1: weights like a trained layer's scale (std 1/sqrt(in)), the same for every point of a shape
         if shape not in weights:
             w = torch.randn(shape, generator=gen) / math.sqrt(shape[1])
@@ -146,7 +149,3 @@ def sweep(spec, report: Callable[[dict], None], on_step: Optional[Callable[[floa
                            dense_ms=dense.median_ms if dense else None,
                            speedup=dense.median_ms / t.median_ms if dense else None)
             report(row)
-
-
-def known_layouts() -> list[str]:
-    return list(LAYOUTS)

@@ -5,7 +5,8 @@
 
 Sites: `resid` is the residual stream after block `layer` (the block's output), `mlp` and `attn`
 the MLP and attention outputs before they are added back. Text is cut into windows of `context`
-tokens (each window gets the tokenizer's special tokens), every real token of a window is one row.
+tokens (`corpus.py`; each window gets the tokenizer's special tokens), every real token of a window
+is one row.
 Shards are safetensors under cache_dir("activations", <key hash>), written in window order with a
 manifest, so a later run on the same model/parent/layer/site/data reuses them and a bigger budget
 only captures the missing tail. Capture stops the forward pass right after the site (a private
@@ -17,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import random
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator, Optional
@@ -26,17 +26,15 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from sparsity_core.data import load_dataset
 from sparsity_core.paths import cache_dir
+from sparsity_core.sae.corpus import corpus_texts, iter_windows
 from sparsity_core.zoo import ModelHandle, blocks
 from sparsity_core.zoo.adapters import resolve_path
 
-SITES = ("resid", "mlp", "attn")
-CORPORA = ("rotten_tomatoes", "bbc_news", "tweets")
 CAPTURE_ORDER = 2  # bumped when the text order changes, so no cache mixes two orders (2: corpora shuffled)
 SHARD_TOKENS = 65_536  # ~50 MB of fp16 at d=384: small enough to write often, few files at 1M tokens
 WINDOWS_PER_BATCH = 16  # 16 x 128 tokens per forward keeps the attention matmuls efficient on a CPU
-SITE_PATHS = {  # the module whose output is the site, per family, first match wins
+SITE_PATHS = {  # the module whose output is a site (catalog.sae.SITES; resid is the block), first match wins
     "attn": ("self_attn.o_proj", "attn.c_proj", "attention.output.dense", "self_attn.out_proj",
              "attention.out_lin"),
     "mlp": ("mlp", "output.dense", "ffn.lin2", "fc2"),
@@ -144,48 +142,6 @@ def site_outputs(handle: ModelHandle, module: nn.Module, enc: dict) -> Tensor:
     return got[0]
 
 
-# ------------------------------------------------------------------ text -> windows
-def corpus_texts(data: str, split: str, seed: int = 0) -> list[str]:
-    """The split's texts in capture order. `all` interleaves the corpora in a seeded shuffle, so
-    any token budget is a sample of all three (in corpus order, a 1M-token budget held rotten
-    tomatoes and bbc news but no tweets, and 32k held-out tokens were rotten tomatoes alone)."""
-    if data != "all":
-        return list(load_dataset(data, split, seed).texts)
-    texts = [t for name in CORPORA for t in load_dataset(name, split, seed).texts]
-    random.Random(f"{split}-{seed}").shuffle(texts)
-    return texts
-
-
-def iter_windows(tokenizer, texts: list[str], context: int, chunk: int = 256) -> Iterator[list[int]]:
-    """Every text cut into windows of at most `context` tokens, special tokens included, in a
-    fixed order; tokenised lazily so a small budget never tokenises the whole corpus."""
-    if tokenizer.pad_token is None:  # Llama-style tokenizers ship without one
-        tokenizer.pad_token = tokenizer.eos_token
-    for i in range(0, len(texts), chunk):
-        enc = tokenizer(texts[i:i + chunk], truncation=True, max_length=context,
-                        return_overflowing_tokens=True, stride=0)
-        yield from (ids for ids in enc["input_ids"] if len(ids) > 1)
-
-
-def tokenize_windows(tokenizer, texts: list[str], context: int) -> list[list[int]]:
-    return list(iter_windows(tokenizer, texts, context))
-
-
-def corpus_token_count(handle_or_tokenizer, model: str, data: str, split: str, context: int, seed: int = 0) -> int:
-    """Tokens the corpus split holds for this tokenizer (cached: counting tokenises everything)."""
-    path = cache_dir("activations") / "token_counts.json"
-    key = f"{model}|{data}|{split}|{context}|{seed}"
-    counts = json.loads(path.read_text()) if path.exists() else {}
-    if key not in counts:
-        tok = getattr(handle_or_tokenizer, "tokenizer", handle_or_tokenizer)
-        counts[key] = sum(len(w) for w in tokenize_windows(tok, corpus_texts(data, split, seed), context))
-        fresh = json.loads(path.read_text()) if path.exists() else {}
-        tmp = path.with_suffix(f".tmp{id(counts)}")
-        tmp.write_text(json.dumps({**fresh, **counts}))
-        tmp.replace(path)
-    return counts[key]
-
-
 # ------------------------------------------------------------------ capture + cache
 def load_activations(handle: ModelHandle, key: ActivationKey, n_tokens: int,
                      progress: Optional[Callable[[float, str], None]] = None) -> Activations:
@@ -231,7 +187,8 @@ def _capture(handle, key, manifest, n_tokens, progress) -> None:
             _write_shard(folder, manifest, buf, buffered)
             buf, buffered = {k: [] for k in buf}, 0
             if progress:
-                progress(min(1.0, manifest["tokens"] / n_tokens), f"captured {manifest['tokens']:,} tokens")
+                got = min(manifest["tokens"], n_tokens)  # the last batch overshoots the budget
+                progress(got / n_tokens, f"capturing {key.split} activations: {got:,} of {n_tokens:,} tokens")
         if done:
             return
     _write_shard(folder, manifest, buf, buffered)

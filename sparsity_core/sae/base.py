@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from sparsity_core.catalog.sae import VARIANTS as CATALOG
+
 VARIANTS: dict[str, type["SAE"]] = {}
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -31,9 +33,15 @@ DENSE_FALLBACK = 0.08  # above this fraction of active pairs a dense matmul beat
 
 
 def register_variant(cls: type["SAE"]) -> type["SAE"]:
-    """Class decorator: make a variant available by its `name` (names are unique)."""
+    """Class decorator: the implementation of the catalog's variant `name`, which also gives its
+    description and whether it is a penalty variant; a name the catalog does not offer, or one
+    registered twice, is refused."""
+    entry = CATALOG.get(cls.name)
+    if entry is None:
+        raise ValueError(f"SAE variant {cls.name!r} is not in the catalog (sparsity_core/catalog/sae.py)")
     if cls.name in VARIANTS:
         raise ValueError(f"SAE variant {cls.name!r} is registered already")
+    cls.description, cls.penalty = entry.description, entry.penalty
     VARIANTS[cls.name] = cls
     return cls
 
@@ -141,11 +149,10 @@ class SAE(nn.Module):
     """
 
     name: ClassVar[str]
-    description: ClassVar[str] = ""
+    description: ClassVar[str] = ""  # from the catalog, set at registration
     unit_norm_decoder: ClassVar[bool] = False  # TopK family: unit rows, parallel gradient removed
-    penalty: ClassVar[bool] = False  # sparsity from a penalty (relu_l1, flops), not an allocation
+    penalty: ClassVar[bool] = False  # sparsity from a penalty (relu_l1, flops), not an allocation (catalog)
     aux_dead: ClassVar[bool] = False  # AuxK loss that revives dead latents
-    activation_fn: ClassVar[str] = "relu"  # what SAELens should apply (relu | topk)
 
     def __init__(self, d_in: int, d_sae: int, k: int = 32, l1_coeff: Optional[float] = None, seed: int = 0):
         super().__init__()

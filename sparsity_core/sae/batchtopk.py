@@ -18,7 +18,6 @@ CANDIDATES = 4  # a token may take up to 4k of the batch's k x batch budget
 @register_variant
 class BatchTopKSAE(SAE):
     name = "batchtopk"
-    description = "top k x batch over the batch; learned threshold for inference (Bussmann et al.)"
     unit_norm_decoder = True
     aux_dead = True
 

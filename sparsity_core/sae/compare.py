@@ -1,33 +1,37 @@
-"""Two SAE runs side by side: matched features by decoder cosine similarity.
+"""Two SAEs side by side: their features matched by decoder cosine similarity. Weights in, matches out.
 
-For each latent of run A, the latent of run B whose decoder direction is closest (cosine). A high
-match means both SAEs found the same feature (dense vs pruned parent, or two variants).
+    matches = match_features(dec_a, dec_b)       # decoders (d_sae, d_in) as numpy arrays
+    share = (matches["cosine"] >= MATCH_THRESHOLD).mean()
+
+For each latent of A, the latent of B whose decoder direction is closest (cosine). A high match
+means both SAEs found the same feature (dense vs pruned parent, or two variants). numpy only: the
+pages and reports read decoders from safetensors and match them without torch.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
-import torch
 
-from db import repo
-from sparsity_core.sae.export import load_sae
-
-WEIGHTS = "sae"  # artifact name of the lab's weights file
+MATCH_THRESHOLD = 0.7  # decoder cosine above which two SAE features count as the same direction
+MATCH_CHUNK = 1024  # rows of A per product: bounds memory at 1024 x d_sae_b floats
 
 
-def matched_features(run_a: int, run_b: int, chunk: int = 1024) -> pd.DataFrame:
-    """One row per latent of A: latent_a, latent_b (best match), cosine."""
-    sae_a, _ = load_sae(repo.artifact_path(run_a, WEIGHTS))
-    sae_b, _ = load_sae(repo.artifact_path(run_b, WEIGHTS))
-    if sae_a.d_in != sae_b.d_in:
-        raise ValueError(f"runs {run_a} and {run_b} read activations of different widths "
-                         f"({sae_a.d_in} vs {sae_b.d_in}): nothing to match")
-    a = torch.nn.functional.normalize(sae_a.W_dec.detach(), dim=-1)
-    b = torch.nn.functional.normalize(sae_b.W_dec.detach(), dim=-1)
-    best_v, best_i = [], []
-    for i in range(0, len(a), chunk):
-        top = (a[i:i + chunk] @ b.t()).max(dim=-1)
-        best_v.append(top.values)
-        best_i.append(top.indices)
-    return pd.DataFrame({"latent_a": range(len(a)), "latent_b": torch.cat(best_i).numpy(),
-                         "cosine": torch.cat(best_v).numpy()})
+def match_features(dec_a: np.ndarray, dec_b: np.ndarray, chunk: int = MATCH_CHUNK) -> pd.DataFrame:
+    """One row per latent of A: `latent_a`, `latent_b` (its best match in B) and their `cosine`
+    (1: B learned the same direction; near 0: nothing like it). Both decoders share d_in."""
+    if dec_a.shape[1] != dec_b.shape[1]:
+        raise ValueError(f"the SAEs read activations of different widths ({dec_a.shape[1]} vs {dec_b.shape[1]}): "
+                         "their features cannot be matched")
+    unit_b = _unit_rows(np.asarray(dec_b, dtype=np.float32))
+    best_i = np.empty(len(dec_a), dtype=np.int64)
+    best_v = np.empty(len(dec_a), dtype=np.float32)
+    for start in range(0, len(dec_a), chunk):
+        sims = _unit_rows(np.asarray(dec_a[start:start + chunk], dtype=np.float32)) @ unit_b.T
+        best_i[start:start + chunk] = sims.argmax(axis=1)
+        best_v[start:start + chunk] = sims.max(axis=1)
+    return pd.DataFrame({"latent_a": np.arange(len(dec_a)), "latent_b": best_i, "cosine": best_v})
+
+
+def _unit_rows(m: np.ndarray) -> np.ndarray:
+    return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)

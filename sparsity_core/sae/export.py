@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from sparsity_core.sae.base import SAE, VARIANTS
+from sparsity_core.sae.variants import SAE, VARIANTS
 
 SAELENS_ARCH = {"relu_l1": "standard", "flops": "standard", "topk": "topk", "batchtopk": "jumprelu",
                 "mutual_choice": "jumprelu", "feature_choice": "jumprelu"}

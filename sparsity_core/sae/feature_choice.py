@@ -16,7 +16,6 @@ from sparsity_core.sae.base import SAE, StepContext, register_variant
 @register_variant
 class FeatureChoiceSAE(SAE):
     name = "feature_choice"
-    description = "each latent picks its top m = k x batch / latents tokens; no dead latents (Ayonrinde)"
 
     def __init__(self, d_in, d_sae, k=32, l1_coeff=None, seed=0):
         super().__init__(d_in, d_sae, k, l1_coeff, seed)

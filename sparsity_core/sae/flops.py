@@ -16,8 +16,6 @@ from sparsity_core.sae.base import SAE, StepContext, register_variant
 @register_variant
 class FlopsSAE(SAE):
     name = "flops"
-    description = "ReLU + FLOPs regulariser: sum_j (mean_t f_tj)^2 (Paria et al.)"
-    penalty = True
     unit_norm_decoder = True
     initial_coeff = 30.0  # sum_j mean_j^2 is ~d_sae times smaller than the L1 term at equal density
 

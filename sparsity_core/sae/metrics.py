@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sparsity_core.sae.activations import site_module, splice, tokenize_windows
+from sparsity_core.sae.activations import site_module, splice
 from sparsity_core.sae.base import SAE
+from sparsity_core.sae.corpus import tokenize_windows
 
 CHUNK = 4096  # tokens encoded at once: (4096, d_sae) floats stay well under 100 MB at 8x expansion
 DENSITY_FLOOR = -7.0  # log10 density drawn for latents that never fired (below 1 in 10M tokens)

@@ -17,7 +17,6 @@ from sparsity_core.sae.feature_choice import FeatureChoiceSAE
 @register_variant
 class MutualChoiceSAE(BatchTopKSAE):
     name = "mutual_choice"
-    description = "global top k x batch (token, latent) pairs, per-latent thresholds, AuxK (Ayonrinde)"
 
     def __init__(self, d_in, d_sae, k=32, l1_coeff=None, seed=0):
         super().__init__(d_in, d_sae, k, l1_coeff, seed)

@@ -13,8 +13,6 @@ from sparsity_core.sae.base import SAE, StepContext, register_variant
 @register_variant
 class ReluL1SAE(SAE):
     name = "relu_l1"
-    description = "ReLU + L1 weighted by decoder norms (Anthropic)"
-    penalty = True
     initial_coeff = 1.0
 
     def select(self, pre, ctx: StepContext):

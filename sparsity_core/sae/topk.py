@@ -16,10 +16,8 @@ from sparsity_core.sae.base import SAE, StepContext, register_variant
 @register_variant
 class TopKSAE(SAE):
     name = "topk"
-    description = "k largest latents per token, AuxK revives dead latents (OpenAI)"
     unit_norm_decoder = True
     aux_dead = True
-    activation_fn = "topk"
 
     def select(self, pre, ctx: StepContext):
         return self.rows_topk(pre, self.effective_k(ctx))

@@ -133,8 +133,8 @@ def train_sae(sae: SAE, acts: Tensor, cfg: TrainConfig, device: str | torch.devi
             if log:
                 log(seen, stats)
             if progress:
-                progress((step + 1) / cfg.steps, f"step {step + 1}/{cfg.steps}: L0 {stats['l0']:.1f}, "
-                                                 f"FVE {stats['fve']:.3f}")
+                progress((step + 1) / cfg.steps, f"training the SAE: step {step + 1}/{cfg.steps}, "
+                                                 f"L0 {stats['l0']:.1f}, FVE {stats['fve']:.3f}")
     # Step 5: inference thresholds from one large batch of training tokens (threshold variants)
     sae.eval()
     calib = acts[torch.randperm(len(acts), generator=gen)[:CALIBRATION_TOKENS]]

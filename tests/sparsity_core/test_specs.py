@@ -11,7 +11,7 @@ def test_valid_spec_sorts_sparsities_and_keeps_fields():
     assert isinstance(spec, PruneSpec)
     assert spec.sparsities == [0.0, 0.5, 0.9]
     assert spec.scope == "global" and spec.method_name == "magnitude"
-    assert SCHEMA_VERSION == 1
+    assert SCHEMA_VERSION == 2
 
 
 @pytest.mark.parametrize("change, field, words", [
@@ -43,3 +43,53 @@ def test_hf_local_path_needs_a_config(tmp_path):
         parse_spec({**GOOD, "model": f"hf:{tmp_path}"})
     (tmp_path / "config.json").write_text("{}")
     assert parse_spec({**GOOD, "model": f"hf:{tmp_path}"}).model == f"hf:{tmp_path}"
+
+
+def test_method_parameters_are_typed_and_land_on_their_own_field():
+    spec = parse_spec({**GOOD, "scope": "layer", "method": "sparsegpt"})
+    assert spec.params == {"damp": 0.01}  # the catalog's default, written into the stored spec
+    for params, field, words in [({"damp": "abc"}, "params.damp", "valid number"),
+                                 ({"damp": -1}, "params.damp", "greater than 0"),
+                                 ({"colour": 1}, "params.colour", "Extra inputs")]:
+        with pytest.raises(SpecError) as err:
+            parse_spec({**GOOD, "scope": "layer", "method": "sparsegpt", "params": params})
+        assert words in err.value.errors[field]
+    with pytest.raises(SpecError) as err:
+        parse_spec({**GOOD, "scope": "layer", "method": "dsnot", "params": {"iterations": "many", "initial": "dsnot"}})
+    assert set(err.value.errors) == {"params.iterations", "params.initial"}
+
+
+@pytest.mark.parametrize("change, field, words", [
+    ({"seed": 2**70}, "seed", "less than or equal to 4294967295"),
+    ({"method": "wanda", "scope": "layer", "pattern": "heads"}, "pattern", "not by wanda"),
+    ({"pattern": "2:4", "scope": "layer", "sparsities": [0.3]}, "pattern", "below it"),
+    ({"pattern": "2:4"}, "pattern", "global scope needs the unstructured pattern"),
+])
+def test_cross_field_checks_name_the_field(change, field, words):
+    with pytest.raises(SpecError) as err:
+        parse_spec({**GOOD, **change})
+    assert words in err.value.errors[field]
+
+
+def test_a_version_1_spec_is_upgraded_on_read():
+    # v1 stored {} for "the method's defaults of the day"; v2 writes them out
+    stored = {"kind": "prune", "model": "digits-mlp", "method": "dsnot", "sparsities": [0.5], "params": {}}
+    spec = parse_spec(stored, version=1)
+    assert spec.params == {"initial": "wanda", "iterations": 50}
+    assert parse_spec({**stored, "params": {"iterations": 7}}, version=1).params["iterations"] == 7
+
+
+@pytest.mark.parametrize("version", [0, SCHEMA_VERSION + 1, 10**30, "2"])
+def test_a_spec_version_this_release_cannot_read_is_refused(version):
+    with pytest.raises(SpecError) as err:
+        parse_spec(GOOD, version=version)
+    assert "spec_version" in err.value.errors
+
+
+def test_specs_import_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, sparsity_core.specs, sparsity_core.catalog; print(sorted({'torch', 'transformers', 'db'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -6,10 +6,9 @@ import json
 import pytest
 import torch
 
-from db import repo
+from sparsity_core.explain.checks import preflight_explain
 from sparsity_core.explain.run import run_explain
-from sparsity_core.jobs import submit
-from sparsity_core.progress import Progress
+from sparsity_core.jobs.context import RunContext
 from sparsity_core.specs import SpecError, parse_spec
 
 TINY = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
@@ -39,7 +38,7 @@ def spec(model: str, **overrides) -> dict:
 
 
 def test_an_hf_sequence_classifier_is_explained_with_token_attributions(checkpoints):
-    p = Progress()
+    p = RunContext()
     run_explain(parse_spec(spec(checkpoints["classifier"], text="Shares rose as the bank cut rates.")), p)
     e = json.loads(p.artifacts["explanation@dense"][0].read_text())
     assert e["input"]["source"] == "typed" and len(e["classes"]) == 5
@@ -49,7 +48,7 @@ def test_an_hf_sequence_classifier_is_explained_with_token_attributions(checkpoi
 
 
 def test_an_hf_encoder_gets_a_trained_head(checkpoints):
-    p = Progress()
+    p = RunContext()
     run_explain(parse_spec(spec(checkpoints["encoder"], captum=False, test_index=2)), p)
     e = json.loads(p.artifacts["explanation@dense"][0].read_text())
     assert e["input"]["index"] == 2 and "text" in e["excitatory"][0]
@@ -58,6 +57,5 @@ def test_an_hf_encoder_gets_a_trained_head(checkpoints):
 
 def test_a_classifier_with_other_classes_is_refused(checkpoints):
     with pytest.raises(SpecError) as err:
-        submit(spec(checkpoints["classifier"], dataset="rotten_tomatoes"))
-    assert "predicts 5 classes" in err.value.errors["dataset"]
-    assert repo.list_runs() == []
+        preflight_explain(parse_spec(spec(checkpoints["classifier"], dataset="rotten_tomatoes")), None)
+    assert err.value.errors["dataset"] == f"{checkpoints['classifier']} predicts 5 classes, rotten_tomatoes has 2"

@@ -1,27 +1,31 @@
-"""The explain job end to end on digits-mlp (a few hundred training points), and its pre-run checks."""
+"""The explain job end to end on digits-mlp (a few hundred training points), a pruned parent chained
+without a store, and its pre-run checks (no torch for bundled models)."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from db import repo
+from sparsity_core.explain.checks import preflight_explain
 from sparsity_core.explain.run import run_explain
-from sparsity_core.jobs import submit
-from sparsity_core.progress import Progress
+from sparsity_core.jobs.context import ParentArtifact, ParentRun, RunContext
+from sparsity_core.pruning.run import run_prune
 from sparsity_core.specs import SpecError, parse_spec
 
 SMALL = {"kind": "explain", "model": "digits-mlp", "dataset": "digits", "train_limit": 300, "top_k": 5}
 
 
-def explain(**overrides) -> Progress:
-    progress = Progress()
-    run_explain(parse_spec({**SMALL, **overrides}), progress)
-    return progress
+def explain(parents=(), **overrides) -> RunContext:
+    ctx = RunContext(parents=parents)
+    run_explain(parse_spec({**SMALL, **overrides}), ctx)
+    return ctx
 
 
-def load_json(progress: Progress, name: str) -> dict:
-    return json.loads(progress.artifacts[name][0].read_text())
+def load_json(ctx: RunContext, name: str) -> dict:
+    return json.loads(ctx.artifacts[name][0].read_text())
 
 
 def test_digits_run_reports_its_self_check_and_explanation():
@@ -74,73 +78,67 @@ def test_a_drawn_digit_is_explained():
 
 
 def test_a_pruned_parent_is_explained_beside_the_dense_model():
-    from sparsity_core.jobs.store_progress import StoreProgress
-    from sparsity_core.pruning.run import run_prune
-
-    prune = {"kind": "prune", "model": "digits-mlp", "method": "magnitude", "sparsities": [0.8]}
-    parent = submit(prune, status="running", worker="test")
-    run_prune(parse_spec(prune), StoreProgress(parent))
-    repo.finish_run(parent, "succeeded")
-    p = explain(parent_run=parent, captum=False, flip_fraction=0)
+    prune = parse_spec({"kind": "prune", "model": "digits-mlp", "method": "magnitude", "sparsities": [0.8]})
+    pruning = RunContext()
+    run_prune(prune, pruning)
+    parent = pruning.as_parent(31, prune)
+    preflight_explain(parse_spec({**SMALL, "parent_run": 31}), parent)
+    p = explain(parents=[parent], parent_run=31, captum=False, flip_fraction=0)
     dense, pruned = load_json(p, "explanation@dense"), load_json(p, "explanation@pruned")
-    assert pruned["variant"] == {"label": "pruned", "sparsity": 0.8, "parent_run": parent}
+    assert pruned["variant"] == {"label": "pruned", "sparsity": 0.8, "parent_run": 31}
     assert dense["input"]["item"] == pruned["input"]["item"]
     assert dense["prediction"]["model_logits"] != pruned["prediction"]["model_logits"]
     assert p.values("pearson_train").keys() == {0.0, 0.8}
+    assert p.facts["device"] == "cpu"  # auto, on a machine without a GPU the tests run on
 
 
 @pytest.mark.parametrize("overrides, field, words", [
     ({"lambda": 0}, "lambda", "greater than 0"),
     ({"lambda": -0.5}, "lambda", "greater than 0"),
-    ({"test_index": 10_000}, "test_index", "pick 0.."),
+    ({"test_index": 10_000}, "test_index", "the digits test split has 359 rows: pick 0..358"),
     ({"model": "smollm2-135m", "dataset": "rotten_tomatoes"}, "model", "without a classification head"),
-    ({"dataset": "rotten_tomatoes"}, "dataset", "explains digits"),
+    ({"dataset": "rotten_tomatoes"}, "dataset", "digits-mlp explains digits, not rotten_tomatoes"),
     ({"model": "minilm-l6", "dataset": "digits"}, "dataset", "text dataset"),
+    ({"model": "minilm-l6-rt", "dataset": "bbc_news"}, "dataset", "minilm-l6-rt predicts 2 classes, bbc_news has 5"),
     ({"text": "a sentence"}, "text", "draw a digit"),
-    ({"parent_run": 1}, "parent_run", "does not exist"),
+    ({"parent_run": 1}, "parent_run", "run 1 does not exist"),
 ])
 def test_bad_input_is_refused_before_anything_is_stored(overrides, field, words):
     with pytest.raises(SpecError) as err:
-        submit({**SMALL, **overrides})
+        preflight_explain(parse_spec({**SMALL, **overrides}), None)
     assert words in err.value.errors[field]
-    assert repo.list_runs() == []
 
 
 def test_an_empty_dataset_is_refused(monkeypatch):
-    from sparsity_core.explain import prepare
-
-    real = prepare.splits
-    monkeypatch.setattr(prepare, "splits", lambda *a: (real(*a)[0].subset(0), real(*a)[1]))
+    monkeypatch.setattr("sparsity_core.explain.checks.split_sizes", lambda *a: (0, 359))
     with pytest.raises(SpecError) as err:
-        submit(SMALL)
-    assert "no training rows" in err.value.errors["dataset"]
+        preflight_explain(parse_spec(SMALL), None)
+    assert err.value.errors["dataset"] == "digits has no training rows"
 
 
-def test_a_parent_that_is_not_a_pruning_run_is_refused():
-    other = submit({**SMALL})
+@pytest.mark.parametrize("kind, what", [("explain", "an explanation"), ("sae", "an SAE")])
+def test_a_parent_that_is_not_a_pruning_run_is_refused_by_the_one_rule(kind, what):
+    parent = ParentRun(id=7, kind=kind, model="digits-mlp", status="succeeded")
+    spec = parse_spec({**SMALL, "parent_run": 7})
+    for check in (lambda: preflight_explain(spec, parent), lambda: run_explain(spec, RunContext(parents=[parent]))):
+        with pytest.raises(SpecError) as err:
+            check()
+        assert err.value.errors == {"parent_run": f"run 7 is {what} run; this needs a pruning run"}
+
+
+def test_a_parent_with_masks_but_no_pruned_weights_is_refused_before_queueing():
+    masks = ParentArtifact("masks@0.5", "safetensors", Path("masks.safetensors"))
+    parent = ParentRun(id=4, kind="prune", model="digits-mlp", status="succeeded", artifacts={"masks@0.5": masks})
     with pytest.raises(SpecError) as err:
-        submit({**SMALL, "parent_run": other})
-    assert "not a pruning run" in err.value.errors["parent_run"]
-    assert len(repo.list_runs()) == 1
+        preflight_explain(parse_spec({**SMALL, "parent_run": 4}), parent)
+    assert err.value.errors["parent_run"] == "pruning run 4 stored no pruned weights"
 
 
-def test_a_parent_with_masks_but_no_pruned_weights_is_refused_before_queueing(store):
-    """Recovery runs keep masks only; load_pruned cannot rebuild them, so preflight must refuse."""
-    import pytest
-    import torch
-    from safetensors.torch import save_file
-
-    from db import repo
-    from sparsity_core.jobs import submit
-    from sparsity_core.specs import SpecError
-
-    parent = repo.create_run(kind="prune", model="digits-mlp", method="magnitude", spec={}, spec_version=1,
-                             status="running")
-    path = store / "masks.safetensors"
-    save_file({"body.0.weight": torch.ones(2, 2, dtype=torch.bool)}, path)
-    repo.add_artifact(parent, "masks@0.5", path, "safetensors")
-    repo.finish_run(parent, "succeeded")
-    with pytest.raises(SpecError) as err:
-        submit({"kind": "explain", "model": "digits-mlp", "dataset": "digits", "parent_run": parent})
-    assert "stored no pruned weights" in err.value.errors["parent_run"]
-    assert [r.id for r in repo.list_runs()] == [parent]  # nothing queued
+def test_the_preflight_of_a_bundled_model_loads_no_torch():
+    code = ("import json, sys\n"
+            "from sparsity_core.explain.checks import preflight_explain\n"
+            "from sparsity_core.specs import parse_spec\n"
+            "preflight_explain(parse_spec({'kind': 'explain', 'model': 'minilm-l6', 'dataset': 'tweets'}), None)\n"
+            "print(json.dumps(sorted({'torch', 'transformers'} & set(sys.modules))))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []

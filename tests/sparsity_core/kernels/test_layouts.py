@@ -81,3 +81,14 @@ def test_cuda_layouts_equal_dense(name):
         pytest.skip(f"{name}: {exc}")
     torch.testing.assert_close(module(x).float(), torch.nn.functional.linear(x, weight, bias).float(),
                                rtol=1e-2, atol=1e-2)
+
+
+def test_registry_refuses_a_name_the_catalog_does_not_offer():
+    from sparsity_core.kernels.layouts import Layout, register_layout
+
+    class Ell(Layout):
+        name = "ell"
+
+    with pytest.raises(ValueError, match="not in the catalog"):
+        register_layout(Ell)
+    assert LAYOUTS["csr"].description == LAYOUT_HELP["csr"]

@@ -1,23 +1,21 @@
 """The kernel job end to end on tiny inputs: spec checks, the sweep's metrics, a pruned model's
-layers and forward (digits-mlp), and a bundle measured elsewhere coming into the store."""
+layers and forward (digits-mlp, its parent a pruning run chained without a store), and the one
+parent rule."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
-from db import repo
-from sparsity_core.jobs import submit
-from sparsity_core.kernels.bundle import import_bundle, make_bundle
+from sparsity_core.jobs.context import ParentRun, RunContext
+from sparsity_core.kernels.checks import preflight_kernel
 from sparsity_core.kernels.model import capture_inputs
 from sparsity_core.kernels.run import run_kernel
-from sparsity_core.paths import artifacts_dir
-from sparsity_core.progress import Progress
-from sparsity_core.pruning.masks import unstructured_mask
-from sparsity_core.specs import SCHEMA_VERSION, SpecError, parse_spec
-from sparsity_core.zoo import ModelHandle, prunable_linears
-from sparsity_core.zoo.digits_mlp import DigitsMLP
+from sparsity_core.pruning.run import run_prune
+from sparsity_core.specs import SpecError, parse_spec
+from sparsity_core.zoo import load_model, prunable_linears
 
 TINY = {"kind": "kernel", "shapes": [[64, 128]], "tokens": [8], "sparsities": [0.5, 0.9],
         "layouts": ["csr", "semi24", "shrunk"], "repeats": 3, "warmup": 1}
@@ -32,98 +30,94 @@ def test_spec_messages_a_person_understands():
     assert parse_spec(TINY).layouts == ["dense", "csr", "semi24", "shrunk"]  # dense: the baseline
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-def test_cuda_is_refused_before_queueing_without_a_gpu():
+def test_nothing_to_measure_is_refused_before_queueing():
     with pytest.raises(SpecError) as err:
-        submit({**TINY, "device": "cuda"})
-    assert "no CUDA GPU" in err.value.errors["device"]
-    assert repo.list_runs() == []
+        preflight_kernel(parse_spec({**TINY, "shapes": []}), None)
+    assert "at least one layer shape" in err.value.errors["shapes"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused_before_anything_is_measured():
+    ctx = RunContext()
+    with pytest.raises(SpecError) as err:
+        run_kernel(parse_spec({**TINY, "device": "cuda"}), ctx)
+    assert "no CUDA GPU" in err.value.errors["device"] and "kernels_cuda.py" in err.value.errors["device"]
+    assert ctx.metrics == []
 
 
 def test_sweep_reports_speedup_error_and_unsupported():
-    progress = Progress()
-    run_kernel(parse_spec(TINY), progress)
-    speed = progress.values("speedup", "dense|64x128|8")
+    ctx = RunContext()
+    run_kernel(parse_spec(TINY), ctx)
+    speed = ctx.values("speedup", "dense|64x128|8")
     assert speed == {0.5: 1.0, 0.9: 1.0}  # dense over itself, timed in the same rounds
     for layout in ("csr", "shrunk"):
-        errors = progress.values("rel_error", f"{layout}|64x128|8")
+        errors = ctx.values("rel_error", f"{layout}|64x128|8")
         assert set(errors) == {0.5, 0.9} and max(errors.values()) < 1e-5
-        assert all(v > 0 for v in progress.values("latency_ms", f"{layout}|64x128|8").values())
-    reasons = progress.facts["unsupported"]
+        assert all(v > 0 for v in ctx.values("latency_ms", f"{layout}|64x128|8").values())
+    reasons = ctx.facts["unsupported"]
     assert "CUDA" in reasons["semi24|64x128|8 @ 0.5"] and "CUDA" in reasons["semi24|64x128|8 @ 0.9"]
-    assert progress.facts["device"]["torch_threads"] == progress.facts["timing"]["threads"] >= 1
-    assert progress.artifacts["sweep"][1] == "parquet"
+    assert ctx.facts["device"]["torch_threads"] == ctx.facts["timing"]["threads"] >= 1
+    assert ctx.artifacts["sweep"][1] == "parquet"
 
 
-def untrained_digits(*_args, **_kwargs) -> ModelHandle:
-    """digits-mlp's architecture with seeded random weights: latency and the sparse-vs-dense check
-    do not depend on training, and training it costs minutes on a busy 2-core machine."""
-    torch.manual_seed(0)
-    return ModelHandle("digits-mlp", DigitsMLP().eval(), "classifier", "mlp")
-
-
-@pytest.fixture(autouse=True)
-def fast_model(monkeypatch):
-    monkeypatch.setattr("sparsity_core.kernels.model.load_model", untrained_digits)
-
-
-def make_parent(sparsities=(0.0, 0.9)) -> int:
-    """A finished digits-mlp pruning run with magnitude masks, written as the pruning lab does."""
-    handle = untrained_digits()
-    linears = prunable_linears(handle)
-    run_id = repo.create_run(kind="prune", model="digits-mlp", method="magnitude", spec={},
-                             spec_version=SCHEMA_VERSION, status="running")
-    for s in sparsities:
-        masks = {n: unstructured_mask(m.weight.abs(), s) for n, m in linears.items()}
-        path = artifacts_dir(run_id) / f"masks-{s:g}.safetensors"
-        save_file(masks, path)
-        repo.add_artifact(run_id, f"masks@{s:g}", path, "safetensors")
-        repo.add_metrics(run_id, [{"key": "accuracy", "x": s, "value": 0.9 - 0.1 * s}])
-    repo.finish_run(run_id, "succeeded")
-    return run_id
+def pruning_parent(run_id: int, sparsities=(0.0, 0.9), model: str = "digits-mlp") -> ParentRun:
+    """A finished magnitude pruning run of `model`, run by the pruning lab itself, seen as a parent."""
+    spec = parse_spec({"kind": "prune", "model": model, "method": "magnitude", "sparsities": list(sparsities),
+                       "eval_samples": 64})
+    ctx = RunContext()
+    run_prune(spec, ctx)
+    return ctx.as_parent(run_id, spec)
 
 
 def test_pruned_model_layers_and_forward_match_the_masked_model():
-    parent = make_parent()
-    spec = parse_spec({"kind": "kernel", "model": "digits-mlp", "shapes": [], "parent_run": parent,
+    parent = pruning_parent(11)
+    spec = parse_spec({"kind": "kernel", "model": "digits-mlp", "shapes": [], "parent_run": 11,
                        "repeats": 3, "batch": 16})
-    progress = Progress()
-    run_kernel(spec, progress)
+    preflight_kernel(spec, parent)
+    ctx = RunContext(parents=[parent])
+    run_kernel(spec, ctx)
     for s in (0.0, 0.9):
-        assert progress.values("rel_error", "model:auto")[s] < 1e-4
-        assert progress.values("latency_ms", "model:dense")[s] > 0
-    layer_series = {m["series"] for m in progress.metrics if m["key"] == "layer_latency_ms"}
+        assert ctx.values("rel_error", "model:auto")[s] < 1e-4
+        assert ctx.values("latency_ms", "model:dense")[s] > 0
+    layer_series = {m["series"] for m in ctx.metrics if m["key"] == "layer_latency_ms"}
     assert {"dense|body.0", "csr|body.0", "dense|body.2", "csr|body.2"} <= layer_series
-    chosen = progress.facts["model"]["layouts_chosen"]
+    chosen = ctx.facts["model"]["layouts_chosen"]
     assert sum(chosen["0"].values()) == 2 and sum(chosen["0.9"].values()) == 2
+    assert ctx.facts["model"]["input_shape"] == [16, 8, 8]  # 16 digits test images
 
 
-def test_preflight_refuses_a_model_other_than_the_parents():
-    parent = make_parent((0.5,))
+def test_a_parent_of_another_model_is_refused():
+    parent = ParentRun(id=3, kind="prune", model="digits-mlp", status="succeeded")
     with pytest.raises(SpecError) as err:
-        submit({"kind": "kernel", "model": "minilm-l6", "parent_run": parent})
-    assert "digits-mlp" in err.value.errors["model"]
+        preflight_kernel(parse_spec({"kind": "kernel", "model": "minilm-l6", "parent_run": 3}), parent)
+    assert err.value.errors["parent_run"] == "run 3 is of digits-mlp, not minilm-l6: use that model"
+
+
+@pytest.mark.parametrize("kind, what", [("explain", "an explanation"), ("sae", "an SAE")])
+def test_a_parent_that_is_not_a_pruning_run_is_refused_by_the_one_rule(kind, what):
+    parent = ParentRun(id=7, kind=kind, model="digits-mlp", status="succeeded")
+    spec = parse_spec({"kind": "kernel", "model": "digits-mlp", "shapes": [], "parent_run": 7})
+    for check in (lambda: preflight_kernel(spec, parent), lambda: run_kernel(spec, RunContext(parents=[parent]))):
+        with pytest.raises(SpecError) as err:
+            check()
+        assert err.value.errors == {"parent_run": f"run 7 is {what} run; this needs a pruning run"}
 
 
 def test_capture_removes_its_hooks_even_when_the_forward_fails():
-    handle = untrained_digits()
+    handle = load_model("digits-mlp")
     linears = prunable_linears(handle)
     with pytest.raises(RuntimeError):
         capture_inputs(handle.model, linears, {"x": torch.zeros(2, 3)})  # wrong input width
     assert all(not m._forward_pre_hooks for m in linears.values())
 
 
-def test_bundle_round_trip_keeps_metrics_and_fingerprint():
-    spec = parse_spec({**TINY, "layouts": ["csr"], "sparsities": [0.9]})
-    progress = Progress()
-    run_kernel(spec, progress)
-    bundle = json.loads(json.dumps(make_bundle(spec, progress)))  # through real JSON text
-    bundle["info"]["device"]["gpu"] = "NVIDIA H100 80GB HBM3"  # as if measured there
-    run_id = import_bundle(bundle)
-    run = repo.get_run(run_id)
-    assert run.status == "succeeded" and run.info["device"]["gpu"] == "NVIDIA H100 80GB HBM3"
-    assert "H100" in run.name
-    frame = repo.metrics_frame([run_id], "speedup")
-    assert set(frame["series"]) == {"dense|64x128|8", "csr|64x128|8"}
-    with pytest.raises(SpecError):
-        import_bundle({"format": "something else"})
+def test_the_preflight_loads_no_torch():
+    code = ("import json, sys\n"
+            "from sparsity_core.jobs.context import ParentRun\n"
+            "from sparsity_core.kernels.checks import preflight_kernel\n"
+            "from sparsity_core.specs import parse_spec\n"
+            "parent = ParentRun(id=1, kind='prune', model='minilm-l6', status='succeeded', artifacts={'pruned@0.5': None})\n"
+            "preflight_kernel(parse_spec({'kind': 'kernel', 'model': 'minilm-l6', 'parent_run': 1}), parent)\n"
+            "print(json.dumps(sorted({'torch', 'transformers'} & set(sys.modules))))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []

@@ -1,7 +1,9 @@
-"""The capture order of `all`: every token budget must sample all three corpora."""
+"""The capture order of `all` (every token budget must sample all three corpora), and the stored
+token counts the pre-run check reads."""
 
+from sparsity_core.catalog.sae import CORPORA
 from sparsity_core.data import load_dataset
-from sparsity_core.sae.activations import CORPORA, corpus_texts
+from sparsity_core.sae.corpus import cached_token_count, corpus_texts, token_count
 
 
 def test_all_is_a_seeded_shuffle_of_every_corpus():
@@ -22,3 +24,20 @@ def test_all_is_a_seeded_shuffle_of_every_corpus():
 
 def test_one_corpus_keeps_its_own_order():
     assert corpus_texts("rotten_tomatoes", "test", 0) == list(load_dataset("rotten_tomatoes", "test", 0).texts)
+
+
+class ThreeTokens:
+    """A tokenizer that cuts every text into one window of three tokens."""
+
+    pad_token = "[PAD]"
+
+    def __call__(self, texts, **_kwargs):
+        return {"input_ids": [[101, 7, 102] for _ in texts]}
+
+
+def test_a_token_count_is_counted_once_then_read():
+    assert cached_token_count("tiny", "bbc_news", "test", 64) is None
+    n_texts = len(load_dataset("bbc_news", "test", 0).texts)  # 445 articles
+    assert token_count(ThreeTokens(), "tiny", "bbc_news", "test", 64) == 3 * n_texts
+    assert cached_token_count("tiny", "bbc_news", "test", 64) == 3 * n_texts
+    assert cached_token_count("tiny", "bbc_news", "test", 128) is None  # another window size: not counted

@@ -1,13 +1,19 @@
-"""The SAE job end to end on tiny checkpoints, activation caching, and bad input refused before
-anything is queued."""
+"""The SAE job end to end on tiny checkpoints, activation caching, a pruned parent chained without a
+store, and bad input refused before anything is queued (for bundled models without torch)."""
+
+import json
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
-from db import repo
-from sparsity_core.jobs import submit
-from sparsity_core.progress import Progress
+from sparsity_core.data import load_dataset
+from sparsity_core.jobs.context import ParentRun, RunContext
+from sparsity_core.pruning.run import run_prune
 from sparsity_core.sae.activations import ActivationKey, load_activations
+from sparsity_core.sae.checks import preflight_sae
+from sparsity_core.sae.corpus import token_count
 from sparsity_core.sae.run import run_sae
 from sparsity_core.specs import SpecError, parse_spec
 from sparsity_core.zoo import load_model
@@ -24,28 +30,29 @@ def small_eval(monkeypatch):
 
 
 def test_encoder_run_stores_metrics_features_and_export(tiny_models):
-    progress = Progress()
-    run_sae(parse_spec({**SMALL, "model": tiny_models["bert"], "variant": "topk"}), progress)
-    final = {m["key"]: m["value"] for m in progress.metrics if m["x"] is None}
+    ctx = RunContext()
+    run_sae(parse_spec({**SMALL, "model": tiny_models["bert"], "variant": "topk"}), ctx)
+    final = {m["key"]: m["value"] for m in ctx.metrics if m["x"] is None}
     assert final["l0"] <= 4 + 1e-6 and 0 < final["fve"] <= 1
     assert 0 <= final["dead_fraction"] <= 1 and final["tokens_per_s"] > 0
     assert {"probe_accuracy", "embedding_cosine", "cosine_recovered"} <= set(final)
-    hist = progress.values("log_density")
+    hist = ctx.values("log_density")
     assert abs(sum(hist.values()) - 1) < 1e-6  # shares of latents sum to one
-    features = pd.read_parquet(progress.artifacts["features"][0])
-    contexts = pd.read_parquet(progress.artifacts["contexts"][0])
+    features = pd.read_parquet(ctx.artifacts["features"][0])
+    contexts = pd.read_parquet(ctx.artifacts["contexts"][0])
     assert len(features) == 4 * 32 and {"density", "top_tokens", "act_hist"} <= set(features)
     assert set(contexts["latent"]) <= set(features["latent"]) and (contexts["activation"] > 0).all()
-    assert (progress.artifacts["saelens"][0] / "cfg.json").is_file()
+    assert (ctx.artifacts["saelens"][0] / "cfg.json").is_file()
+    assert ctx.facts["device"] == "cpu"  # auto, on a machine without a GPU the tests run on
 
 
 def test_causal_lm_run_reports_ce_recovered_and_logit_lens(tiny_models):
-    progress = Progress()
-    run_sae(parse_spec({**SMALL, "model": tiny_models["llama"], "variant": "feature_choice", "site": "mlp"}), progress)
-    final = {m["key"]: m["value"] for m in progress.metrics if m["x"] is None}
+    ctx = RunContext()
+    run_sae(parse_spec({**SMALL, "model": tiny_models["llama"], "variant": "feature_choice", "site": "mlp"}), ctx)
+    final = {m["key"]: m["value"] for m in ctx.metrics if m["x"] is None}
     assert {"ce_clean", "ce_sae", "ce_zero", "ce_recovered"} <= set(final)
     assert final["dead_fraction"] == 0.0  # feature choice: every latent takes tokens every batch
-    features = pd.read_parquet(progress.artifacts["features"][0])
+    features = pd.read_parquet(ctx.artifacts["features"][0])
     assert features["promoted"].str.len().min() > 0
 
 
@@ -65,43 +72,93 @@ def test_activations_are_captured_once_and_extended(tiny_models):
     ({"layer": 7}, "layer", "blocks 0..1"),
     ({"k": 500}, "k", "larger than the number of latents"),
     ({"tokens": 90_000_000}, "tokens", "holds"),
-    ({"variant": "nope"}, "variant", "unknown SAE variant"),
+    ({"batch_tokens": 16_384}, "batch_tokens", "more than the budget"),
 ])
-def test_bad_input_is_refused_before_queueing(tiny_models, change, field, words):
+def test_bad_input_to_an_hf_model_is_refused_before_queueing(tiny_models, change, field, words):
     with pytest.raises(SpecError) as err:
-        submit({**SMALL, "model": tiny_models["bert"], **change})
+        preflight_sae(parse_spec({**SMALL, "model": tiny_models["bert"], **change}), None)
     assert words in err.value.errors[field]
-    assert repo.list_runs() == []
 
 
-def _pruned_parent(model: str) -> int:
-    """A succeeded pruning run of `model` at 50% magnitude sparsity, stored the way the pruning
-    job stores it (masks@0.5 + pruned@0.5), without running its evaluation."""
-    from db import repo
-    from sparsity_core.jobs.store_progress import StoreProgress
-    from sparsity_core.pruning import METHODS
-    from sparsity_core.pruning.artifacts import save_target
-    from sparsity_core.zoo import prunable_linears
+@pytest.mark.parametrize("change, field, message", [
+    ({"layer": 6}, "layer", "layer 6 is out of range: minilm-l6 has blocks 0..5"),
+    ({"expansion": 1, "k": 385}, "k", "k=385 is larger than the number of latents (1 x 384 = 384)"),
+])
+def test_a_bundled_model_is_checked_from_its_catalog_entry(change, field, message):
+    with pytest.raises(SpecError) as err:
+        preflight_sae(parse_spec({**SMALL, "model": "minilm-l6", **change}), None)
+    assert err.value.errors[field] == message
 
-    run_id = submit({"kind": "prune", "model": model, "sparsities": [0.5]}, status="running", worker="test")
-    handle = load_model(model)
-    linears = prunable_linears(handle)
-    masks = METHODS["magnitude"]().prune(linears, 0.5)
-    save_target(StoreProgress(run_id), 0.5, linears, masks)
-    repo.finish_run(run_id, "succeeded")
-    return run_id
+
+def test_a_budget_beyond_the_stored_count_is_refused_and_an_uncounted_one_left_to_the_job():
+    spec = parse_spec({**SMALL, "model": "smollm2-135m", "context": 96, "tokens": 20_000})
+    preflight_sae(spec, None)  # never counted for this model and window: the job counts before capturing
+
+    class TwoTokens:
+        """Every text is one window of two tokens."""
+
+        pad_token = "<pad>"
+
+        def __call__(self, texts, **_kwargs):
+            return {"input_ids": [[1, 2] for _ in texts]}
+
+    snippets = len(load_dataset("rotten_tomatoes", "train", 0))  # 8,987
+    assert token_count(TwoTokens(), "smollm2-135m", "rotten_tomatoes", "train", 96) == 2 * snippets
+    with pytest.raises(SpecError) as err:
+        preflight_sae(spec, None)
+    assert err.value.errors["tokens"] == (f"the rotten_tomatoes training split holds {2 * snippets:,} tokens "
+                                          "for smollm2-135m; ask for at most that many")
+
+
+def test_digits_mlp_is_refused_with_a_message():
+    with pytest.raises(SpecError) as err:
+        preflight_sae(parse_spec({**SMALL, "model": "digits-mlp", "layer": 0}), None)
+    assert err.value.errors["model"].startswith("digits-mlp has no transformer blocks: the SAE lab reads")
+
+
+def test_the_preflight_of_a_bundled_model_loads_no_torch():
+    code = ("import json, sys, time\n"
+            "start = time.perf_counter()\n"
+            "from sparsity_core.sae.checks import preflight_sae\n"
+            "from sparsity_core.specs import parse_spec\n"
+            "preflight_sae(parse_spec({'kind': 'sae', 'model': 'minilm-l6'}), None)\n"
+            "print(json.dumps({'torch': 'torch' in sys.modules, 'transformers': 'transformers' in sys.modules,\n"
+            "                  'seconds': time.perf_counter() - start}))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    facts = json.loads(done.stdout)
+    assert facts["torch"] is False and facts["transformers"] is False
+    assert facts["seconds"] < 5  # well under a second on an idle machine; a shared CI core is slower
+
+
+def pruning_parent(run_id: int, model: str) -> ParentRun:
+    """A finished 50% magnitude pruning run of `model`, run by the pruning lab, seen as a parent."""
+    spec = parse_spec({"kind": "prune", "model": model, "method": "magnitude", "sparsities": [0.5],
+                       "eval_samples": 16})
+    ctx = RunContext()
+    run_prune(spec, ctx)
+    return ctx.as_parent(run_id, spec)
 
 
 def test_pruned_parent_gives_its_own_activations(tiny_models):
     model = tiny_models["bert"]
-    parent = _pruned_parent(model)
+    parent = pruning_parent(21, model)
     spec = {**SMALL, "model": model, "downstream": False, "tokens": 4096}
-    dense, pruned = Progress(), Progress()
+    dense, pruned = RunContext(), RunContext(parents=[parent])
     run_sae(parse_spec(spec), dense)
-    run_sae(parse_spec({**spec, "parent_run": parent, "parent_sparsity": 0.5}), pruned)
-    assert pruned.facts["activations"]["parent"] == f"run-{parent}@0.5"
+    run_sae(parse_spec({**spec, "parent_run": 21, "parent_sparsity": 0.5}), pruned)
+    assert pruned.facts["activations"]["parent"] == "run-21@0.5"
     assert dense.facts["activations"]["parent"] is None
     assert dense.facts["training"]["scale"] != pruned.facts["training"]["scale"]  # different activations
     with pytest.raises(SpecError) as err:
-        submit({**spec, "parent_run": parent, "parent_sparsity": 0.9})
-    assert "0.5" in err.value.errors["parent_sparsity"]
+        preflight_sae(parse_spec({**spec, "parent_run": 21, "parent_sparsity": 0.9}), parent)
+    assert err.value.errors["parent_sparsity"] == "run 21 has sparsities 0.5"
+
+
+@pytest.mark.parametrize("kind, what", [("explain", "an explanation"), ("sae", "an SAE")])
+def test_a_parent_that_is_not_a_pruning_run_is_refused_by_the_one_rule(kind, what):
+    parent = ParentRun(id=7, kind=kind, model="minilm-l6", status="succeeded")
+    spec = parse_spec({**SMALL, "model": "minilm-l6", "parent_run": 7})
+    for check in (lambda: preflight_sae(spec, parent), lambda: run_sae(spec, RunContext(parents=[parent]))):
+        with pytest.raises(SpecError) as err:
+            check()
+        assert err.value.errors == {"parent_run": f"run 7 is {what} run; this needs a pruning run"}

@@ -110,11 +110,20 @@ def test_every_variant_trains_a_step(name):
     assert sae(x).shape == x.shape and sae.encode(x).min() >= 0
 
 
-def test_registry_refuses_duplicates():
-    from sparsity_core.sae.base import register_variant
+def test_registry_refuses_duplicates_and_names_the_catalog_does_not_offer():
+    from sparsity_core.catalog.sae import VARIANTS as CATALOG
+    from sparsity_core.sae.base import SAE, register_variant
 
     with pytest.raises(ValueError, match="registered already"):
         register_variant(VARIANTS["topk"])
+
+    class Nope(SAE):
+        name = "nope"
+
+    with pytest.raises(ValueError, match="not in the catalog"):
+        register_variant(Nope)
+    assert "nope" not in VARIANTS
+    assert VARIANTS["flops"].description == CATALOG["flops"].description and VARIANTS["flops"].penalty
 
 
 def test_k_larger_than_latents_is_refused():
