@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 import torch  # noqa: E402
 
 from sparsity_core.jobs.context import RunContext  # noqa: E402
-from sparsity_core.kernels.bundle import make_bundle  # noqa: E402
 from sparsity_core.kernels.run import run_kernel  # noqa: E402
+from sparsity_core.reports.bundle import kernel_bundle  # noqa: E402
 from sparsity_core.specs import parse_spec  # noqa: E402
 
 SWEEPS = {
@@ -69,7 +69,7 @@ def main() -> int:
                            "repeats": args.repeats, "warmup": 10, "name": f"GPU sweep: {name}", **fields})
         ctx = RunContext()
         run_kernel(spec, ctx)
-        bundle = make_bundle(spec, ctx)
+        bundle = kernel_bundle(spec, ctx)
         (out / f"kernels-{name}.json").write_text(json.dumps(bundle))
         print_table(f"{name} on {bundle['info']['device'].get('gpu')}", bundle["sweep"])
         speedups.update({(r["series"], r["sparsity"]): r["speedup"] for r in bundle["sweep"] if r["speedup"]})

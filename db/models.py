@@ -51,11 +51,14 @@ class Run(Base):
     traceback: Mapped[Optional[str]] = mapped_column(Text)
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)  # run-level facts: eval setup, device
 
+    # lazy="raise": rows leave their session (db/repo.py), so a relationship is loaded by the
+    # function that says it is (`repo.get_run_with_artifacts`) or touching it fails loudly, at once
     metrics: Mapped[list["Metric"]] = relationship(
-        back_populates="run", cascade="all, delete-orphan", passive_deletes=True
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
     )
     artifacts: Mapped[list["Artifact"]] = relationship(
-        back_populates="run", cascade="all, delete-orphan", passive_deletes=True
+        back_populates="run", cascade="all, delete-orphan", passive_deletes=True, lazy="raise",
+        order_by="Artifact.id",
     )
 
     @property
@@ -77,7 +80,7 @@ class Metric(Base):
     x: Mapped[Optional[float]]
     value: Mapped[float]
 
-    run: Mapped[Run] = relationship(back_populates="metrics")
+    run: Mapped[Run] = relationship(back_populates="metrics", lazy="raise")
 
 
 class Artifact(Base):
@@ -92,7 +95,7 @@ class Artifact(Base):
     bytes: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    run: Mapped[Run] = relationship(back_populates="artifacts")
+    run: Mapped[Run] = relationship(back_populates="artifacts", lazy="raise")
 
 
 class Worker(Base):

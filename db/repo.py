@@ -1,7 +1,10 @@
 """Repository functions: the only way pages, the worker and the CLI touch the store.
 
 Each function opens its own short session, so callers never hold a transaction open across slow
-work (a job may run for minutes while others write). Rows come back detached and fully loaded.
+work (a job may run for minutes while others write). Rows come back detached with every column
+loaded; a relationship (`run.artifacts`, `run.metrics`) only where a function says so
+(`get_run_with_artifacts`); elsewhere touching one raises at once (`lazy="raise"` in db/models.py)
+rather than a query against a closed session. Metrics come as frames (`metrics_frame`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import pandas as pd
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import selectinload
 
 from db.engine import session
 from db.models import FINISHED, Artifact, Metric, Run, Worker, utcnow
@@ -50,6 +54,13 @@ def create_run(
 def get_run(run_id: int) -> Optional[Run]:
     with session() as s:
         return s.get(Run, run_id)
+
+
+def get_run_with_artifacts(run_id: int) -> Optional[Run]:
+    """A run with `run.artifacts` loaded (in creation order), read in one session."""
+    query = select(Run).where(Run.id == run_id).options(selectinload(Run.artifacts))
+    with session() as s:
+        return s.scalar(query)
 
 
 def list_runs(
@@ -186,7 +197,7 @@ def delete_run(run_id: int) -> None:
             raise KeyError(f"no run {run_id}")
         if run.status == "running":
             raise ValueError(f"run {run_id} is running: cancel it first")
-        paths = [home() / a.path for a in run.artifacts]
+        paths = [home() / p for p in s.scalars(select(Artifact.path).where(Artifact.run_id == run_id))]
         s.execute(update(Run).where(Run.parent_run_id == run_id).values(parent_run_id=None))
         s.delete(run)
         s.commit()
@@ -213,7 +224,8 @@ def mark_orphans(stale_after_s: float) -> list[int]:
 def import_runs(rows: list[dict[str, Any]], write_files: Callable[[dict[int, int]], list[dict[str, Any]]]) -> list[int]:
     """Insert runs from a bundle in ONE transaction: rows carry `old_id`, `old_parent`, run columns
     and `metrics`; `write_files(old -> new ids)` writes artifact files and returns artifact rows.
-    Any exception rolls everything back. Returns the new ids in row order."""
+    A parent inside the rows is re-linked to its new id (in the column and in the spec), one
+    outside is dropped. Any exception rolls everything back. Returns the new ids in row order."""
     fields = ("kind", "name", "notes", "model", "method", "spec", "spec_version", "status", "created_at",
               "started_at", "finished_at", "error", "info")
     with session() as s, s.begin():
@@ -223,6 +235,8 @@ def import_runs(rows: list[dict[str, Any]], write_files: Callable[[dict[int, int
         new_ids = {row["old_id"]: run.id for row, run in zip(rows, runs)}
         for row, run in zip(rows, runs):
             run.parent_run_id = new_ids.get(row["old_parent"])
+            if "parent_run" in run.spec:  # the spec names the parent in this store, as submit would
+                run.spec = {**run.spec, "parent_run": run.parent_run_id}
             s.add_all(Metric(run_id=run.id, key=m["key"], series=m["series"] or "", x=m["x"], value=m["value"])
                       for m in row["metrics"])
         s.add_all(Artifact(**a) for a in write_files(new_ids))

@@ -5,8 +5,11 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from db import repo
-from sparsity_core.reports import bundle, compare, html_report
+from sparsity_core.reports import bundle, compare, html_report, loaders
+from sparsity_core.reports.explain import explanation_pair, explanation_pair_figure, same_example
+from sparsity_core.reports.figures import label
+from sparsity_core.reports.pruning import layer_sparsity_pair
+from sparsity_core.reports.sae import match_histogram
 
 VIEWS = {"table": "Tables", "curves": "Curves", "latency": "Quality vs latency",
          "parallel": "Parallel coordinates", "panels": "Two runs", "lineage": "Lineage", "share": "Export"}
@@ -39,7 +42,7 @@ if "cmp_runs" not in st.session_state:
 for key in ("cmp_diff", "cmp_summary", "cmp_x"):  # keep view settings while their widgets are hidden
     st.session_state[key] = st.session_state[key]
 
-all_runs = compare.runs_frame(repo.list_runs())
+all_runs = loaders.all_runs()
 if all_runs.empty:
     st.info("No runs yet: start one from a lab page, or import a bundle below.")
 known = set(all_runs["id"].astype(int))
@@ -61,7 +64,7 @@ with st.expander("Filter runs", expanded=False):
 since, until = (tuple(dates) + (None, None))[:2] if isinstance(dates, (list, tuple)) else (dates, dates)
 shown = compare.filter_runs(all_runs, kinds=kinds, models=models, methods=methods, statuses=statuses,
                             since=since, until=until or since, text=text)
-labels = {int(r.id): f"{compare.label(r, escape=False)} · {r.status}" for r in all_runs.itertuples()}
+labels = {int(r.id): f"{label(r, escape=False)} · {r.status}" for r in all_runs.itertuples()}
 
 
 def _add(ids: list[int]) -> None:
@@ -87,7 +90,8 @@ if not selected:
     st.info("Select at least one run above.")
     st.stop()
 
-runs, children, metrics = compare.load_selection(selected)
+selection = loaders.load_selection(selected)
+runs, children, metrics = selection
 
 
 # Step 4: the chosen view
@@ -142,7 +146,7 @@ def view_panels() -> None:
         xs = compare.x_values(metrics[(metrics["key"] == "layer_sparsity") & metrics["run_id"].isin(pair)])
         if pair and xs:
             x = st.select_slider("Target sparsity", xs, value=xs[len(xs) // 2], key="cmp_pair_x")
-            st.plotly_chart(compare.layer_sparsity_pair(metrics, runs[runs["id"].isin(pair)], x), key="cmp-pair")
+            st.plotly_chart(layer_sparsity_pair(metrics, runs[runs["id"].isin(pair)], x), key="cmp-pair")
     _explanation_pair()
     _sae_pair()
     others = runs[runs["kind"] != "prune"]
@@ -152,23 +156,23 @@ def view_panels() -> None:
 
 
 def _explanation_pair() -> None:
-    found = compare.explanations(runs.loc[runs["kind"] == "explain", "id"])
+    found = loaders.explanations(runs.loc[runs["kind"] == "explain", "id"])
     if len(found) < 2:
         return
     st.subheader("Two explanations of one test example")
     names = [name for name, _ in found]
     left, right = st.columns(2)
     first = left.selectbox("Explanation A", names, key="cmp_expl_a")
-    same = [n for n, e in found if n != first and compare.same_example(dict(found)[first], e)]
+    same = [n for n, e in found if n != first and same_example(dict(found)[first], e)]
     if not same:
         st.info("no other selected explanation is of the same test example")
         return
     second = right.selectbox("Explanation B", same, key="cmp_expl_b")
     a, b = dict(found)[first], dict(found)[second]
-    table, overlap = compare.explanation_pair(a, b)
+    table, overlap = explanation_pair(a, b)
     st.caption(f"A predicts {a['prediction']['name']}, B predicts {b['prediction']['name']}; "
                f"top-k shared: excitatory {overlap['excitatory']:.0%}, inhibitory {overlap['inhibitory']:.0%}")
-    st.plotly_chart(compare.explanation_pair_figure(a, b, (first, second)), key="cmp-expl")
+    st.plotly_chart(explanation_pair_figure(a, b, (first, second)), key="cmp-expl")
     st.dataframe(table, hide_index=True, width="stretch")
 
 
@@ -180,21 +184,20 @@ def _sae_pair() -> None:
     left, right = st.columns(2)
     first = left.selectbox("SAE A", sae_runs, format_func=labels.get, key="cmp_sae_a")
     second = right.selectbox("SAE B", [i for i in sae_runs if i != first], format_func=labels.get, key="cmp_sae_b")
-    dec_a, dec_b = compare.sae_decoder(first), compare.sae_decoder(second)
-    if dec_a is None or dec_b is None:
-        st.info("one of these runs saved no decoder (W_dec) to match features on")
-        return
     try:
-        best = compare.match_features(dec_a, dec_b)
+        matches = loaders.sae_matches(first, second)
     except ValueError as exc:
         st.warning(str(exc))
         return
-    st.plotly_chart(compare.matched_features_figure(best, (f"#{first}", f"#{second}")), key="cmp-sae")
+    if matches is None:
+        st.info("one of these runs saved no decoder (W_dec) to match features on")
+        return
+    st.plotly_chart(match_histogram(matches, f"#{first}", f"#{second}"), key="cmp-sae")
 
 
 def view_lineage() -> None:
     for run_id in selected:
-        parent, kids = compare.lineage(run_id)
+        parent, kids = loaders.lineage(run_id)
         st.markdown(f"**{labels.get(run_id, f'#{run_id}')}**")
         related = ([("parent", parent)] if parent else []) + [("child", k) for k in kids]
         if not related:
@@ -210,7 +213,7 @@ def view_share() -> None:
                 "A **bundle** loads these runs into another store: "
                 "`python -m sparsity_core import bundle.json`, or the uploader below.")
     c1, c2, c3 = st.columns(3)
-    c1.download_button("HTML report", partial(html_report.render_html, ids, st.session_state["cmp_summary"],
+    c1.download_button("HTML report", partial(html_report.render_html, selection, st.session_state["cmp_summary"],
                        st.session_state["cmp_x"] if st.session_state["cmp_summary"] == "at" else None),
                        file_name="sparsity-report.html", mime="text/html", on_click="ignore")
     c2.download_button("JSON bundle", partial(_bundle_text, ids), file_name="sparsity-bundle.json",
@@ -234,7 +237,7 @@ def _import() -> None:
     """Callback (runs before the script, so it may change the selection)."""
     upload = st.session_state.get("cmp_upload")
     try:
-        new_ids = bundle.import_parsed(bundle.parse_bundle_bytes(upload.getvalue(), upload.name))
+        new_ids = bundle.import_bytes(upload.getvalue(), upload.name)
     except bundle.BundleError as exc:
         st.session_state["cmp_import_msg"] = (False, f"not imported, nothing changed: {exc}")
         return

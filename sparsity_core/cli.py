@@ -3,8 +3,9 @@
     python -m sparsity_core run SPEC.json        # runs in the foreground; last line: JSON summary
     python -m sparsity_core submit SPEC.json     # queues it for the worker; prints the run id
     python -m sparsity_core list [--json]
+    python -m sparsity_core show ID              # one run as JSON: record, spec, facts, artifacts
     python -m sparsity_core export --runs 3,7 --html report.html --json bundle.json [--csv m.csv]
-    python -m sparsity_core import bundle.json   # last line: JSON list of the new run ids
+    python -m sparsity_core import bundle.json   # a store's bundle or a GPU kernel bundle; last line: new ids
     python -m sparsity_core worker               # the background worker
     python -m sparsity_core serve                # worker + Streamlit app; Ctrl-C stops both
 """
@@ -23,7 +24,7 @@ from typing import Optional
 
 
 class CLIError(Exception):
-    """An error for a person: printed as one line, exit code 2."""
+    """An error for a person: printed as one line, exit code 2 (as are KeyError and ValueError)."""
 
 
 def _summary(run_id: int) -> dict:
@@ -103,10 +104,24 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_show(args) -> int:
+    """One run as JSON: its record, spec, recorded facts and artifacts."""
+    from db import repo
+
+    run = repo.get_run_with_artifacts(args.id)
+    if run is None:
+        raise CLIError(f"no run {args.id}")
+    print(json.dumps({**run_row(run), "spec": run.spec, "spec_version": run.spec_version, "info": run.info,
+                      "artifacts": [{"name": a.name, "kind": a.kind, "bytes": a.bytes, "path": a.path}
+                                    for a in run.artifacts]}, default=str))
+    return 0
+
+
 def cmd_export(args) -> int:
     """Write the selected runs as an HTML report, a JSON bundle and/or metrics CSV."""
     from sparsity_core.reports import bundle, html_report
     from sparsity_core.reports.compare import parse_ids
+    from sparsity_core.reports.loaders import load_selection
 
     ids = parse_ids(args.runs)
     if not ids:
@@ -116,7 +131,7 @@ def cmd_export(args) -> int:
     try:
         texts = {}  # everything is built before anything is written: no half export on error
         if args.html:
-            texts[args.html] = html_report.render_html(ids, args.summary, args.at)
+            texts[args.html] = html_report.render_html(load_selection(ids), args.summary, args.at)
         if args.json:
             texts[args.json] = json.dumps(bundle.bundle_dict(ids, args.with_artifacts))
         if args.csv:
@@ -196,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind")
     p.add_argument("--limit", type=int)
     p.set_defaults(fn=cmd_list)
+    p = sub.add_parser("show", help="one run as JSON")
+    p.add_argument("id", type=int)
+    p.set_defaults(fn=cmd_show)
     p = sub.add_parser("export", help="export runs: HTML report, JSON bundle, metrics CSV")
     p.add_argument("--runs", required=True, help="run ids, e.g. 3,7,9")
     p.add_argument("--html", help="self-contained HTML report (opens offline)")
@@ -206,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which value of each metric the report's table shows")
     p.add_argument("--at", type=float, help="the x (sparsity) for --summary at")
     p.set_defaults(fn=cmd_export)
-    p = sub.add_parser("import", help="import a JSON bundle into this store")
+    p = sub.add_parser("import", help="import a JSON bundle (a store's export or a GPU kernel bundle)")
     p.add_argument("bundle")
     p.set_defaults(fn=cmd_import)
     p = sub.add_parser("worker", help="run the background worker")
@@ -217,10 +235,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)  # str(KeyError) adds quotes
+    return " ".join(str(text).split())[:500] or type(exc).__name__
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (CLIError, KeyError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (CLIError, KeyError, ValueError) as exc:  # SpecError and BundleError are ValueErrors
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001  (a locked store, a full disk: still one line, no traceback)
+        print(f"error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -11,7 +11,7 @@ does not drag `db` in with it.
 
 from importlib import import_module
 
-__all__ = ["cancel", "preflight", "status", "submit"]
+__all__ = ["cancel", "load_pruned_run", "preflight", "status", "submit"]
 
 
 def __getattr__(name: str):

@@ -16,8 +16,8 @@ EXECUTORS: dict[str, str] = {
     "sae": "sparsity_core.sae.run:run_sae",
 }
 
-# optional checks that need more than the spec alone (a model's shapes, a parent run):
-# preflight(spec) raises SpecError with field messages before anything is stored
+# each kind's checks that need more than the spec alone (a model's shapes, a parent run):
+# preflight_<kind>(spec, parent) raises SpecError with field messages before anything is stored
 PREFLIGHTS: dict[str, str] = {
     "prune": "sparsity_core.pruning.checks:preflight_prune",
     "kernel": "sparsity_core.kernels.run:preflight_kernel",

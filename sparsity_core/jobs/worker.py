@@ -27,16 +27,21 @@ SPAWN = mp.get_context("spawn")  # a fresh interpreter per job: no inherited DB 
 
 
 def execute(run_id: int, target: Optional[str] = None) -> bool:
-    """Run one claimed run in this process; returns True when it succeeded."""
+    """Run one claimed run in this process; returns True when it succeeded. The stored spec is
+    read at its own version (an older one is upgraded; a newer one fails the run, saying so)."""
     from sparsity_core.jobs.executors import EXECUTORS, resolve
-    from sparsity_core.jobs.store_progress import StoreProgress
-    from sparsity_core.specs import parse_spec
+    from sparsity_core.jobs.store_context import StoreContext
+    from sparsity_core.specs import SpecError, parse_spec
 
     run = repo.get_run(run_id)
     try:
-        spec = parse_spec(run.spec)
+        spec = parse_spec(run.spec, version=run.spec_version)
+    except SpecError as exc:
+        repo.finish_run(run_id, "failed", error=f"the stored spec (version {run.spec_version}) cannot be run: {exc}")
+        return False
+    try:
         fn = resolve(target or EXECUTORS[run.kind])
-        fn(spec, StoreProgress(run_id))
+        fn(spec, StoreContext(run_id))
     except BaseException as exc:  # noqa: BLE001  (the run's record must say what happened)
         message = str(exc) or type(exc).__name__
         if isinstance(exc, MemoryError) or "out of memory" in message.lower():

@@ -1,20 +1,27 @@
 """Run bundles: runs with their metrics (and optionally their artifact files) as one JSON file, so a
-colleague loads them into their own store. Also the metrics of a selection as CSV.
+colleague loads them into their own store. Also the metrics of a selection as CSV. The one importer.
 
     write_bundle([3, 7], "bundle.json", with_artifacts=False)
     new_ids = import_bundle("bundle.json")     # BundleError: one line, and the store is unchanged
+    kernel_bundle(spec, ctx)                   # a kernel run measured on a GPU box (benchmarks/kernels_cuda.py)
 
-A bundle is data from somebody else, so import trusts nothing: the file size is capped before it is
-parsed, every field is checked by the pydantic schema below (types, lengths, counts), artifact
-paths must be plain relative file names (no `..`, no absolute paths), file contents must match
-their sha256, and all rows go in within one transaction; files written before a failure are removed.
+Two formats come in through the same door: a store's export (`sparsity-lab-bundle`, any runs) and
+a kernel bundle (`sparsity-lab/kernel-bundle`: one kernel run's spec, facts, metrics and sweep
+table, written where no store is). A bundle is data from somebody else, so import trusts nothing:
+the file size is capped before it is parsed, every field is checked by the pydantic schema below
+(types, lengths, counts), artifact paths must be plain relative file names (no `..`, no absolute
+paths), file contents must match their sha256, each spec is read at its own `spec_version`
+(upgraded, or refused when a newer release wrote it), and only then do all rows go in within one
+transaction; files written before a failure are removed.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
+import math
 import re
 import shutil
 from datetime import datetime, timezone
@@ -26,10 +33,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from db import repo
 from db.models import FINISHED, RUN_STATUSES
+from sparsity_core.jobs.context import RunContext
 from sparsity_core.paths import artifacts_dir, home
+from sparsity_core.specs import SCHEMA_VERSION, KernelSpec, SpecError, upgrade_spec
 
 FORMAT = "sparsity-lab-bundle"
 VERSION = 1
+KERNEL_FORMAT = "sparsity-lab/kernel-bundle"
+MAX_SWEEP_ROWS = 1_000_000  # a sweep is shapes x tokens x sparsities x layouts x modes: thousands
 MAX_BUNDLE_BYTES = 512 * 2**20  # a bundle with artifacts can be large; beyond this it is not a bundle
 MAX_ARTIFACT_BYTES = 256 * 2**20  # one embedded file (pruning masks of a 135M model are ~20 MB)
 MAX_RUNS = 10_000
@@ -101,6 +112,60 @@ class Bundle(_Strict):
         if len({r.id for r in runs}) != len(runs):
             raise ValueError("two runs share one id")
         return runs
+
+
+class KernelBundle(_Strict):
+    """One kernel run measured where no store is (benchmarks/kernels_cuda.py on a GPU machine)."""
+
+    format: Literal["sparsity-lab/kernel-bundle"]
+    version: Literal[1]
+    spec: dict[str, Any]
+    spec_version: int = Field(1, ge=1)  # kernel bundles written before they said so hold version-1 specs
+    info: dict[str, Any] = {}
+    metrics: list[BundleMetric] = Field([], max_length=MAX_METRICS_PER_RUN)
+    sweep: list[dict[str, Any]] = Field([], max_length=MAX_SWEEP_ROWS)
+
+    @field_validator("spec")
+    @classmethod
+    def _a_kernel_spec(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        if spec.get("kind") != "kernel" or not isinstance(spec.get("model"), str) or not spec["model"]:
+            raise ValueError("the bundle's spec is not a kernel spec naming its model")
+        return spec
+
+    def as_bundle(self) -> Bundle:
+        """The same run as a one-run store bundle, its sweep table an embedded parquet file."""
+        artifacts = []
+        if self.sweep:
+            buffer = io.BytesIO()
+            try:
+                pd.DataFrame(self.sweep).to_parquet(buffer, index=False)
+            except (ValueError, TypeError) as exc:  # pyarrow's ArrowInvalid / ArrowTypeError are these
+                raise BundleError(f"the sweep table cannot be stored: {str(exc)[:120]}") from None
+            data = buffer.getvalue()
+            artifacts.append(BundleArtifact(name="sweep", kind="parquet", path="sweep.parquet", bytes=len(data),
+                                            sha256=hashlib.sha256(data).hexdigest(),
+                                            data_b64=base64.b64encode(data).decode()))
+        device = self.info.get("device") or {}
+        name = self.spec.get("name") or \
+            f"imported: {device.get('gpu') or device.get('cpu_model') or 'unknown device'}"
+        now = datetime.now(timezone.utc)
+        run = BundleRun(id=1, kind="kernel", name=str(name)[:200], model=self.spec["model"][:500],
+                        spec=self.spec, spec_version=self.spec_version, status="succeeded", created_at=now,
+                        finished_at=now, info=self.info, metrics=self.metrics, artifacts=artifacts)
+        return Bundle(format=FORMAT, version=VERSION, exported_at=now, runs=[run])
+
+
+def kernel_bundle(spec: KernelSpec, ctx: RunContext) -> dict[str, Any]:
+    """A kernel run measured here, in memory (`run_kernel(spec, ctx)`), as a JSON-able kernel
+    bundle: spec, device fingerprint and facts, metric rows and the sweep table as rows."""
+    sweep = ctx.artifacts.get("sweep")
+    rows = pd.read_parquet(sweep[0]).to_dict("records") if sweep else []
+    return {"format": KERNEL_FORMAT, "version": 1, "spec": spec.model_dump(mode="json"),
+            "spec_version": SCHEMA_VERSION, "info": ctx.facts, "metrics": ctx.metrics, "sweep": _json_safe(rows)}
+
+
+def _json_safe(rows: list[dict]) -> list[dict]:
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
 
 
 # ---------------------------------------------------------------- export
@@ -180,10 +245,12 @@ def parse_bundle_bytes(data: bytes, name: str = "the bundle") -> Bundle:
 
 
 def parse_bundle(data: Any) -> Bundle:
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise BundleError(f"not a Sparsity Lab bundle (expected \"format\": \"{FORMAT}\")")
+    """Validate a parsed bundle of either format into a store bundle; BundleError on anything wrong."""
+    kind = data.get("format") if isinstance(data, dict) else None
+    if kind not in (FORMAT, KERNEL_FORMAT):
+        raise BundleError(f"not a Sparsity Lab bundle (expected \"format\": \"{FORMAT}\" or \"{KERNEL_FORMAT}\")")
     try:
-        return Bundle.model_validate(data)
+        return Bundle.model_validate(data) if kind == FORMAT else KernelBundle.model_validate(data).as_bundle()
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
@@ -192,7 +259,10 @@ def parse_bundle(data: Any) -> Bundle:
 
 
 def _decoded(art: BundleArtifact, run_id: int) -> bytes:
-    data = base64.b64decode(art.data_b64 or "", validate=True)
+    try:
+        data = base64.b64decode(art.data_b64 or "", validate=True)
+    except ValueError as exc:  # binascii.Error is one, and so is text that is not ASCII
+        raise BundleError(f"artifact {art.name!r} of run {run_id} is not valid base64: {exc}") from None
     if len(data) != art.bytes or hashlib.sha256(data).hexdigest() != art.sha256:
         raise BundleError(f"artifact {art.name!r} of run {run_id} does not match its size / sha256")
     return data
@@ -203,16 +273,19 @@ def import_bundle(path: Path) -> list[int]:
     return import_parsed(read_bundle(path))
 
 
+def import_bytes(data: bytes, name: str = "the bundle") -> list[int]:
+    """Load an uploaded bundle's runs into this store; returns the new run ids, in bundle order."""
+    return import_parsed(parse_bundle_bytes(data, name))
+
+
 def import_parsed(bundle: Bundle) -> list[int]:
     """Load validated runs into this store; returns the new run ids, in bundle order.
 
     Parents inside the bundle are re-linked to their new ids; a parent that is not in the bundle
     is dropped (its old id is kept in info["imported"]). Artifacts without data are listed in info
     only. All or nothing: on any error nothing is stored."""
-    try:
-        payloads = {r.id: {a.name: _decoded(a, r.id) for a in r.artifacts if a.data_b64} for r in bundle.runs}
-    except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
-        raise BundleError(f"an embedded artifact is not valid base64: {exc}") from None
+    specs = {r.id: _spec(r) for r in bundle.runs}
+    payloads = {r.id: {a.name: _decoded(a, r.id) for a in r.artifacts if a.data_b64} for r in bundle.runs}
     written: list[Path] = []
 
     def write_files(new_ids: dict[int, int]) -> list[dict[str, Any]]:
@@ -230,14 +303,24 @@ def import_parsed(bundle: Bundle) -> list[int]:
         return rows
 
     try:
-        return repo.import_runs([_run_row(r, bundle.exported_at) for r in bundle.runs], write_files)
+        return repo.import_runs([_run_row(r, specs[r.id], bundle.exported_at) for r in bundle.runs], write_files)
     except Exception:
         for folder in written:
             shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
-def _run_row(run: BundleRun, exported_at: datetime) -> dict[str, Any]:
+def _spec(run: BundleRun) -> dict[str, Any]:
+    """The run's spec as this release writes it: an older version upgraded, a newer one refused.
+    Not validated against this machine (a colleague's `hf:./checkpoint` need not exist here): the
+    run is a record, it will not run here."""
+    try:
+        return upgrade_spec(run.spec, run.spec_version)
+    except SpecError as exc:
+        raise BundleError(f"run {run.id}: {exc.errors.get('spec_version', exc)}") from None
+
+
+def _run_row(run: BundleRun, spec: dict[str, Any], exported_at: datetime) -> dict[str, Any]:
     provenance = {"bundle_run_id": run.id, "bundle_parent_run": run.parent_run,
                   "exported_at": exported_at.isoformat(timespec="seconds"),
                   "artifacts_not_included": [a.name for a in run.artifacts if not a.data_b64]}
@@ -246,8 +329,8 @@ def _run_row(run: BundleRun, exported_at: datetime) -> dict[str, Any]:
     if status != run.status:
         provenance["status_when_exported"] = run.status
     return {"old_id": run.id, "old_parent": run.parent_run, "kind": run.kind, "name": run.name,
-            "notes": run.notes, "model": run.model, "method": run.method, "spec": run.spec,
-            "spec_version": run.spec_version, "status": status, "created_at": _naive(run.created_at),
+            "notes": run.notes, "model": run.model, "method": run.method, "spec": spec,
+            "spec_version": SCHEMA_VERSION, "status": status, "created_at": _naive(run.created_at),
             "started_at": _naive(run.started_at), "finished_at": _naive(run.finished_at),
             "error": run.error, "info": {**run.info, "imported": provenance},
             "metrics": [m.model_dump() for m in run.metrics]}

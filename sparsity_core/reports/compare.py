@@ -1,13 +1,16 @@
 """Comparing runs: the tables and figures of the compare page, the HTML report and the CLI export.
 
-Everything here takes pandas frames (from `runs_frame` and `repo.metrics_frame`), never Streamlit
-state, so the page, the HTML export and a notebook draw the same thing:
+Everything here takes pandas frames (a `Selection`, as `reports.loaders.load_selection` reads it
+from the store), never Streamlit state or the store itself, so the page, the HTML export and a
+notebook draw the same thing:
 
-    runs = runs_frame(repo.list_runs(ids=[3, 7]))
-    metrics = repo.metrics_frame([3, 7])
+    runs, children, metrics = load_selection([3, 7])
     config_table(runs, differences_only=True)       # one column per run, one row per setting
     metric_summary(metrics, runs, how="at", at_x=0.5)
     curves_figures(metrics, runs)                     # each metric vs sparsity, one line per run
+
+The panels of one lab (per-layer sparsity, explanations, SAE features) live with that lab's
+builders in reports/{pruning,explain,sae}.py.
 """
 
 from __future__ import annotations
@@ -15,21 +18,28 @@ from __future__ import annotations
 import html
 import json
 from datetime import datetime
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from sparsity_core.reports.figures import metric_curve
+from sparsity_core.reports.figures import colours, empty, label, metric_curve
 
 RUN_COLUMNS = ["id", "kind", "name", "model", "method", "status", "parent_run", "created_at", "notes"]
 SUMMARIES = ("last", "min", "max", "at")
 # metrics where smaller is better; everything else (accuracy, cosine, ...) is higher-is-better
 LOWER_IS_BETTER = {"perplexity", "loss", "mse", "nmse", "latency_ms", "dead_fraction", "l0"}
 MAX_SERIES_IN_SUMMARY = 8  # a key with more series (per-layer sparsity) is a figure, not table columns
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf"]
+
+
+class Selection(NamedTuple):
+    """Runs chosen for comparison, their children (latency lives in kernel runs that name a pruning
+    run as parent) and the metrics of both, plus those of a chosen child's parent."""
+
+    runs: pd.DataFrame
+    children: pd.DataFrame
+    metrics: pd.DataFrame
 
 
 # ---------------------------------------------------------------- runs
@@ -40,18 +50,6 @@ def runs_frame(runs: Iterable[Any]) -> pd.DataFrame:
              "notes": r.notes, "spec": r.spec or {}, "info": r.info or {}, "error": r.error} for r in runs]
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS + ["spec", "info", "error"])
     return frame.sort_values("id", ascending=False).reset_index(drop=True)
-
-
-def label(run: Any, escape: bool = True) -> str:
-    """'#7 magnitude · digits-mlp “name”', with the user's text escaped: plotly renders a few HTML
-    tags in labels, so a run named <b>x</b> must show as typed, not bold (or worse). Widgets show
-    text as typed already: they take escape=False."""
-    get = run.get if isinstance(run, (dict, pd.Series)) else lambda k: getattr(run, k, None)
-    name = get("name")
-    text = f"#{get('id')} {get('method') or get('kind')} · {get('model')}"
-    if isinstance(name, str) and name:
-        text += f" “{name}”"
-    return html.escape(text) if escape else text
 
 
 def filter_runs(frame: pd.DataFrame, *, kinds: Iterable[str] = (), models: Iterable[str] = (),
@@ -184,10 +182,6 @@ def x_values(metrics: pd.DataFrame) -> list[float]:
 
 
 # ---------------------------------------------------------------- figures
-def _colours(runs: pd.DataFrame) -> dict[int, str]:
-    return {int(r): PALETTE[i % len(PALETTE)] for i, r in enumerate(runs["id"])}
-
-
 def curves_figures(metrics: pd.DataFrame, runs: pd.DataFrame, keys: Optional[list[str]] = None) -> list[go.Figure]:
     """Each metric against x (the target sparsity), one figure per metric (the shared
     `figures.metric_curve`), one line per run, the same colour for a run in every figure.
@@ -195,14 +189,14 @@ def curves_figures(metrics: pd.DataFrame, runs: pd.DataFrame, keys: Optional[lis
     curves = metrics[(metrics["series"] == "") & metrics["x"].notna() & metrics["run_id"].isin(runs["id"])]
     keys = keys or sorted(curves["key"].unique())
     labels = {int(r.id): label(r) for r in runs.itertuples()}
-    colours = {labels[i]: c for i, c in _colours(runs).items()}
+    by_label = {labels[i]: c for i, c in colours(runs).items()}
     out = []
     for key in keys:
         fig = metric_curve(curves, key, labels)
         for trace in fig.data:
-            trace.line.color = colours.get(trace.name)
+            trace.line.color = by_label.get(trace.name)
         out.append(fig)
-    return out or [_empty("no metric of the selected runs has an x (sparsity) axis")]
+    return out or [empty("no metric of the selected runs has an x (sparsity) axis")]
 
 
 def pareto_front(points: pd.DataFrame, cost: str, quality: str, higher_is_better: bool = True) -> pd.DataFrame:
@@ -247,7 +241,7 @@ def quality_latency_figure(points: pd.DataFrame, quality_key: str, latency_key: 
     """Measured latency against quality, one marker per (layout, sparsity), with the Pareto front:
     the settings worth choosing, since every other point is slower and no better."""
     if points.empty:
-        return _empty("no kernel (latency) run names a selected pruning run as its parent, "
+        return empty("no kernel (latency) run names a selected pruning run as its parent, "
                       "or their sparsities do not overlap")
     higher = quality_key not in LOWER_IS_BETTER
     fig = go.Figure()
@@ -278,7 +272,7 @@ def parallel_figure(runs: pd.DataFrame, summary: pd.DataFrame) -> go.Figure:
         if values.notna().any():
             dims.append({"label": html.escape(column), "values": values.fillna(values.min()).tolist()})
     if not dims:
-        return _empty("select runs with metrics or differing settings")
+        return empty("select runs with metrics or differing settings")
     colour = dims[-1]["values"] if summary.shape[1] else list(range(len(runs)))
     fig = go.Figure(go.Parcoords(dimensions=dims[:30], line={"color": colour, "colorscale": "Viridis",
                                                              "showscale": True}))
@@ -294,150 +288,3 @@ def _dimension(name: str, values: pd.Series) -> dict[str, Any]:
     codes = [cats.index(v) for v in values]
     return {"label": html.escape(name), "values": codes, "tickvals": list(range(len(cats))),
             "ticktext": [html.escape(str(c))[:24] for c in cats]}
-
-
-def layer_sparsity_pair(metrics: pd.DataFrame, runs: pd.DataFrame, x: float) -> go.Figure:
-    """Per-layer sparsity of pruning runs at one target: bars side by side per layer, which shows
-    where a global threshold or an activation-aware method puts the zeros."""
-    rows = metrics[(metrics["key"] == "layer_sparsity") & np.isclose(metrics["x"].astype(float), x)]
-    if rows.empty:
-        return _empty(f"no per-layer sparsity measured at {x:g}")
-    fig = go.Figure()
-    colours = _colours(runs)
-    for _, run in runs.iterrows():
-        group = rows[rows["run_id"] == run["id"]]
-        if len(group):
-            fig.add_trace(go.Bar(x=group["series"], y=group["value"], name=label(run),
-                                 marker={"color": colours[int(run["id"])]}))
-    fig.add_hline(y=x, line_dash="dot", annotation_text=f"target {x:g}")
-    fig.update_layout(barmode="group", yaxis_title="fraction of zeros", xaxis_title="layer", height=380,
-                      yaxis_range=[0, 1])
-    return fig
-
-
-def explanations(run_ids: Iterable[int]) -> list[tuple[str, dict[str, Any]]]:
-    """(`#run variant`, explanation) for every `explanation@<variant>` JSON artifact of the runs
-    (an explain run writes one for the dense model and one for its pruned parent)."""
-    from db import repo
-
-    out = []
-    for run_id in run_ids:
-        for art in repo.list_artifacts(int(run_id)):
-            if art.kind == "json" and art.name.startswith("explanation@"):
-                data = json.loads(repo.artifact_path(int(run_id), art.name).read_text())
-                out.append((f"#{run_id} {art.name.split('@', 1)[1]}", data))
-    return out
-
-
-def same_example(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a.get("input", {}).get("item") == b.get("input", {}).get("item")
-
-
-def explanation_pair(a: dict[str, Any], b: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Two explanations of one test example side by side: rank by rank, the training examples
-    that pushed the prediction up (excitatory) or down (inhibitory), and how many of the top-k
-    the two share (1.0: the same training points explain both models' predictions)."""
-    rows, overlap = [], {}
-    for side in ("excitatory", "inhibitory"):
-        left, right = a.get(side, []), b.get(side, [])
-        for rank in range(max(len(left), len(right))):
-            row = {"side": side, "rank": rank + 1}
-            for tag, items in (("A", left), ("B", right)):
-                item = items[rank] if rank < len(items) else {}
-                row[f"{tag} train #"] = item.get("index")
-                row[f"{tag} label"] = item.get("label")
-                row[f"{tag} value"] = item.get("value")
-            rows.append(row)
-        ids_a, ids_b = {i["index"] for i in left}, {i["index"] for i in right}
-        overlap[side] = len(ids_a & ids_b) / max(1, min(len(ids_a), len(ids_b)))
-    return pd.DataFrame(rows), overlap
-
-
-def explanation_pair_figure(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> go.Figure:
-    """How much each training label contributes to the predicted class's logit, for both."""
-    fig = go.Figure()
-    for name, data in zip(names, (a, b)):
-        per_label = data.get("per_label", {})
-        fig.add_trace(go.Bar(x=[html.escape(str(k)) for k in per_label], y=list(per_label.values()),
-                             name=html.escape(name)))
-    fig.update_layout(barmode="group", xaxis_title="training label", height=360,
-                      yaxis_title="summed representer value for the predicted class")
-    return fig
-
-
-MATCH_THRESHOLD = 0.7  # decoder cosine above which two SAE features count as the same direction
-MATCH_CHUNK = 1024  # rows of A per product: bounds memory at 1024 x d_sae_b floats
-
-
-def sae_decoder(run_id: int) -> Optional[np.ndarray]:
-    """The decoder (d_sae x d_in) of an SAE run: the `W_dec` tensor of its first safetensors
-    artifact that has one (safetensors only: nothing executable is loaded)."""
-    from safetensors.numpy import load_file
-
-    from db import repo
-
-    for art in repo.list_artifacts(int(run_id)):
-        if art.kind == "safetensors":
-            tensors = load_file(str(repo.artifact_path(int(run_id), art.name)))
-            key = next((k for k in tensors if k.split(".")[-1] == "W_dec"), None)
-            if key is not None:
-                return tensors[key].astype(np.float32)
-    return None
-
-
-def match_features(dec_a: np.ndarray, dec_b: np.ndarray) -> np.ndarray:
-    """For each feature of SAE A, the cosine of its decoder direction with the closest feature of
-    SAE B (1: B learned the same feature; near 0: nothing like it). Both must share d_in."""
-    if dec_a.shape[1] != dec_b.shape[1]:
-        raise ValueError(f"the SAEs read different widths ({dec_a.shape[1]} vs {dec_b.shape[1]}): "
-                         "their features cannot be matched")
-    unit_b = dec_b / np.maximum(np.linalg.norm(dec_b, axis=1, keepdims=True), 1e-12)
-    best = np.empty(len(dec_a), dtype=np.float32)
-    for start in range(0, len(dec_a), MATCH_CHUNK):
-        chunk = dec_a[start:start + MATCH_CHUNK]
-        chunk = chunk / np.maximum(np.linalg.norm(chunk, axis=1, keepdims=True), 1e-12)
-        best[start:start + MATCH_CHUNK] = (chunk @ unit_b.T).max(axis=1)
-    return best
-
-
-def matched_features_figure(best: np.ndarray, names: tuple[str, str]) -> go.Figure:
-    """Histogram of best-match cosines of A's features in B, with the 'same feature' threshold."""
-    share = float((best >= MATCH_THRESHOLD).mean()) if len(best) else 0.0
-    fig = go.Figure(go.Histogram(x=best, nbinsx=40, marker_color="#4C78A8"))
-    fig.add_vline(x=MATCH_THRESHOLD, line_dash="dash",
-                  annotation_text=f"{share:.0%} of features matched (cos ≥ {MATCH_THRESHOLD})")
-    fig.update_layout(xaxis_title=f"best decoder cosine of {html.escape(names[0])} features in {html.escape(names[1])}",
-                      yaxis_title="features", xaxis_range=[-0.05, 1.05], height=360)
-    return fig
-
-
-def _empty(message: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=html.escape(message), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(height=200, xaxis_visible=False, yaxis_visible=False)
-    return fig
-
-
-# ---------------------------------------------------------------- loading a selection
-def load_selection(run_ids: Iterable[int]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(selected runs, their children, metrics of both) from the store. Children come along
-    because latency lives in kernel runs that name a pruning run as their parent."""
-    from db import repo
-
-    ids = [int(i) for i in run_ids]
-    runs = runs_frame(repo.list_runs(ids=ids)) if ids else runs_frame([])
-    order = {i: n for n, i in enumerate(ids)}
-    runs = runs.sort_values("id", key=lambda s: s.map(order)).reset_index(drop=True)
-    children = runs_frame(repo.list_children(ids)) if ids else runs_frame([])
-    parents = {int(p) for p in runs["parent_run"].dropna()}  # a selected kernel run's quality
-    metrics = repo.metrics_frame(set(ids) | set(children["id"].astype(int)) | parents)
-    return runs, children, metrics
-
-
-def lineage(run_id: int) -> tuple[Optional[Any], list[Any]]:
-    """A run's parent (or None) and its children: pruning -> SAE / explanation / latency."""
-    from db import repo
-
-    run = repo.get_run(run_id)
-    parent = repo.get_run(run.parent_run_id) if run is not None and run.parent_run_id else None
-    return parent, list(reversed(repo.list_runs(parent_run_id=run_id)))

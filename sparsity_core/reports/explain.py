@@ -1,5 +1,6 @@
 """Figure builders of the explanations lab: digits as pictures, text with token highlights,
-the per-class decomposition, the reconstruction scatter and the flipped-label curves.
+the per-class decomposition, the reconstruction scatter, the flipped-label curves, and two
+explanations of one example side by side.
 
 They take what an explain run stores (its `explanation@<variant>` / `influence` JSON as dicts, its
 `reconstruction@<variant>` / `alpha_ranking` parquet and the long metrics frame from
@@ -16,6 +17,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from sparsity_core.reports.figures import empty
 
 INK = "Greys"  # digits are 0 (white) .. 16 (black), as scikit-learn draws them
 DIVERGING = "RdBu"  # attributions: blue pushes the prediction up, red down, white nothing
@@ -52,7 +55,7 @@ def attribution_figure(pixels: Sequence[Sequence[float]], delta: Optional[float]
 def digit_grid(examples: list[dict[str, Any]], title: str) -> go.Figure:
     """Training digits in a row, each titled `#index label (value)`."""
     if not examples:
-        return _empty(f"{title}: none")
+        return empty(f"{title}: none", height=160)
     fig = make_subplots(rows=1, cols=len(examples), horizontal_spacing=0.01,
                         subplot_titles=[f"#{e['index']} '{_escape(e['label'])}' {e.get('value', 0):+.2f}" for e in examples])
     for i, e in enumerate(examples, start=1):
@@ -148,7 +151,7 @@ def mislabel_figure(metrics: pd.DataFrame, run_id: Optional[int] = None) -> go.F
     if run_id is not None:
         rows = rows[rows["run_id"] == run_id]
     if rows.empty:
-        return _empty("no flipped-label experiment in this run")
+        return empty("no flipped-label experiment in this run", height=160)
     areas = metrics[metrics["key"] == "mislabel_auc"].set_index("series")["value"].to_dict()
     fig = go.Figure()
     for series, group in rows.groupby("series", sort=False):
@@ -172,8 +175,37 @@ def overlap_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _empty(message: str) -> go.Figure:
+# ---------------------------------------------------------------- two explanations
+def same_example(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.get("input", {}).get("item") == b.get("input", {}).get("item")
+
+
+def explanation_pair(a: dict[str, Any], b: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Two explanations of one test example side by side: rank by rank, the training examples
+    that pushed the prediction up (excitatory) or down (inhibitory), and how many of the top-k
+    the two share (1.0: the same training points explain both models' predictions)."""
+    rows, overlap = [], {}
+    for side in ("excitatory", "inhibitory"):
+        left, right = a.get(side, []), b.get(side, [])
+        for rank in range(max(len(left), len(right))):
+            row = {"side": side, "rank": rank + 1}
+            for tag, items in (("A", left), ("B", right)):
+                item = items[rank] if rank < len(items) else {}
+                row[f"{tag} train #"] = item.get("index")
+                row[f"{tag} label"] = item.get("label")
+                row[f"{tag} value"] = item.get("value")
+            rows.append(row)
+        ids_a, ids_b = {i["index"] for i in left}, {i["index"] for i in right}
+        overlap[side] = len(ids_a & ids_b) / max(1, min(len(ids_a), len(ids_b)))
+    return pd.DataFrame(rows), overlap
+
+
+def explanation_pair_figure(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> go.Figure:
+    """How much each training label contributes to the predicted class's logit, for both."""
     fig = go.Figure()
-    fig.add_annotation(text=_escape(message), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(height=160, xaxis_visible=False, yaxis_visible=False)
+    for name, data in zip(names, (a, b)):
+        per_label = data.get("per_label", {})
+        fig.add_trace(go.Bar(x=[_escape(k) for k in per_label], y=list(per_label.values()), name=_escape(name)))
+    fig.update_layout(barmode="group", xaxis_title="training label", height=360,
+                      yaxis_title="summed representer value for the predicted class")
     return fig

@@ -1,6 +1,6 @@
 """A self-contained HTML report of selected runs: one file that opens offline and can be mailed.
 
-    write_html([3, 7], "report.html")
+    page = render_html(load_selection([3, 7]))      # reports.loaders reads the selection
 
 It holds the runs' configurations, metric tables, every comparison figure (plotly.js is inlined,
 so no network is needed to render them), device fingerprints and evaluation setups, package
@@ -15,7 +15,6 @@ import platform
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
-from pathlib import Path
 from typing import Optional
 
 import jinja2
@@ -24,6 +23,7 @@ from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
 from sparsity_core.reports import compare
+from sparsity_core.reports.pruning import layer_sparsity_pair
 
 PACKAGES = ("torch", "transformers", "captum", "plotly", "pandas", "streamlit", "sqlalchemy", "pydantic")
 
@@ -113,7 +113,7 @@ def report_figures(runs: pd.DataFrame, children: pd.DataFrame, metrics: pd.DataF
     if len(layer):
         xs = compare.x_values(layer)
         x = xs[len(xs) // 2]  # the middle target: the extremes (0 and the sparsest) say least
-        figures.append((f"Per-layer sparsity at target {x:g}", compare.layer_sparsity_pair(metrics, runs, x)))
+        figures.append((f"Per-layer sparsity at target {x:g}", layer_sparsity_pair(metrics, runs, x)))
     return figures
 
 
@@ -127,12 +127,10 @@ def quality_metric(metrics: pd.DataFrame) -> Optional[str]:
     return candidates[0] if candidates else None
 
 
-def render_html(run_ids: list[int], how: str = "last", at_x: Optional[float] = None) -> str:
-    """The report of `run_ids` as one HTML string (KeyError for an unknown run id)."""
-    runs, children, metrics = compare.load_selection(run_ids)
-    missing = sorted(set(run_ids) - set(runs["id"].astype(int)))
-    if missing:
-        raise KeyError(f"no run {', '.join(map(str, missing))} in the store")
+def render_html(selection: compare.Selection, how: str = "last", at_x: Optional[float] = None) -> str:
+    """The report of a selection of runs as one HTML string."""
+    runs, children, metrics = selection
+    run_ids = [int(i) for i in runs["id"]]
     summary = compare.metric_summary(metrics, runs, how, at_x)
     rows = [{"id": r.id, "kind": r.kind, "name": r.name, "model": r.model, "method": r.method,
              "status": r.status, "parent_run": None if pd.isna(r.parent_run) else int(r.parent_run),
@@ -148,8 +146,3 @@ def render_html(run_ids: list[int], how: str = "last", at_x: Optional[float] = N
         summary_title=f"value at x = {at_x:g}" if how == "at" else f"{how} value", summary=_table(summary),
         figures=[(t, _figure(f)) for t, f in report_figures(runs, children, metrics, summary,
                                                               quality_metric(metrics))])
-
-
-def write_html(run_ids: list[int], path: Path, how: str = "last", at_x: Optional[float] = None) -> Path:
-    Path(path).write_text(render_html(run_ids, how, at_x), encoding="utf-8")
-    return Path(path)

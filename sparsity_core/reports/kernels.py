@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from sparsity_core.reports.figures import empty
+
 SEMI24_COMPUTE_BOUND = 2.0  # half the multiply-adds
 SEMI24_MEMORY_BOUND = 16 / 9  # fp16: 4 weights = 64 bits dense, 2 x 16 bits + 2 x 2-bit indices = 36 bits
 
@@ -27,13 +29,6 @@ def sweep_frame(frame: pd.DataFrame, run_id: Optional[int] = None) -> pd.DataFra
     return rows.assign(layout=parts[0], shape=parts[1], tokens=parts[2].astype(int))
 
 
-def _empty(message: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(height=300, xaxis_visible=False, yaxis_visible=False)
-    return fig
-
-
 def speedup_figure(frame: pd.DataFrame, run_id: int, shape: str, tokens: int) -> go.Figure:
     """Speedup over dense against sparsity, one line per layout, with the break-even line at 1,
     the ideal compute bound 1/(1-s), and for 2:4 its 2x compute and 16/9 memory bounds."""
@@ -41,7 +36,7 @@ def speedup_figure(frame: pd.DataFrame, run_id: int, shape: str, tokens: int) ->
     rows = rows[(rows["key"] == "speedup") & (rows["shape"] == shape) & (rows["tokens"] == tokens)
                 & (rows["layout"] != "dense")]
     if rows.empty:
-        return _empty(f"no speedups measured for {shape} at {tokens} tokens")
+        return empty(f"no speedups measured for {shape} at {tokens} tokens", height=300)
     fig = go.Figure()
     for layout, part in rows.sort_values("x").groupby("layout", sort=True):
         fig.add_trace(go.Scatter(x=part["x"], y=part["value"], mode="lines+markers", name=layout))
@@ -66,7 +61,7 @@ def heatmap_figure(frame: pd.DataFrame, run_id: int, layout: str, shape: str) ->
     rows = sweep_frame(frame, run_id)
     rows = rows[(rows["key"] == "speedup") & (rows["layout"] == layout) & (rows["shape"] == shape)]
     if rows.empty:
-        return _empty(f"no speedups for {layout} on {shape}")
+        return empty(f"no speedups for {layout} on {shape}", height=300)
     grid = rows.pivot_table(index="tokens", columns="x", values="value", aggfunc="median").sort_index()
     z = np.log2(grid.to_numpy())
     fig = go.Figure(go.Heatmap(
@@ -93,7 +88,7 @@ def quality_speed_figure(model: pd.DataFrame, quality: pd.DataFrame, quality_key
     """The pruned model's measured end-to-end speedup and its quality (from the parent pruning
     run) against sparsity: what the zeros cost and what they buy, in real time, not FLOPs."""
     if model.empty:
-        return _empty("no end-to-end measurements (the run had no parent pruning run)")
+        return empty("no end-to-end measurements (the run had no parent pruning run)", height=300)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=model["sparsity"], y=model["speedup"], mode="lines+markers",
                              name="end-to-end speedup", yaxis="y"))
@@ -112,7 +107,7 @@ def layer_latency_figure(frame: pd.DataFrame, run_id: int, sparsity: float) -> g
     """Per-layer latency of the run's real masks, one bar per layout, at one sparsity."""
     rows = frame[(frame["run_id"] == run_id) & (frame["key"] == "layer_latency_ms") & (frame["x"] == sparsity)]
     if rows.empty:
-        return _empty(f"no per-layer latencies at sparsity {sparsity:g}")
+        return empty(f"no per-layer latencies at sparsity {sparsity:g}", height=300)
     parts = rows["series"].str.split("|", n=1, expand=True)
     rows = rows.assign(layout=parts[0], layer=parts[1])
     fig = go.Figure()

@@ -1,4 +1,5 @@
-"""Figure builders of the pruning lab: weights before/after, a mask view, model size, generations.
+"""Figure builders of the pruning lab: weights before/after, a mask view, model size, generations,
+and per-layer sparsity of several runs side by side.
 
 They take what the store holds (the long metrics frame from `db.repo.metrics_frame`, and the
 run's `views` JSON artifact as a dict) and return plotly figures or pandas frames, so the
@@ -10,8 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+
+from sparsity_core.reports.figures import colours, empty, label
 
 SIZE_LABELS = {"bytes_dense": "dense", "bytes_csr": "CSR", "bytes_2to4": "2:4 semi-structured"}
 
@@ -52,9 +56,9 @@ def size_table(frame: pd.DataFrame, run_id: int) -> pd.DataFrame:
     out = pd.DataFrame(index=table.index)
     out.index.name = "target sparsity"
     out["nonzeros"] = table.get("nonzeros")
-    for key, label in SIZE_LABELS.items():
+    for key, fmt in SIZE_LABELS.items():
         if key in table:
-            out[f"MB {label}"] = table[key] / 1e6
+            out[f"MB {fmt}"] = table[key] / 1e6
     return out
 
 
@@ -62,10 +66,10 @@ def size_figure(frame: pd.DataFrame, run_id: int) -> go.Figure:
     """Bytes of the pruned layers in each storage format, against the target sparsity."""
     table = size_table(frame, run_id)
     fig = go.Figure()
-    for label in SIZE_LABELS.values():
-        col = f"MB {label}"
+    for fmt in SIZE_LABELS.values():
+        col = f"MB {fmt}"
         if col in table:
-            fig.add_trace(go.Bar(x=[f"{x:.0%}" for x in table.index], y=table[col], name=label))
+            fig.add_trace(go.Bar(x=[f"{x:.0%}" for x in table.index], y=table[col], name=fmt))
     fig.update_layout(barmode="group", title="size of the pruned layers", xaxis_title="target sparsity",
                       yaxis_title="MB", height=360, margin=dict(t=40, b=40))
     return fig
@@ -96,4 +100,23 @@ def recovery_curves(frame: pd.DataFrame, run_id: int) -> go.Figure:
     fig.update_layout(title="recovery: training loss and the cubic sparsity schedule", xaxis_title="optimizer step")
     fig.update_yaxes(title_text="loss", secondary_y=False)
     fig.update_yaxes(title_text="mask sparsity", range=[0, 1], secondary_y=True)
+    return fig
+
+
+def layer_sparsity_pair(metrics: pd.DataFrame, runs: pd.DataFrame, x: float) -> go.Figure:
+    """Per-layer sparsity of pruning runs at one target: bars side by side per layer, which shows
+    where a global threshold or an activation-aware method puts the zeros."""
+    rows = metrics[(metrics["key"] == "layer_sparsity") & np.isclose(metrics["x"].astype(float), x)]
+    if rows.empty:
+        return empty(f"no per-layer sparsity measured at {x:g}")
+    fig = go.Figure()
+    colour = colours(runs)
+    for _, run in runs.iterrows():
+        group = rows[rows["run_id"] == run["id"]]
+        if len(group):
+            fig.add_trace(go.Bar(x=group["series"], y=group["value"], name=label(run),
+                                 marker={"color": colour[int(run["id"])]}))
+    fig.add_hline(y=x, line_dash="dot", annotation_text=f"target {x:g}")
+    fig.update_layout(barmode="group", yaxis_title="fraction of zeros", xaxis_title="layer", height=380,
+                      yaxis_range=[0, 1])
     return fig

@@ -1,7 +1,8 @@
 """SAE lab figures and tables, shared by the SAE page, the compare page and the HTML export.
 
-Inputs are pandas frames: the long metrics frame from `db.repo.metrics_frame`, and the feature /
-context tables the SAE job stores as parquet. Nothing here reads Streamlit state or torch.
+Inputs are pandas frames: the long metrics frame from `db.repo.metrics_frame`, the feature /
+context tables the SAE job stores as parquet, and the matches of two SAEs' latents
+(`sae.compare.match_features`). Nothing here reads Streamlit state, the store or torch.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from sparsity_core.reports.figures import metric_curve
+from sparsity_core.sae.compare import MATCH_THRESHOLD
 
 FINAL_KEYS = ("l0", "fve", "nmse", "dead_fraction", "eval_dead_fraction", "tokens_per_s", "ce_recovered",
               "ce_clean", "ce_sae", "ce_zero", "probe_accuracy", "probe_accuracy_clean", "probe_accuracy_zero",
@@ -91,7 +93,13 @@ def search_features(features: pd.DataFrame, contexts: pd.DataFrame, query: str, 
 
 
 def match_histogram(matches: pd.DataFrame, label_a: str, label_b: str) -> go.Figure:
-    fig = go.Figure(go.Histogram(x=matches["cosine"], nbinsx=40))
-    fig.update_layout(title=f"best decoder-cosine match in {label_b} for each latent of {label_a}",
-                      xaxis_title="cosine similarity", yaxis_title="latents", height=320, margin=dict(t=40, b=40))
+    """Best-match cosines of A's latents in B (`sae.compare.match_features`), with the share above
+    the 'same feature' threshold."""
+    share = float((matches["cosine"] >= MATCH_THRESHOLD).mean()) if len(matches) else 0.0
+    fig = go.Figure(go.Histogram(x=matches["cosine"], nbinsx=40, marker_color="#4C78A8"))
+    fig.add_vline(x=MATCH_THRESHOLD, line_dash="dash",
+                  annotation_text=f"{share:.0%} of latents matched (cos ≥ {MATCH_THRESHOLD})")
+    fig.update_layout(title=f"best decoder-cosine match in {html.escape(label_b)} for each latent of "
+                            f"{html.escape(label_a)}", xaxis_title="cosine similarity", yaxis_title="latents",
+                      xaxis_range=[-0.05, 1.05], height=320, margin=dict(t=40, b=40))
     return fig

@@ -1,5 +1,8 @@
 import time
 
+import pytest
+from sqlalchemy.exc import InvalidRequestError
+
 from db import repo
 from db.engine import table_names
 
@@ -70,3 +73,18 @@ def test_orphans_are_marked_failed():
     assert repo.mark_orphans(stale_after_s=1.0) == [stale]
     assert repo.get_run(stale).status == "failed" and "orphaned" in repo.get_run(stale).error
     assert repo.get_run(fresh).status == "running"
+
+
+def test_relationships_load_only_where_a_function_says_so(store):
+    run_id = new_run()
+    for name in ("b", "a"):
+        path = store / "artifacts" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(name)
+        repo.add_artifact(run_id, name, path, "json")
+    loaded = repo.get_run_with_artifacts(run_id)  # detached now: its session is closed
+    assert [(a.name, a.path) for a in loaded.artifacts] == [("b", "artifacts/b.json"), ("a", "artifacts/a.json")]
+    plain = repo.get_run(run_id)
+    with pytest.raises(InvalidRequestError, match="lazy='raise'"):
+        len(plain.artifacts)  # not loaded: says so at once instead of querying a closed session
+    assert repo.get_run_with_artifacts(999) is None

@@ -41,3 +41,23 @@ def test_submit_queues_for_the_worker(tmp_path):
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"run_id": 1, "status": "queued"}
     rows = json.loads(cli("list", "--json", cwd=tmp_path).stdout.strip().splitlines()[-1])
     assert [(r["id"], r["status"]) for r in rows] == [(1, "queued")]
+
+
+def test_show_prints_one_run_and_every_error_is_one_line(capsys, monkeypatch):
+    from db import repo
+    from sparsity_core import cli
+    from sparsity_core.reports.seed import seed_pruning
+
+    run_id = seed_pruning("magnitude", name="first")
+    assert cli.main(["show", str(run_id)]) == 0
+    shown = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (shown["id"], shown["name"], shown["spec"]["method"], shown["artifacts"]) == (run_id, "first", "magnitude", [])
+    assert cli.main(["show", "99"]) == 2
+    assert capsys.readouterr().err == "error: no run 99\n"
+
+    def locked(**_):
+        raise RuntimeError("database is locked\n[SQL: SELECT ...]")
+
+    monkeypatch.setattr(repo, "list_runs", locked)
+    assert cli.main(["list"]) == 1  # not a person's mistake, still no traceback
+    assert capsys.readouterr().err == "error: RuntimeError: database is locked [SQL: SELECT ...]\n"

@@ -9,6 +9,7 @@ import pytest
 from db import repo
 from sparsity_core.jobs import cancel, submit
 from sparsity_core.jobs.worker import Worker
+from sparsity_core.specs import SCHEMA_VERSION
 
 JOBS = "tests.sparsity_core.jobs.jobs_for_tests"
 SPEC = {"kind": "prune", "model": "digits-mlp", "sparsities": [0.5]}
@@ -65,6 +66,29 @@ def test_cancel_ends_a_running_job():
     thread.join(timeout=20)
     assert not thread.is_alive() and time.monotonic() - started < 10  # not the job's 60 s sleep
     assert repo.get_run(run_id).status == "cancelled"
+
+
+def test_a_version_1_spec_is_upgraded_when_the_worker_reads_it():
+    # v1 stored a method's parameters as given; the job gets them complete (dsnot's defaults:
+    # initial "wanda", iterations 50; the one given here is kept)
+    v1 = {"kind": "prune", "model": "digits-mlp", "method": "dsnot", "params": {"iterations": 5},
+          "sparsities": [0.5]}
+    run_id = repo.create_run(kind="prune", model="digits-mlp", method="dsnot", spec=v1, spec_version=1)
+    Worker(poll_s=0.05, heartbeat_s=0.2, executors={"prune": f"{JOBS}:params_job"}).run_one()
+    run = repo.get_run(run_id)
+    assert run.status == "succeeded", run.error
+    assert run.info["params"] == {"initial": "wanda", "iterations": 5}
+
+
+def test_a_spec_from_a_newer_release_fails_the_run_saying_so():
+    run_id = repo.create_run(kind="prune", model="digits-mlp", spec=SPEC, spec_version=99)
+    worker = worker_with("ok_job")
+    assert worker.run_one() == run_id  # the worker goes on
+    run = repo.get_run(run_id)
+    assert run.status == "failed"
+    assert run.error == ("the stored spec (version 99) cannot be run: spec_version: spec version 99 is not one "
+                         f"this release reads (1 to {SCHEMA_VERSION}): it was written by a newer Sparsity Lab")
+    assert repo.metrics_frame([run_id]).empty  # the job never started
 
 
 def test_a_starting_worker_marks_orphans():

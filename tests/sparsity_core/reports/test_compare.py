@@ -1,5 +1,6 @@
-"""Compare tables and figures on synthetic runs whose numbers are known by construction:
-accuracy = 0.95 - slope * sparsity, latency = 10 ms * (1 - gain * sparsity)."""
+"""Compare tables and figures, and the loaders that read them from the store, on synthetic runs
+whose numbers are known by construction: accuracy = 0.95 - slope * sparsity,
+latency = 10 ms * (1 - gain * sparsity)."""
 
 import math
 
@@ -7,7 +8,9 @@ import pandas as pd
 import pytest
 
 from db import repo
-from sparsity_core.reports import compare
+from sparsity_core.reports import compare, explain, loaders, sae
+from sparsity_core.reports.loaders import load_selection
+from sparsity_core.reports.pruning import layer_sparsity_pair
 from sparsity_core.reports.seed import seed_kernel, seed_pruning
 
 
@@ -20,7 +23,7 @@ def two_runs():
 
 def test_config_table_differences_only_keeps_what_differs(two_runs):
     a, b = two_runs
-    runs, _, _ = compare.load_selection([a, b])
+    runs, _, _ = load_selection([a, b])
     full = compare.config_table(runs)
     diff = compare.config_table(runs, differences_only=True)
     assert list(diff.columns) == [f"#{a}", f"#{b}"]
@@ -32,7 +35,7 @@ def test_config_table_differences_only_keeps_what_differs(two_runs):
 
 def test_metric_summary_last_min_max_and_at(two_runs):
     a, b = two_runs
-    runs, _, metrics = compare.load_selection([a, b])
+    runs, _, metrics = load_selection([a, b])
     last = compare.metric_summary(metrics, runs, "last")
     assert last.loc[f"#{a}", "accuracy"] == pytest.approx(0.95 - 0.5 * 0.9)
     assert compare.metric_summary(metrics, runs, "max").loc[f"#{b}", "accuracy"] == pytest.approx(0.95)
@@ -59,7 +62,7 @@ def test_filter_runs_by_fields_and_text(two_runs):
 def test_quality_latency_joins_kernel_runs_to_their_parent_and_finds_the_front(two_runs):
     a, _ = two_runs
     k = seed_kernel(a, dense_ms=10.0, layouts=("csr",))
-    runs, children, metrics = compare.load_selection([a])
+    runs, children, metrics = load_selection([a])
     assert children["id"].tolist() == [k]
     points = compare.quality_latency_frame(pd.concat([runs, children]), metrics, "accuracy")
     row = points[points["sparsity"] == 0.5].iloc[0]
@@ -75,13 +78,13 @@ def test_quality_latency_joins_kernel_runs_to_their_parent_and_finds_the_front(t
 
 def test_figures_escape_run_names_and_keep_one_colour_per_run(two_runs):
     a, b = two_runs
-    runs, _, metrics = compare.load_selection([a, b])
+    runs, _, metrics = load_selection([a, b])
     figs = compare.curves_figures(metrics, runs)
     assert [f.layout.title.text for f in figs] == ["accuracy", "measured sparsity"]
     names = [t.name for t in figs[0].data]
     assert any("&lt;b&gt;wanda&lt;/b&gt;" in n for n in names) and not any("<b>" in n for n in names)
     assert [t.line.color for t in figs[0].data] == [t.line.color for t in figs[1].data]
-    bars = compare.layer_sparsity_pair(metrics, runs, 0.5)
+    bars = layer_sparsity_pair(metrics, runs, 0.5)
     assert [list(t.y) for t in bars.data] == [[0.5] * 3, [0.5] * 3]
     par = compare.parallel_figure(runs, compare.metric_summary(metrics, runs))
     assert "accuracy" in [d.label for d in par.data[0].dimensions]
@@ -90,9 +93,9 @@ def test_figures_escape_run_names_and_keep_one_colour_per_run(two_runs):
 def test_lineage_gives_parent_and_children(two_runs):
     a, _ = two_runs
     k = seed_kernel(a)
-    parent, children = compare.lineage(k)
+    parent, children = loaders.lineage(k)
     assert parent.id == a and children == []
-    parent, children = compare.lineage(a)
+    parent, children = loaders.lineage(a)
     assert parent is None and [c.id for c in children] == [k]
 
 
@@ -102,7 +105,7 @@ def test_a_kernel_run_of_the_pruned_model_uses_its_model_rows_not_its_sweep(two_
     repo.add_metrics(k, [{"key": "latency_ms", "series": "model:auto", "x": 0.5, "value": 3.0},
                          {"key": "latency_ms", "series": "model:dense", "x": 0.5, "value": 5.0},
                          {"key": "latency_ms", "series": "csr|768x3072|32", "x": 0.5, "value": 0.1}])
-    runs, children, metrics = compare.load_selection([a])
+    runs, children, metrics = load_selection([a])
     points = compare.quality_latency_frame(pd.concat([runs, children]), metrics, "accuracy")
     assert sorted(zip(points["layout"], points["latency_ms"])) == [("auto", 3.0), ("dense", 5.0)]
 
@@ -127,17 +130,17 @@ def test_two_explanations_of_one_example_side_by_side(tmp_path):
         path = artifacts_dir(run_id) / f"explanation-{variant}.json"
         path.write_text(json.dumps(_explanation(indices)))
         repo.add_artifact(run_id, f"explanation@{variant}", path, "json")
-    (na, a), (nb, b) = compare.explanations([run_id])
-    assert (na, nb) == (f"#{run_id} dense", f"#{run_id} pruned") and compare.same_example(a, b)
-    table, overlap = compare.explanation_pair(a, b)
+    (na, a), (nb, b) = loaders.explanations([run_id])
+    assert (na, nb) == (f"#{run_id} dense", f"#{run_id} pruned") and explain.same_example(a, b)
+    table, overlap = explain.explanation_pair(a, b)
     assert overlap == {"excitatory": 2 / 3, "inhibitory": 2 / 3}  # {5, 6} of three each
     top = table[(table["side"] == "excitatory") & (table["rank"] == 1)].iloc[0]
     assert (top["A train #"], top["B train #"]) == (4, 5)
-    fig = compare.explanation_pair_figure(a, b, (na, nb))
+    fig = explain.explanation_pair_figure(a, b, (na, nb))
     assert [list(t.y) for t in fig.data] == [[-0.5, 2.0], [-0.5, 2.0]]
 
 
-def test_sae_features_match_by_decoder_cosine():
+def test_sae_runs_are_matched_by_their_stored_decoders():
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -145,18 +148,28 @@ def test_sae_features_match_by_decoder_cosine():
     from sparsity_core.specs import SCHEMA_VERSION
 
     eye = np.eye(4, dtype=np.float32)
-    decoders = {"a": eye, "b": 3 * eye[[2, 0, 3, 1]]}  # the same directions, shuffled and rescaled
+    b = 3 * eye[[2, 0, 3, 1]]  # the same directions, shuffled and rescaled ...
+    b[0] = [0, 0, 1, 3 ** 0.5]  # ... but B's copy of e2 turned 60 degrees towards e3
     ids = {}
-    for name, dec in decoders.items():
+    for name, dec in (("a", eye), ("b", b), ("wide", np.ones((2, 3), dtype=np.float32))):
         ids[name] = repo.create_run(kind="sae", model="digits-mlp", spec={}, spec_version=SCHEMA_VERSION)
         path = artifacts_dir(ids[name]) / "sae.safetensors"
         save_file({"W_dec": dec, "W_enc": dec.T.copy()}, str(path))
         repo.add_artifact(ids[name], "sae", path, "safetensors")
-    a, b = compare.sae_decoder(ids["a"]), compare.sae_decoder(ids["b"])
-    assert compare.match_features(a, b).tolist() == [1.0, 1.0, 1.0, 1.0]
-    # B's copy of e2 turned 45 degrees towards e3: A's e2 now matches at cos 45 = 0.707, while
-    # A's e3 still finds its exact copy in B
-    b[0] = np.array([0, 0, 1, 1], dtype=np.float32)
-    assert compare.match_features(a, b) == pytest.approx([1, 1, 2 ** -0.5, 1], abs=1e-6)
+    no_decoder = repo.create_run(kind="sae", model="digits-mlp", spec={}, spec_version=SCHEMA_VERSION)
+    assert loaders.sae_decoder(ids["b"]).tolist() == b.tolist()
+    matches = loaders.sae_matches(ids["a"], ids["b"])
+    # A's e2 now matches at cos 60 = 0.5 (B's latent 0), every other latent finds its exact copy
+    assert matches["latent_b"].tolist() == [1, 3, 0, 2]
+    assert matches["cosine"].tolist() == pytest.approx([1, 1, 0.5, 1], abs=1e-6)
+    assert loaders.sae_matches(ids["a"], no_decoder) is None
     with pytest.raises(ValueError, match="different widths"):
-        compare.match_features(a, np.ones((2, 3), dtype=np.float32))
+        loaders.sae_matches(ids["a"], ids["wide"])
+    fig = sae.match_histogram(matches, "#1", "<b>#2</b>")
+    assert fig.layout.annotations[0].text == "75% of latents matched (cos ≥ 0.7)"  # 3 of 4 above the line
+    assert "&lt;b&gt;#2&lt;/b&gt;" in fig.layout.title.text
+
+
+def test_an_unknown_run_is_a_key_error():
+    with pytest.raises(KeyError, match="no run 42, 43 in the store"):
+        load_selection([42, 43])
