@@ -6,9 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from db import repo
-from pages._ui import field_error, follow_run, other_errors, run_label, submit_spec
+from pages._ui import ErrorPlaces, follow_run, run_label
+from sparsity_core.catalog import MODELS, model_entry
+from sparsity_core.catalog.datasets import DATASETS, IMAGE_DATASETS, TEXT_DATASETS
 from sparsity_core.reports import explain as fig
-from sparsity_core.zoo import MODELS
+from sparsity_core.specs import ExplainSpec
 
 st.title("🔍 Explanations")
 st.markdown(
@@ -23,10 +25,13 @@ st.markdown(
 
 HF = "hf:<hub id or local path>"
 CLASSIFIERS = [m for m, info in MODELS.items() if info.task != "causal_lm"]
-TEXT_DATASETS = ["rotten_tomatoes", "bbc_news", "tweets"]
-FIELDS = {"model", "dataset", "lambda", "test_index", "text", "image", "top_k", "train_limit",
-          "parent_run", "parent_sparsity", "ig_steps", "flip_fraction"}
 BLANK_DIGIT = pd.DataFrame([[0] * 8 for _ in range(8)], columns=[str(c) for c in range(8)])
+# every field this page sends -> the widget that sets it (its message shows right below)
+PLACES = ErrorPlaces(ExplainSpec, {
+    "model": "e_model", "dataset": "e_dataset", "test_index": "e_index", "image": "e_digit", "text": "e_text",
+    "lambda": "e_lambda", "top_k": "e_topk", "train_limit": "e_limit", "parent_run": "e_parent",
+    "parent_sparsity": "e_parent", "captum": "e_captum", "flip_fraction": "e_flip", "seed": "e_seed"},
+    fixed=("kind", "method"))
 
 
 def parent_choices(model: str) -> list:
@@ -39,50 +44,55 @@ with left:
                           format_func=lambda m: m if m == HF else f"{m} — {MODELS[m].description}")
     hf_ref = st.text_input("Hub id or local path (for hf:)", key="e_hf") if choice == HF else ""
     model = f"hf:{hf_ref.strip()}" if choice == HF else choice
-    field_error("model")
-    image_model = choice == "digits-mlp"
-    dataset = "digits" if image_model else st.selectbox("Dataset", TEXT_DATASETS, key="e_dataset")
-    field_error("dataset")
+    PLACES.field_error("model")
+    entry = model_entry(model)  # None for an hf: checkpoint, explained on text
+    image_model = entry is not None and entry.image
+    datasets = IMAGE_DATASETS if image_model else TEXT_DATASETS
+    home = entry.eval_data if entry is not None and entry.eval_data in datasets else datasets[0]
+    dataset = st.selectbox("Dataset", datasets, index=datasets.index(home), key="e_dataset",
+                           format_func=lambda d: f"{d} — {DATASETS[d].description}")
+    PLACES.field_error("dataset")
     modes = ["a test example", "draw a digit"] if image_model else ["a test example", "type a sentence"]
     mode = st.radio("Explain", modes, horizontal=True, key="e_mode")
-    test_index, text, image = 0, None, None
     if mode == "a test example":
-        test_index = int(st.number_input("Test example (row of the test split)", min_value=0, value=0, key="e_index"))
-        field_error("test_index")
+        point = {"test_index": int(st.number_input("Test example (row of the test split)", min_value=0, value=0,
+                                                   key="e_index"))}
+        PLACES.field_error("test_index")
     elif mode == "draw a digit":
         st.caption("Type ink values 0 (white) to 16 (black) into the 8x8 grid.")
         grid = st.data_editor(BLANK_DIGIT, key="e_digit", width="content")
-        image = [[float(v) for v in row] for row in grid.fillna(0).to_numpy().tolist()]
-        field_error("image")
+        point = {"image": [[float(v) for v in row] for row in grid.fillna(0).to_numpy().tolist()]}
+        PLACES.field_error("image")
     else:
-        text = st.text_area("Your sentence", "A warm, funny and surprisingly moving film.", key="e_text")
-        field_error("text")
+        point = {"text": st.text_area("Your sentence", "A warm, funny and surprisingly moving film.", key="e_text")}
+        PLACES.field_error("text")
 with right:
-    lam = st.number_input("lambda (L2 of the last-layer fit)", value=0.003, format="%g", key="e_lambda",
+    lam = st.number_input("lambda (L2 of the last-layer fit)", value=ExplainSpec.model_fields["lam"].default,
+                          format="%g", key="e_lambda",
                           help="the paper's 0.003; the decomposition is exact at the fit's stationary point")
-    field_error("lambda")
+    PLACES.field_error("lambda")
     top_k = int(st.number_input("Examples to show (top-k)", 1, 100, 8, key="e_topk"))
+    PLACES.field_error("top_k")
     limit = int(st.number_input("Training points (0: all)", min_value=0, value=0 if image_model else 2000,
                                 key="e_limit", help="text models embed every training point once (cached)"))
-    field_error("train_limit")
+    PLACES.field_error("train_limit")
     parent = st.selectbox("Pruned model from run (optional)", parent_choices(model), key="e_parent",
                           format_func=lambda r: "none: the dense model" if r is None else run_label(r))
-    field_error("parent_run")
-    field_error("parent_sparsity")
+    PLACES.field_error("parent_run")
+    PLACES.field_error("parent_sparsity")
     captum = st.checkbox("Also run captum (attributions, TracIn, similarity)", value=True, key="e_captum")
+    PLACES.field_error("captum")
     flip = st.slider("Labels flipped for the debugging experiment", 0.0, 0.5, 0.1, 0.05, key="e_flip")
+    PLACES.field_error("flip_fraction")
     seed = int(st.number_input("Seed", min_value=0, value=0, key="e_seed"))
+    PLACES.field_error("seed")
 
 if st.button("Explain", type="primary", key="e_submit"):
-    spec = {"kind": "explain", "method": "representer", "model": model, "dataset": dataset, "lambda": lam,
-            "test_index": test_index, "text": text, "image": image, "top_k": top_k,
-            "train_limit": limit or None, "parent_run": parent.id if parent else None, "captum": captum,
-            "flip_fraction": flip, "seed": seed}
-    run_id = submit_spec(spec)
-    if run_id is not None:
-        st.session_state["explain_run"] = run_id
-    st.rerun()
-other_errors(FIELDS)
+    PLACES.submit({"kind": "explain", "method": "representer", "model": model, "dataset": dataset, "lambda": lam,
+                   **point, "top_k": top_k,
+                   "train_limit": limit or None, "parent_run": parent.id if parent else None, "captum": captum,
+                   "flip_fraction": flip, "seed": seed}, run_key="explain_run")
+PLACES.other_errors()
 
 
 # ---------------------------------------------------------------- results

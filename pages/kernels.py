@@ -1,12 +1,13 @@
 """Kernel latency lab: does sparsity make a layer, or a whole pruned model, faster on this machine?"""
 
-import json
+from typing import get_args
 
 import streamlit as st
 
 from db import repo
-from pages._ui import ERRORS_KEY, field_error, follow_run, other_errors, run_label, submit_spec
+from pages._ui import ErrorPlaces, follow_run, run_label
 from sparsity_core.catalog.kernels import LAYOUT_HELP, MODES, PRESETS
+from sparsity_core.reports import bundle
 from sparsity_core.reports.kernels import (
     heatmap_figure,
     layer_latency_figure,
@@ -15,7 +16,7 @@ from sparsity_core.reports.kernels import (
     speedup_figure,
     sweep_frame,
 )
-from sparsity_core.specs import SpecError
+from sparsity_core.specs import KernelSpec
 
 st.title("⏱️ Kernel latency")
 st.markdown(
@@ -25,6 +26,14 @@ st.markdown(
     "above 1 means the sparse layout is faster; below 1 (the common case at moderate sparsity) it "
     "is slower, even though it skips the zeros. Every result is checked against the dense output. "
     "Pick a finished pruning run to time its real masks and its whole forward pass.")
+
+FIELDS = KernelSpec.model_fields
+# every field this page sends -> the widget that sets it (its message shows right below); the
+# model is the parent run's
+PLACES = ErrorPlaces(KernelSpec, {
+    "shapes": "k_shapes", "tokens": "k_tokens", "sparsities": "k_sparsities", "layouts": "k_layouts",
+    "device": "k_device", "dtype": "k_dtype", "modes": "k_modes", "block": "k_block", "repeats": "k_repeats",
+    "parent_run": "k_parent", "model": "k_parent", "name": "k_name"})
 
 
 def parse_list(text: str, cast):
@@ -45,37 +54,51 @@ def parse_shapes(text: str):
     return shapes
 
 
-preset = st.selectbox("Layer shapes preset", ["custom", *PRESETS], index=1 + list(PRESETS).index("bert-base"))
-default_shapes = ", ".join(f"{o}x{i}" for o, i in PRESETS.get(preset, [[3072, 768]]))
+def preset_shapes() -> None:
+    """Fill the shapes box with the picked preset's shapes (custom keeps what is typed)."""
+    shapes = PRESETS.get(st.session_state["k_preset"])
+    if shapes:
+        st.session_state["k_shapes"] = ", ".join(f"{o}x{i}" for o, i in shapes)
+
+
+st.selectbox("Layer shapes preset", ["custom", *PRESETS], index=1 + list(PRESETS).index("bert-base"),
+             key="k_preset", on_change=preset_shapes)
+if "k_shapes" not in st.session_state:
+    preset_shapes()
 parents = repo.list_runs(kind="prune", status="succeeded", limit=50)
 
 with st.form("kernel"):
     left, right = st.columns(2)
     with left:
-        shapes_text = st.text_input("Layer shapes (out x in)", default_shapes, key=f"shapes-{preset}",
+        shapes_text = st.text_input("Layer shapes (out x in)", key="k_shapes",
                                     help="comma-separated, e.g. 3072x768, 768x3072; empty: the parent model only")
-        field_error("shapes")
+        PLACES.field_error("shapes")
         tokens_text = st.text_input("Tokens (rows of the input)", "32, 512", key="k_tokens")
-        field_error("tokens")
+        PLACES.field_error("tokens")
         sparsities_text = st.text_input("Sparsities", "0.5, 0.7, 0.9, 0.95", key="k_sparsities")
-        field_error("sparsities")
-        layouts = st.multiselect("Layouts", list(LAYOUT_HELP), default=["dense", "csr", "shrunk"],
+        PLACES.field_error("sparsities")
+        layouts = st.multiselect("Layouts", list(LAYOUT_HELP), default=["dense", "csr", "shrunk"], key="k_layouts",
                                  help="\n".join(f"- **{k}**: {v}" for k, v in LAYOUT_HELP.items()))
-        field_error("layouts")
+        PLACES.field_error("layouts")
     with right:
-        device = st.radio("Device", ["cpu", "cuda"], horizontal=True)
-        field_error("device")
-        dtype = st.selectbox("dtype", ["float32", "float16", "bfloat16"])
-        modes = st.multiselect("Launch modes", list(MODES), default=["eager"],
+        device = st.radio("Device", get_args(FIELDS["device"].annotation), horizontal=True, key="k_device")
+        PLACES.field_error("device")
+        dtype = st.selectbox("dtype", get_args(FIELDS["dtype"].annotation), key="k_dtype")
+        PLACES.field_error("dtype")
+        modes = st.multiselect("Launch modes", list(MODES), default=FIELDS["modes"].default, key="k_modes",
                                help="CUDA graphs and torch.compile try to close the small-batch gap")
-        block = st.number_input("BSR block", min_value=1, max_value=256, value=32, key="k_block")
-        field_error("block")
-        repeats = st.number_input("Repeats", min_value=3, max_value=1000, value=30, key="k_repeats")
-        parent = st.selectbox("Pruned model (parent run, optional)", [None, *parents],
+        PLACES.field_error("modes")
+        block = st.number_input("BSR block", min_value=1, max_value=256, value=FIELDS["block"].default, key="k_block")
+        PLACES.field_error("block")
+        repeats = st.number_input("Repeats", min_value=3, max_value=1000, value=FIELDS["repeats"].default,
+                                  key="k_repeats")
+        PLACES.field_error("repeats")
+        parent = st.selectbox("Pruned model (parent run, optional)", [None, *parents], key="k_parent",
                               format_func=lambda r: "none: layers only" if r is None else run_label(r))
-        field_error("parent_run")
-        field_error("model")
-        name = st.text_input("Run name (optional)")
+        PLACES.field_error("parent_run")
+        PLACES.field_error("model")
+        name = st.text_input("Run name (optional)", key="k_name")
+        PLACES.field_error("name")
     submitted = st.form_submit_button("Measure", type="primary", key="k_submit")
 
 if submitted:
@@ -83,29 +106,24 @@ if submitted:
               "sparsities": parse_list(sparsities_text, float)}
     bad = {k: "not a list of numbers" for k, v in values.items() if v is None}
     if bad:
-        st.session_state[ERRORS_KEY] = bad
+        PLACES.refuse(bad)
     else:
         spec = {"kind": "kernel", **values, "layouts": layouts, "device": device, "dtype": dtype,
                 "modes": modes, "block": int(block), "repeats": int(repeats), "name": name or None,
                 "parent_run": parent.id if parent else None}
         if parent:
             spec["model"] = parent.model
-        run_id = submit_spec(spec)
-        if run_id is not None:
-            st.session_state["kernel_run"] = run_id
-    st.rerun()  # redraw with the messages beside their widgets (or the new run below)
-other_errors({"shapes", "tokens", "sparsities", "layouts", "device", "block", "parent_run", "model"})
+        PLACES.submit(spec, run_key="kernel_run")
+PLACES.other_errors()
 
 with st.expander("Import results measured on another machine (JSON bundle from benchmarks/kernels_cuda.py)"):
     upload = st.file_uploader("Bundle", type=["json"])
     if upload is not None and st.button("Import"):
-        from sparsity_core.kernels.bundle import import_bundle
-
         try:
-            st.session_state["kernel_run"] = import_bundle(json.loads(upload.getvalue()))
+            st.session_state["kernel_run"] = bundle.import_bytes(upload.getvalue(), upload.name)[0]
             st.rerun()
-        except (SpecError, json.JSONDecodeError) as exc:
-            st.error(f"not imported: {exc}")
+        except bundle.BundleError as exc:
+            st.error(f"not imported, nothing changed: {exc}")
 
 
 def draw_sweep(frame, run) -> None:

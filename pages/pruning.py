@@ -5,8 +5,9 @@ import json
 import streamlit as st
 
 from db import repo
-from pages._ui import ERRORS_KEY, field_error, follow_run, other_errors, run_label, submit_spec
-from sparsity_core.pruning import METHODS
+from pages._ui import ErrorPlaces, follow_run, model_widgets, run_label
+from sparsity_core.catalog import METHODS, MODELS, caps
+from sparsity_core.catalog.pruning import RECOVERIES, SCHEDULES, SCOPES
 from sparsity_core.reports.figures import layer_sparsity_heatmap, metric_curve
 from sparsity_core.reports.pruning import (
     generation_table,
@@ -17,7 +18,6 @@ from sparsity_core.reports.pruning import (
     weight_histogram,
 )
 from sparsity_core.specs import PruneSpec
-from sparsity_core.zoo import MODELS
 
 st.title("✂️ Pruning")
 st.markdown(
@@ -34,8 +34,13 @@ st.markdown(
     "by fine-tuning or by *distillation* from its dense self.")
 
 HF = "hf:<hub id or local path>"
-FIELDS = {"model", "method", "pattern", "scope", "sparsities", "params", "calibration_samples", "seq_len",
-          "eval_samples", "schedule", "recovery", "steps", "lr"}
+DEFAULTS = {name: info.default for name, info in PruneSpec.model_fields.items()}
+# every field this page sends -> the widget that sets it (its message shows right below)
+PLACES = ErrorPlaces(PruneSpec, {
+    "model": "p_model", "method": "p_method", "params": "p_method", "pattern": "p_pattern", "scope": "p_scope",
+    "sparsities": "p_sparsities", "calibration_samples": "p_calib", "seq_len": "p_seq", "schedule": "p_schedule",
+    "recovery": "p_recovery", "steps": "p_steps", "finetune_steps": "p_ft_steps", "lr": "p_lr", "seed": "p_seed",
+    "name": "p_name"})
 
 
 def parse_sparsities(text: str):
@@ -45,86 +50,71 @@ def parse_sparsities(text: str):
         return None
 
 
-def method_params(method: str) -> dict:
-    """One widget per parameter the method declares, keyed by method so choices do not leak."""
-    values = {}
-    for key, (default, help_text) in METHODS[method].params.items():
-        wkey = f"p_param_{method}_{key}"
-        if key == "initial":
-            options = [m for m in METHODS if m != method and not METHODS[m].params.get("initial")]
-            values[key] = st.selectbox(f"{key}", options, index=options.index(default), help=help_text, key=wkey)
-        elif isinstance(default, bool) or not isinstance(default, (int, float)):
-            values[key] = st.text_input(key, str(default), help=help_text, key=wkey)
-        elif isinstance(default, int):
-            values[key] = int(st.number_input(key, value=default, step=1, help=help_text, key=wkey))
-        else:
-            values[key] = float(st.number_input(key, value=default, format="%g", help=help_text, key=wkey))
-    return values
-
-
 left, right = st.columns(2)
 with left:
     choice = st.selectbox("Model", [*MODELS, HF], key="p_model",
                           format_func=lambda m: m if m == HF else f"{m} — {MODELS[m].description}")
-    hf_ref = st.text_input("Hub id or local path (for hf:)", placeholder="org/model or ./checkpoint") \
-        if choice == HF else ""
-    field_error("model")
+    hf_ref = st.text_input("Hub id or local path (for hf:)", placeholder="org/model or ./checkpoint",
+                           key="p_hf") if choice == HF else ""
+    PLACES.field_error("model")
     method = st.selectbox("Method", list(METHODS), key="p_method",
                           format_func=lambda m: f"{m} — {METHODS[m].description}")
-    field_error("method")
-    params = method_params(method)
-    field_error("params")
+    PLACES.field_error("method")
+    PLACES.field_error("params")
+    params = model_widgets(METHODS[method].params, f"p_param_{method}_", PLACES)  # keyed by method: no leaks
     pattern = st.text_input("Pattern", "unstructured", key="p_pattern",
                             help=f"unstructured, N:M (e.g. 2:4, 4:8), block:RxC (e.g. block:16x16), heads or "
                                  f"neurons. {method} supports: {', '.join(METHODS[method].patterns)} kinds")
-    field_error("pattern")
-    scope = st.radio("Scope", ["layer", "global"], horizontal=True, key="p_scope",
+    PLACES.field_error("pattern")
+    scope = st.radio("Scope", SCOPES, horizontal=True, key="p_scope",
                      help="layer: every layer to the target; global: one threshold over all layers")
-    field_error("scope")
+    PLACES.field_error("scope")
 with right:
     sparsities_text = st.text_input("Target sparsities", "0, 0.5, 0.7", key="p_sparsities",
                                     help="comma-separated, each in [0, 1); 0 is the dense reference")
-    field_error("sparsities")
-    calib, seq = 64, 256
+    PLACES.field_error("sparsities")
+    calibration = {}
     if METHODS[method].needs_calibration:
-        calib = int(st.number_input("Calibration samples", 1, 4096, 64, key="p_calib",
-                                    help="texts (or images) whose activations the method reads"))
-        field_error("calibration_samples")
-        seq = int(st.number_input("Calibration sequence length (tokens)", 8, 4096, 256, key="p_seq"))
-        field_error("seq_len")
+        calibration["calibration_samples"] = int(st.number_input(
+            "Calibration samples", 1, caps.CALIBRATION_SAMPLES, DEFAULTS["calibration_samples"], key="p_calib",
+            help="texts (or images) whose activations the method reads"))
+        PLACES.field_error("calibration_samples")
+        calibration["seq_len"] = int(st.number_input("Calibration sequence length (tokens)", 8, caps.SEQ_LEN,
+                                                     DEFAULTS["seq_len"], key="p_seq"))
+        PLACES.field_error("seq_len")
     with st.expander("Schedule and recovery"):
-        schedule = st.radio("Schedule", ["oneshot", "gradual"], horizontal=True, key="p_schedule")
-        recovery = st.radio("Recovery", ["none", "finetune", "distill"], horizontal=True, key="p_recovery")
-        steps = int(st.number_input("Training steps per target (gradual ramp, or recovery)", 1, 100_000, 200,
-                                    key="p_steps", help="minilm-l6-rt and digits-mlp have labelled data to train on"))
-        field_error("steps")
-        finetune_steps = int(st.number_input("Fine-tune steps at each final sparsity (gradual)", 0, 100_000, 100,
-                                             key="p_ft_steps"))
+        schedule = st.radio("Schedule", SCHEDULES, horizontal=True, key="p_schedule")
+        PLACES.field_error("schedule")
+        recovery = st.radio("Recovery", RECOVERIES, horizontal=True, key="p_recovery")
+        PLACES.field_error("recovery")
+        steps = int(st.number_input("Training steps per target (gradual ramp, or recovery)", 1, caps.TRAIN_STEPS,
+                                    DEFAULTS["steps"], key="p_steps",
+                                    help="minilm-l6-rt and digits-mlp have labelled data to train on"))
+        PLACES.field_error("steps")
+        finetune_steps = int(st.number_input("Fine-tune steps at each final sparsity (gradual)", 0, caps.TRAIN_STEPS,
+                                             DEFAULTS["finetune_steps"], key="p_ft_steps"))
+        PLACES.field_error("finetune_steps")
         train_lr = st.number_input("Learning rate (AdamW peak)", min_value=1e-7, max_value=1.0,
-                                   value=PruneSpec.model_fields["lr"].default, format="%.5f", key="p_lr")
-        field_error("lr")
-        field_error("recovery")
-        field_error("schedule")
+                                   value=DEFAULTS["lr"], format="%.5f", key="p_lr")
+        PLACES.field_error("lr")
     seed = st.number_input("Seed", min_value=0, value=0, step=1, key="p_seed")
+    PLACES.field_error("seed")
     name = st.text_input("Run name (optional)", key="p_name")
+    PLACES.field_error("name")
 
 if st.button("Run", type="primary", key="p_submit"):
     sparsities = parse_sparsities(sparsities_text)
     if sparsities is None:
-        st.session_state[ERRORS_KEY] = {"sparsities": f"not a list of numbers: {sparsities_text!r}"}
+        PLACES.refuse({"sparsities": f"not a list of numbers: {sparsities_text!r}"})
     else:
         spec = {"kind": "prune", "model": f"hf:{hf_ref.strip()}" if choice == HF else choice,
                 "method": method, "params": params, "pattern": pattern.strip(), "scope": scope,
-                "sparsities": sparsities, "calibration_samples": calib, "seq_len": seq,
-                "seed": int(seed), "name": name or None}
+                "sparsities": sparsities, **calibration, "seed": int(seed), "name": name or None}
         if schedule != "oneshot" or recovery != "none":
             spec.update(schedule=schedule, recovery=recovery, steps=steps, finetune_steps=finetune_steps,
                         lr=float(train_lr))
-        run_id = submit_spec(spec)
-        if run_id is not None:
-            st.session_state["prune_run"] = run_id
-        st.rerun()
-other_errors(FIELDS)
+        PLACES.submit(spec, run_key="prune_run")
+PLACES.other_errors()
 
 
 def load_views(run_id: int):

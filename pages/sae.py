@@ -4,11 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from db import repo
-from pages._ui import field_error, follow_run, other_errors, run_label, submit_spec
+from pages._ui import ErrorPlaces, follow_run, run_label
+from sparsity_core.catalog import MODELS, SITES, VARIANTS, caps
+from sparsity_core.catalog.sae import DATA
+from sparsity_core.reports import loaders
 from sparsity_core.reports import sae as figs
-from sparsity_core.sae import VARIANTS
 from sparsity_core.specs import SAESpec
-from sparsity_core.zoo import MODELS
 
 st.title("🔬 SAE features")
 st.markdown(
@@ -20,58 +21,72 @@ st.markdown(
 
 HF = "hf:<hub id or local path>"
 TEXT_MODELS = [m for m, info in MODELS.items() if info.task in ("encoder", "causal_lm")]
-FIELDS = {"model", "variant", "layer", "site", "data", "tokens", "expansion", "k", "l1_coeff", "lr", "batch_tokens",
-          "parent_run", "parent_sparsity", "seed"}
+DEFAULTS = {name: info.default for name, info in SAESpec.model_fields.items()}
+# every field this page sends -> the widget that sets it (its message shows right below)
+PLACES = ErrorPlaces(SAESpec, {
+    "model": "sae_model", "layer": "sae_layer", "site": "sae_site", "data": "sae_data", "variant": "sae_variant",
+    "k": "sae_k", "expansion": "sae_expansion", "l1_coeff": "sae_l1", "tokens": "sae_tokens", "lr": "sae_lr",
+    "batch_tokens": "sae_batch", "parent_run": "sae_parent", "parent_sparsity": "sae_parent_sparsity",
+    "seed": "sae_seed", "name": "sae_name"})
 
 with st.form("sae"):
     left, mid, right = st.columns(3)
     with left:
         choice = st.selectbox("Model", [*TEXT_MODELS, HF], key="sae_model")
-        hf_ref = st.text_input("Hub id or local path (for hf:)", placeholder="org/model or ./checkpoint")
-        field_error("model")
-        layer = st.number_input("Block (layer index)", min_value=0, value=3, step=1, key="sae_layer")
-        field_error("layer")
-        site = st.radio("Site", ["resid", "mlp", "attn"], horizontal=True,
-                        help="resid: residual stream after the block; mlp / attn: that sub-layer's output")
-        data = st.selectbox("Text", ["all", "rotten_tomatoes", "bbc_news", "tweets"], key="sae_data")
+        hf_ref = st.text_input("Hub id or local path (for hf:)", placeholder="org/model or ./checkpoint", key="sae_hf")
+        PLACES.field_error("model")
+        layer = st.number_input("Block (layer index)", min_value=0, value=DEFAULTS["layer"], step=1, key="sae_layer")
+        PLACES.field_error("layer")
+        site = st.radio("Site", list(SITES), horizontal=True, key="sae_site",
+                        help="; ".join(f"{k}: {v}" for k, v in SITES.items()))
+        PLACES.field_error("site")
+        data = st.selectbox("Text", DATA, key="sae_data")
+        PLACES.field_error("data")
     with mid:
-        variant = st.selectbox("Variant", list(VARIANTS), index=list(VARIANTS).index("topk"),
+        variant = st.selectbox("Variant", list(VARIANTS), index=list(VARIANTS).index(DEFAULTS["variant"]),
                                format_func=lambda v: f"{v} — {VARIANTS[v].description}", key="sae_variant")
-        field_error("variant")
-        k = st.number_input("k (target active latents per token)", min_value=1, value=32, step=1, key="sae_k")
-        field_error("k")
-        expansion = st.number_input("Expansion (latents = expansion x width)", min_value=1, value=8, step=1)
-        l1 = st.number_input("Penalty coefficient (relu_l1, flops; 0 = steer to L0 = k)", min_value=0.0, value=0.0)
-        field_error("l1_coeff")
+        PLACES.field_error("variant")
+        k = st.number_input("k (target active latents per token)", min_value=1, value=DEFAULTS["k"], step=1,
+                            key="sae_k")
+        PLACES.field_error("k")
+        expansion = st.number_input("Expansion (latents = expansion x width)", min_value=1,
+                                    value=DEFAULTS["expansion"], step=1, key="sae_expansion",
+                                    help=f"at most {caps.SAE_EXPANSION}")
+        PLACES.field_error("expansion")
+        l1 = st.number_input("Penalty coefficient (relu_l1, flops; 0 = steer to L0 = k)", min_value=0.0, value=0.0,
+                             key="sae_l1")
+        PLACES.field_error("l1_coeff")
     with right:
-        tokens = st.number_input("Training tokens", min_value=4096, value=200_000, step=50_000, key="sae_tokens")
-        field_error("tokens")
-        lr = st.number_input("Learning rate", min_value=1e-6, value=SAESpec.model_fields["lr"].default, format="%.5f")
-        field_error("lr")
-        batch = st.number_input("Tokens per step", min_value=64, value=SAESpec.model_fields["batch_tokens"].default,
-                                step=256, help="a 1M-token budget needs small batches: the number of steps decides quality")
-        field_error("batch_tokens")
-        prune_runs = [r for r in repo.list_runs(kind="prune", status="succeeded", limit=50)]
-        parent = st.selectbox("Pruned parent (optional)", [None, *prune_runs],
+        tokens = st.number_input("Training tokens", min_value=4096, value=DEFAULTS["tokens"], step=50_000,
+                                 key="sae_tokens")
+        PLACES.field_error("tokens")
+        lr = st.number_input("Learning rate", min_value=1e-6, value=DEFAULTS["lr"], format="%.5f", key="sae_lr")
+        PLACES.field_error("lr")
+        batch = st.number_input("Tokens per step", min_value=64, value=DEFAULTS["batch_tokens"], step=256,
+                                key="sae_batch",
+                                help="a 1M-token budget needs small batches: the number of steps decides quality")
+        PLACES.field_error("batch_tokens")
+        prune_runs = repo.list_runs(kind="prune", status="succeeded", limit=50)
+        parent = st.selectbox("Pruned parent (optional)", [None, *prune_runs], key="sae_parent",
                               format_func=lambda r: "none (dense model)" if r is None else run_label(r))
-        field_error("parent_run")
-        parent_sparsity = st.number_input("Parent sparsity (-1 = its highest)", min_value=-1.0, max_value=0.99, value=-1.0)
-        field_error("parent_sparsity")
-        seed = st.number_input("Seed", min_value=0, value=0, step=1)
-        name = st.text_input("Run name (optional)")
+        PLACES.field_error("parent_run")
+        parent_sparsity = st.number_input("Parent sparsity (-1 = its highest)", min_value=-1.0, max_value=0.99,
+                                          value=-1.0, key="sae_parent_sparsity")
+        PLACES.field_error("parent_sparsity")
+        seed = st.number_input("Seed", min_value=0, value=0, step=1, key="sae_seed")
+        PLACES.field_error("seed")
+        name = st.text_input("Run name (optional)", key="sae_name")
+        PLACES.field_error("name")
     submitted = st.form_submit_button("Train", type="primary", key="sae_submit")
 
 if submitted:
-    spec = {"kind": "sae", "model": f"hf:{hf_ref.strip()}" if choice == HF else choice, "variant": variant,
-            "layer": int(layer), "site": site, "data": data, "tokens": int(tokens), "expansion": int(expansion),
-            "k": int(k), "l1_coeff": float(l1) or None, "lr": float(lr), "batch_tokens": int(batch), "seed": int(seed), "name": name or None,
-            "parent_run": parent.id if parent else None,
-            "parent_sparsity": None if parent_sparsity < 0 else float(parent_sparsity)}
-    run_id = submit_spec(spec)
-    if run_id is not None:
-        st.session_state["sae_run"] = run_id
-    st.rerun()  # redraw: the run's progress, or each message beside its widget
-other_errors(FIELDS)
+    PLACES.submit({
+        "kind": "sae", "model": f"hf:{hf_ref.strip()}" if choice == HF else choice, "variant": variant,
+        "layer": int(layer), "site": site, "data": data, "tokens": int(tokens), "expansion": int(expansion),
+        "k": int(k), "l1_coeff": float(l1) or None, "lr": float(lr), "batch_tokens": int(batch), "seed": int(seed),
+        "name": name or None, "parent_run": parent.id if parent else None,
+        "parent_sparsity": None if parent_sparsity < 0 else float(parent_sparsity)}, run_key="sae_run")
+PLACES.other_errors()
 
 
 @st.cache_data(max_entries=8)
@@ -108,8 +123,6 @@ def draw_browser(run) -> None:
 
 
 def draw_compare(run) -> None:
-    from sparsity_core.sae.compare import matched_features
-
     others = [r for r in repo.list_runs(kind="sae", status="succeeded", limit=30) if r.id != run.id]
     other = st.selectbox("Compare with another SAE run", [None, *others],
                          format_func=lambda r: "—" if r is None else run_label(r), key="sae-other")
@@ -120,11 +133,15 @@ def draw_compare(run) -> None:
     st.dataframe(figs.final_metrics(frame, labels), width="stretch")
     st.plotly_chart(figs.density_histogram(frame, labels), key="sae-cmp-density")
     try:
-        matches = matched_features(run.id, other.id)
+        matches = loaders.sae_matches(run.id, other.id)
     except ValueError as exc:
         st.warning(str(exc))
         return
-    st.metric("latents with a match above 0.7 cosine", f"{(matches['cosine'] > 0.7).mean():.1%}")
+    if matches is None:
+        st.warning("one of the two runs saved no SAE weights to match")
+        return
+    st.metric(f"latents with a match above {figs.MATCH_THRESHOLD} cosine",
+              f"{(matches['cosine'] > figs.MATCH_THRESHOLD).mean():.1%}")
     st.plotly_chart(figs.match_histogram(matches, f"#{run.id}", f"#{other.id}"), key="sae-matches")
 
 

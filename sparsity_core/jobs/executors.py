@@ -20,9 +20,9 @@ EXECUTORS: dict[str, str] = {
 # preflight_<kind>(spec, parent) raises SpecError with field messages before anything is stored
 PREFLIGHTS: dict[str, str] = {
     "prune": "sparsity_core.pruning.checks:preflight_prune",
-    "kernel": "sparsity_core.kernels.run:preflight_kernel",
+    "kernel": "sparsity_core.kernels.checks:preflight_kernel",
     "explain": "sparsity_core.explain.checks:preflight_explain",
-    "sae": "sparsity_core.sae.run:preflight_sae",
+    "sae": "sparsity_core.sae.checks:preflight_sae",
 }
 
 

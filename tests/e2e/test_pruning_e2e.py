@@ -33,7 +33,8 @@ def test_submit_digits_run_and_see_its_curve(live_app, app_store, page):
     box.press("Tab")
     page.get_by_role("button", name="Run", exact=True).click()
     started = time.monotonic()
-    page.get_by_text(re.compile(r"Run #\d+")).wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r"Queued run #\d+")).wait_for()  # said in the click's own redraw
+    page.get_by_text(re.compile(r"Run #\d+")).first.wait_for(timeout=120_000)
     run = wait_until_finished(repo.list_runs(kind="prune")[0].id, timeout=400)
     assert run.status == "succeeded", run.error
     # the page redraws with the run's curves once the worker has finished it

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from db import repo
 from sparsity_core.explain.run import run_explain
 from sparsity_core.jobs import submit
-from sparsity_core.jobs.store_progress import StoreProgress
+from sparsity_core.jobs.store_context import StoreContext
 from sparsity_core.specs import parse_spec
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "explain.py")
@@ -45,7 +45,7 @@ def test_a_finished_run_draws_its_figures():
     spec = {"kind": "explain", "model": "digits-mlp", "train_limit": 300, "top_k": 4, "flip_fraction": 0.2,
             "ig_steps": 16}
     run_id = submit(spec, status="running", worker="test")
-    run_explain(parse_spec(spec), StoreProgress(run_id))
+    run_explain(parse_spec(spec), StoreContext(run_id))
     repo.finish_run(run_id, "succeeded")
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state["explain_run"] = run_id

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from db import repo
 from sparsity_core.jobs import submit
-from sparsity_core.jobs.store_progress import StoreProgress
+from sparsity_core.jobs.store_context import StoreContext
 from sparsity_core.kernels.run import run_kernel
 from sparsity_core.specs import parse_spec
 
@@ -41,7 +41,7 @@ def test_a_valid_spec_is_queued():
 
 def test_a_finished_run_draws_its_figures():
     run_id = submit(TINY, status="running", worker="test")
-    run_kernel(parse_spec(TINY), StoreProgress(run_id))
+    run_kernel(parse_spec(TINY), StoreContext(run_id))
     repo.finish_run(run_id, "succeeded")
     at = AppTest.from_file(PAGE, default_timeout=30)
     at.session_state["kernel_run"] = run_id

@@ -12,7 +12,7 @@ def _page():
 
 
 def test_one_click_queues_the_digits_preset_and_links_to_compare():
-    at = AppTest.from_function(_page, default_timeout=180).run()  # submit preflights load the model
+    at = AppTest.from_function(_page, default_timeout=30).run()
     assert not at.exception
     at.button(key="preset-pruning-0").click().run()
     runs = sorted(repo.list_runs(), key=lambda r: r.id)

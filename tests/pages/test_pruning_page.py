@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from db import repo
 from sparsity_core.jobs import submit
-from sparsity_core.jobs.store_progress import StoreProgress
+from sparsity_core.jobs.store_context import StoreContext
 from sparsity_core.pruning.run import run_prune
 from sparsity_core.specs import parse_spec
 
@@ -23,7 +23,8 @@ def test_method_parameters_and_bad_pattern_beside_the_widget():
     assert not at.exception
     assert "Pruning sets weights to zero" in at.markdown[0].value
     at.selectbox(key="p_method").set_value("dsnot").run()
-    assert at.selectbox(key="p_param_dsnot_initial").value == "wanda"  # dsnot's own parameters
+    initial = at.selectbox(key="p_param_dsnot_initial")  # dsnot's own parameters, from its param model
+    assert (initial.value, initial.options) == ("wanda", ["magnitude", "wanda", "sparsegpt", "random"])
     assert at.number_input(key="p_param_dsnot_iterations").value == 50
     at.text_input(key="p_pattern").set_value("2:4")
     at.text_input(key="p_sparsities").set_value("0.3")
@@ -42,13 +43,26 @@ def test_a_valid_spec_is_queued():
     (run,) = repo.list_runs(kind="prune")
     assert run.status == "queued" and run.spec["pattern"] == "4:8" and run.spec["calibration_samples"] == 64
     assert at.session_state["prune_run"] == run.id
+    assert f"Queued run #{run.id}." in [s.value for s in at.success]  # said in the click's own render
+    assert at.subheader[0].value == f"Run #{run.id}"
+
+
+def test_a_parameter_message_shows_beside_that_parameter(below):
+    at = _open()
+    at.selectbox(key="p_method").set_value("sparsegpt").run()
+    damp = at.number_input(key="p_param_sparsegpt_damp")
+    assert (damp.value, damp.min, damp.max) == (0.01, 0.0, 1.0)  # the param model's default and bounds
+    damp.set_value(0.0)
+    at.button(key="p_submit").click().run()
+    assert below(at, "p_param_sparsegpt_damp") == ["Input should be greater than 0"]
+    assert repo.list_runs() == []
 
 
 def test_a_finished_run_draws_its_figures():
     spec = {"kind": "prune", "model": "digits-mlp", "method": "magnitude", "pattern": "block:4x4",
             "sparsities": [0, 0.5]}
     run_id = submit(spec, status="running", worker="test")
-    run_prune(parse_spec(spec), StoreProgress(run_id))
+    run_prune(parse_spec(spec), StoreContext(run_id))
     repo.finish_run(run_id, "succeeded")
     at = AppTest.from_file(PAGE, default_timeout=60)
     at.session_state["prune_run"] = run_id

@@ -3,7 +3,9 @@ nothing, a good spec is queued, and a finished run opens the feature browser."""
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from safetensors.numpy import save_file
 from streamlit.testing.v1 import AppTest
 
 from db import repo
@@ -27,8 +29,9 @@ def test_bad_layer_is_shown_beside_the_widget_and_nothing_is_queued():
     assert repo.list_runs() == []
 
 
-def _fake_finished_run(home: Path) -> int:
-    """A succeeded SAE run with the artifacts the browser reads (written by hand, no training)."""
+def _fake_finished_run(home: Path, decoder=None) -> int:
+    """A succeeded SAE run with the artifacts the browser reads (written by hand, no training);
+    with `decoder`, also the SAE weights (`W_dec`) that side-by-side matching reads."""
     run_id = submit({"kind": "sae", "model": "minilm-l6", "tokens": 8192, "data": "rotten_tomatoes"},
                     status="running", worker="test")
     folder = home / "artifacts" / f"run-{run_id:06d}"
@@ -44,6 +47,9 @@ def _fake_finished_run(home: Path) -> int:
     (folder / "saelens").mkdir()
     (folder / "saelens" / "cfg.json").write_text("{}")
     repo.add_artifact(run_id, "saelens", folder / "saelens", "dir")
+    if decoder is not None:
+        save_file({"W_dec": np.asarray(decoder, dtype=np.float32)}, str(folder / "sae.safetensors"))
+        repo.add_artifact(run_id, "sae", folder / "sae.safetensors", "safetensors")
     repo.add_metrics(run_id, [{"key": "l0", "value": 32.0}, {"key": "fve", "value": 0.9},
                               {"key": "train_fve", "x": 4096, "value": 0.5},
                               {"key": "log_density", "x": -1.0, "value": 1.0}])
@@ -62,3 +68,18 @@ def test_finished_run_opens_the_browser_and_search_finds_a_token(store):
     assert not at.exception
     browser = at.dataframe[1].value
     assert list(browser["latent"]) == [1]
+
+
+def test_two_runs_side_by_side_match_their_features(store):
+    # B's latents: A's three directions in another order, and (1, 1, 1), whose best cosine with
+    # any of A's is 1/sqrt(3) = 0.58, below the 0.7 that counts as the same feature
+    a = _fake_finished_run(store, decoder=np.eye(3))
+    b = _fake_finished_run(store, decoder=[[0, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 1]])
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["sae_run"] = b
+    at.run()
+    at.selectbox(key="sae-other").select_index(1).run()
+    assert not at.exception
+    assert at.selectbox(key="sae-other").value.id == a
+    share = next(m for m in at.metric if m.label.startswith("latents with a match"))
+    assert share.value == "75.0%"
