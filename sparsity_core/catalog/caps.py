@@ -18,6 +18,10 @@ SAE_EXPANSION = 256  # 256 x 576 (smollm2) = 147k latents: already more than any
 SAE_TOKENS = (4096, 100_000_000)
 SAE_CONTEXT = (8, 4096)
 SAE_BATCH_TOKENS = (64, 65536)
+# the downstream evaluation ("splicing"): a fixed set of the test split, whatever the token budget
+SAE_PROBE_TRAIN = 400  # Rotten Tomatoes snippets (~11k tokens) the encoder's probe is fitted on, once, clean
+SAE_PROBE_TEST = 200  # held-out snippets (~5.5k tokens) embedded clean, with the SAE, zeroed: accuracy +-3 points (1 sd)
+SAE_CE_WINDOWS = 32  # LM windows (~4k tokens at context 128) scored clean / with the SAE / zeroed
 
 # kernels
 KERNEL_TOKENS = 65536

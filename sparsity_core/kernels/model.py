@@ -4,12 +4,16 @@
     seen = capture_inputs(handle.model, layers, inputs)           # the input each layer sees
     choice = choose_layout(name, layer, seen[name], 2, 7)         # fastest correct layout of one layer
     sparse_model = swap_linears(handle.model, {name: choice.module, ...})   # a copy, layers swapped
+    auto = pick_auto(handle.model, sparse_model, inputs, device, 2, 10)    # "auto": swapped or dense
 
 Each prunable Linear is replaced by a module that holds its weight in the fastest layout that gives
 the masked layer's output (CSR on a CPU when the layer is sparse enough, 2:4 on a GPU when its mask
 is 2:4, shrunk when whole rows/columns are gone, dense otherwise), chosen by timing every candidate
 on the very input the layer sees in the model. The swapped model is checked against the masked
-dense model and timed beside it (`compare_models`).
+dense model and timed beside it (`compare_models`). Per-layer winners need not add up to a faster
+model (a layer timed alone runs from a warm cache, thread pools of different kernels contend), so
+"auto" is whichever of the swapped and the all-dense model ran the whole forward faster, measured
+in the same interleaved rounds: never slower than dense beyond that measurement's noise.
 """
 
 from __future__ import annotations
@@ -139,3 +143,30 @@ def compare_models(dense: nn.Module, sparse: nn.Module, inputs: dict[str, Any], 
     timings = time_interleaved({"dense": lambda: forward(dense, inputs), "auto": lambda: forward(sparse, inputs)},
                                device, warmup, repeats)
     return err, timings
+
+
+@dataclass(frozen=True)
+class AutoPick:
+    """The whole-model "auto" choice: `chose` is "per_layer" (the swapped model) or "dense"."""
+
+    chose: str
+    dense: Timing
+    per_layer: Timing
+    per_layer_error: float  # the swapped model's rel_error vs the masked dense model
+
+    @property
+    def auto_ms(self) -> float:
+        return min(self.dense.median_ms, self.per_layer.median_ms)
+
+    @property
+    def error(self) -> float:
+        """rel_error of auto's output: 0 when auto is the masked dense model itself."""
+        return self.per_layer_error if self.chose == "per_layer" else 0.0
+
+
+def pick_auto(dense: nn.Module, swapped: nn.Module, inputs: dict[str, Any], device: torch.device,
+              warmup: int, repeats: int) -> AutoPick:
+    """Time the swapped and the all-dense model side by side and keep the faster one as "auto"."""
+    err, timings = compare_models(dense, swapped, inputs, device, warmup, repeats)
+    faster = timings["auto"].median_ms < timings["dense"].median_ms
+    return AutoPick("per_layer" if faster else "dense", timings["dense"], timings["auto"], err)

@@ -3,7 +3,8 @@
 Metrics (long format, x = sparsity):
   sweep   latency_ms, speedup, rel_error, latency_iqr_ms  series `layout[+mode]|OUTxIN|TOKENS`
   model   layer_latency_ms                                series `layout|layer name`
-          latency_ms (series model:dense, model:auto), speedup and rel_error (series model:auto)
+          latency_ms (series model:dense, model:per_layer, model:auto), speedup (model:auto),
+          rel_error (model:per_layer, model:auto); auto = the faster of per_layer and dense
 Artifacts: `sweep` (parquet, every row including unsupported ones and their reasons), `layers`
 (parquet, the layout chosen for each layer at each sparsity). Info: device fingerprint, timing setup.
 """
@@ -22,8 +23,8 @@ from sparsity_core.kernels.harness import threads
 from sparsity_core.kernels.model import (
     capture_inputs,
     choose_layout,
-    compare_models,
     model_inputs,
+    pick_auto,
     pruned_model,
     swap_linears,
 )
@@ -92,7 +93,7 @@ def run_sweep(spec: KernelSpec, ctx: RunContext, stage: Stage, device: torch.dev
 
 def run_model(spec: KernelSpec, parent: ParentRun, ctx: RunContext, stage: Stage, device: torch.device) -> None:
     sparsities = parent.targets()
-    choices_rows, chosen = [], {}
+    choices_rows, chosen, auto_picks = [], {}, {}
     for i, s in enumerate(sparsities):
         stage(i / len(sparsities), f"pruned model at sparsity {s:g} ({i + 1}/{len(sparsities)}): "
                                    "choosing a layout per layer")
@@ -113,21 +114,25 @@ def run_model(spec: KernelSpec, parent: ParentRun, ctx: RunContext, stage: Stage
                                  "dense_ms": choice.latency_ms["dense"],
                                  "chosen_ms": choice.latency_ms[choice.layout], "rel_error": choice.rel_error})
         chosen[f"{s:g}"] = dict(Counter(r["layout"] for r in choices_rows if r["sparsity"] == s))
-        # Step 3: the whole forward, swapped vs masked dense, checked and timed side by side
+        # Step 3: the whole forward, swapped vs masked dense, checked and timed side by side; the faster is auto
         stage((i + 0.5) / len(sparsities), f"pruned model at sparsity {s:g} ({i + 1}/{len(sparsities)}): "
                                          "timing the whole forward")
         sparse_model = swap_linears(handle.model, modules)
-        err, timings = compare_models(handle.model, sparse_model, inputs, device,
-                                      warmup=2, repeats=min(spec.repeats, E2E_MAX_REPEATS))
-        dense_ms, auto_ms = timings["dense"].median_ms, timings["auto"].median_ms
+        auto = pick_auto(handle.model, sparse_model, inputs, device,
+                         warmup=2, repeats=min(spec.repeats, E2E_MAX_REPEATS))
+        dense_ms, per_layer_ms = auto.dense.median_ms, auto.per_layer.median_ms
         ctx.metric("latency_ms", dense_ms, x=s, series="model:dense")
-        ctx.metric("latency_ms", auto_ms, x=s, series="model:auto")
-        ctx.metric("speedup", dense_ms / auto_ms, x=s, series="model:auto")
-        ctx.metric("rel_error", err, x=s, series="model:auto")
+        ctx.metric("latency_ms", per_layer_ms, x=s, series="model:per_layer")
+        ctx.metric("latency_ms", auto.auto_ms, x=s, series="model:auto")
+        ctx.metric("speedup", dense_ms / auto.auto_ms, x=s, series="model:auto")
+        ctx.metric("rel_error", auto.per_layer_error, x=s, series="model:per_layer")
+        ctx.metric("rel_error", auto.error, x=s, series="model:auto")
+        auto_picks[f"{s:g}"] = {"chose": auto.chose, "dense_ms": dense_ms, "per_layer_ms": per_layer_ms,
+                                "dense_iqr_ms": auto.dense.iqr_ms, "per_layer_iqr_ms": auto.per_layer.iqr_ms}
     path = ctx.artifact_dir / "layers.parquet"
     pd.DataFrame(choices_rows).to_parquet(path, index=False)
     ctx.artifact("layers", path, "parquet")
     first = inputs.get("input_ids", inputs.get("x"))
     ctx.info(model={"parent_run": spec.parent_run, "model": spec.model, "batch": spec.batch,
-                    "input_shape": list(first.shape), "layouts_chosen": chosen,
+                    "input_shape": list(first.shape), "layouts_chosen": chosen, "auto": auto_picks,
                     "check": "rel_error of the swapped model's output vs the masked dense model"})

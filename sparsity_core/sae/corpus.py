@@ -44,10 +44,6 @@ def iter_windows(tokenizer, texts: list[str], context: int, chunk: int = 256) ->
         yield from (ids for ids in enc["input_ids"] if len(ids) > 1)
 
 
-def tokenize_windows(tokenizer, texts: list[str], context: int) -> list[list[int]]:
-    return list(iter_windows(tokenizer, texts, context))
-
-
 def _count_key(model: str, data: str, split: str, context: int, seed: int) -> str:
     return f"{model}|{data}|{split}|{context}|{seed}"
 

@@ -3,26 +3,37 @@
 - l0: mean active latents per token; fve: 1 - sum||x - x^||^2 / sum||x - mean x||^2;
   nmse: sum||x - x^||^2 / sum||x||^2 (both on the inference path, thresholds included)
 - log-density histogram: log10 of each latent's firing frequency (dead latents at the floor)
-- downstream: the reconstruction spliced back into the model. LMs: `ce_recovered` =
-  (CE zero-ablated - CE with SAE) / (CE zero-ablated - CE clean). Encoders: accuracy of a probe
-  refitted on the spliced embeddings and their cosine to the clean ones (zero ablation alongside).
+- downstream: the reconstruction spliced back into the model, on a fixed evaluation set of the
+  test split (sized by catalog/caps.py, so its cost does not grow with the token budget). LMs:
+  `ce_recovered` = (CE zero-ablated - CE with SAE) / (CE zero-ablated - CE clean) over the first
+  SAE_CE_WINDOWS windows. Encoders: a probe fitted once on the clean model's embeddings and kept
+  fixed (as the LM keeps its unembedding), scored on the spliced embeddings, and their cosine to
+  the clean ones; zero ablation alongside. Texts are batched by length, so little is padding.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from itertools import islice
+from pathlib import Path
+from typing import Optional
+
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from sparsity_core.catalog.caps import SAE_CE_WINDOWS, SAE_PROBE_TEST, SAE_PROBE_TRAIN
+from sparsity_core.data import rotten_tomatoes
 from sparsity_core.sae.activations import site_module, splice
 from sparsity_core.sae.base import SAE
-from sparsity_core.sae.corpus import tokenize_windows
+from sparsity_core.sae.corpus import corpus_texts, iter_windows
 
 CHUNK = 4096  # tokens encoded at once: (4096, d_sae) floats stay well under 100 MB at 8x expansion
 DENSITY_FLOOR = -7.0  # log10 density drawn for latents that never fired (below 1 in 10M tokens)
 HIST_BINS = np.linspace(DENSITY_FLOOR, 0.0, 29)  # quarter-decade bins, the usual density plot
-PROBE_TRAIN, PROBE_TEST = 600, 300  # snippets: the probe's accuracy moves by ~1-2 points, fast on CPU
-CE_WINDOWS = 32  # LM windows for the CE numbers (~4k tokens at 128)
+CE_BATCH = 8  # LM windows per forward: (8, 128, 49k vocab) fp32 logits are 200 MB
 
 
 @torch.no_grad()
@@ -66,12 +77,11 @@ def zero_replacer(out: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def causal_lm_ce(handle, texts: list[str], context: int) -> float:
-    """Mean next-token cross-entropy over the first CE_WINDOWS windows of `texts`."""
-    windows = tokenize_windows(handle.tokenizer, texts, context)[:CE_WINDOWS]
+def causal_lm_ce(handle, windows: list[list[int]]) -> float:
+    """Mean next-token cross-entropy over `windows` (token ids), CE_BATCH windows per forward."""
     total = count = 0.0
-    for i in range(0, len(windows), 8):
-        enc = handle.tokenizer.pad({"input_ids": windows[i:i + 8]}, return_tensors="pt").to(handle.device)
+    for i in range(0, len(windows), CE_BATCH):
+        enc = handle.tokenizer.pad({"input_ids": windows[i:i + CE_BATCH]}, return_tensors="pt").to(handle.device)
         logits = handle.model(**enc).logits[:, :-1].float()
         target = enc["input_ids"][:, 1:]
         keep = enc["attention_mask"][:, 1:].bool()
@@ -81,32 +91,94 @@ def causal_lm_ce(handle, texts: list[str], context: int) -> float:
     return total / max(1, count)
 
 
-def downstream(handle, sae: SAE, scale: float, layer: int, site: str, texts: list[str], context: int,
-               seed: int) -> dict[str, float]:
-    """The cost of splicing the SAE into the model (see the module docstring)."""
+def by_length(tokenizer, texts: list[str], labels: np.ndarray) -> tuple[list[str], np.ndarray, int]:
+    """(texts, labels, real tokens) ordered by token count: a batch of similar lengths pads little
+    (Rotten Tomatoes snippets run from 3 to 100+ tokens; in a random order most of a batch is padding)."""
+    lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=512)["input_ids"]])
+    order = np.argsort(lengths, kind="stable")
+    return [texts[i] for i in order], labels[order], int(lengths.sum())
+
+
+def clean_embeddings(handle, train_texts: list[str], test_texts: list[str],
+                     cache: Optional[Path]) -> tuple[Tensor, Tensor, bool]:
+    """(train, test) embeddings of the unspliced model, and whether they came from `cache` (a folder
+    whose key fixes the model and its parent pruning run; the file name fixes the texts)."""
+    digest = hashlib.sha256("\0".join([*train_texts, "\1", *test_texts]).encode()).hexdigest()[:16]
+    path = None if cache is None else cache / f"downstream-clean-{digest}.safetensors"
+    if path is not None and path.exists():
+        got = load_file(path)
+        return got["train"], got["test"], True
+    train, test = handle.embed(train_texts), handle.embed(test_texts)
+    if path is not None:
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        save_file({"train": train.contiguous(), "test": test.contiguous()}, tmp)
+        tmp.replace(path)  # never a half-written file under the final name
+    return train, test, False
+
+
+@torch.no_grad()
+def probe_and_cosine(handle, module, sae: SAE, scale: float, seed: int,
+                     cache: Optional[Path]) -> tuple[dict[str, float], dict]:
+    """Encoders: probe accuracy and embedding cosine, clean / SAE-spliced / zero-ablated (module docstring)."""
+    from sklearn.linear_model import LogisticRegression
+
+    # Step 1: the fixed evaluation set, seeded (train and test snippets are of different movies)
+    train, test = rotten_tomatoes("train", seed=seed), rotten_tomatoes("test", seed=seed)
+    train_texts, y_train, train_tokens = by_length(handle.tokenizer, train.texts[:SAE_PROBE_TRAIN],
+                                                   train.labels[:SAE_PROBE_TRAIN])
+    test_texts, y_test, test_tokens = by_length(handle.tokenizer, test.texts[:SAE_PROBE_TEST],
+                                                test.labels[:SAE_PROBE_TEST])
+    # Step 2: the clean model's embeddings (the same for every SAE on this model: cached) and the probe, fitted once
+    clean_train, clean, cached = clean_embeddings(handle, train_texts, test_texts, cache)
+    probe = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(clean_train.numpy(), y_train)
+    # Step 3: the test embeddings with the site's output replaced by the SAE's reconstruction, then by zeros
+    with splice(module, sae_replacer(sae, scale)):
+        spliced = handle.embed(test_texts)
+    with splice(module, zero_replacer):
+        zero = handle.embed(test_texts)
+    acc = {name: float(np.mean(probe.predict(emb.numpy()) == y_test))
+           for name, emb in (("clean", clean), ("sae", spliced), ("zero", zero))}
+    cos = {name: float(torch.nn.functional.cosine_similarity(emb, clean, dim=-1).mean())
+           for name, emb in (("sae", spliced), ("zero", zero))}
+    values = {"probe_accuracy_clean": acc["clean"], "probe_accuracy": acc["sae"], "probe_accuracy_zero": acc["zero"],
+              "embedding_cosine": cos["sae"], "embedding_cosine_zero": cos["zero"],
+              "cosine_recovered": (cos["sae"] - cos["zero"]) / (1.0 - cos["zero"]) if cos["zero"] < 1 else float("nan")}
+    described = {"dataset": "rotten_tomatoes", "seed": seed, "probe_train_snippets": len(train_texts),
+                 "probe_train_split": "train", "probe_train_tokens": train_tokens,
+                 "test_snippets": len(test_texts), "test_split": "test", "test_tokens": test_tokens,
+                 "probe": "logistic regression (C=1) fitted once on the clean model's embeddings, kept fixed",
+                 "forwards": "train once (clean); test three times (clean, SAE, zero)",
+                 "clean_embeddings": "cached" if cached else "computed"}
+    return values, described
+
+
+def lm_cross_entropy(handle, module, sae: SAE, scale: float, data: str, context: int,
+                     seed: int) -> tuple[dict[str, float], dict]:
+    """Causal LMs: CE clean / SAE-spliced / zero-ablated on the first SAE_CE_WINDOWS windows of
+    the corpus's test split (in capture order, as the held-out activations)."""
+    texts = corpus_texts(data, "test", seed)
+    windows = list(islice(iter_windows(handle.tokenizer, texts, context), SAE_CE_WINDOWS))  # tokenises only these
+    clean = causal_lm_ce(handle, windows)
+    with splice(module, sae_replacer(sae, scale)):
+        spliced = causal_lm_ce(handle, windows)
+    with splice(module, zero_replacer):
+        zero = causal_lm_ce(handle, windows)
+    values = {"ce_clean": clean, "ce_sae": spliced, "ce_zero": zero,
+              "ce_recovered": (zero - spliced) / (zero - clean) if zero != clean else float("nan")}
+    described = {"dataset": data, "split": "test", "seed": seed, "windows": len(windows), "context": context,
+                 "tokens": sum(len(w) for w in windows), "scored_tokens": sum(len(w) - 1 for w in windows)}
+    return values, described
+
+
+def downstream(handle, sae: SAE, scale: float, layer: int, site: str, data: str, context: int,
+               seed: int, cache: Optional[Path] = None) -> tuple[dict[str, float], dict]:
+    """(the cost of splicing the SAE into the model, the evaluation set it was measured on), see the
+    module docstring; ({}, {}) for a model with no downstream measure here. `cache`: a folder keyed
+    by the model (and parent run) where the clean model's encoder embeddings are kept."""
     module = site_module(handle, layer, site)
     sae.eval()
     if handle.task == "causal_lm":
-        clean = causal_lm_ce(handle, texts, context)
-        with splice(module, sae_replacer(sae, scale)):
-            spliced = causal_lm_ce(handle, texts, context)
-        with splice(module, zero_replacer):
-            zero = causal_lm_ce(handle, texts, context)
-        return {"ce_clean": clean, "ce_sae": spliced, "ce_zero": zero,
-                "ce_recovered": (zero - spliced) / (zero - clean) if zero != clean else float("nan")}
+        return lm_cross_entropy(handle, module, sae, scale, data, context, seed)
     if handle.task == "encoder" and handle.embed is not None:
-        from sparsity_core.pruning.evaluate import ProbeAndCosine
-
-        probe = ProbeAndCosine(handle, seed, PROBE_TEST)
-        probe.train_texts, probe.y_train = probe.train_texts[:PROBE_TRAIN], probe.y_train[:PROBE_TRAIN]
-        clean = probe(handle)
-        with splice(module, sae_replacer(sae, scale)):
-            spliced = probe(handle)
-        with splice(module, zero_replacer):
-            zero = probe(handle)
-        cos0 = zero["embedding_cosine"]
-        return {"probe_accuracy_clean": clean["accuracy"], "probe_accuracy": spliced["accuracy"],
-                "probe_accuracy_zero": zero["accuracy"], "embedding_cosine": spliced["embedding_cosine"],
-                "embedding_cosine_zero": cos0,
-                "cosine_recovered": (spliced["embedding_cosine"] - cos0) / (1.0 - cos0) if cos0 < 1 else float("nan")}
-    return {}
+        return probe_and_cosine(handle, module, sae, scale, seed, cache)
+    return {}, {}

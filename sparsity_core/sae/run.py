@@ -11,6 +11,7 @@ keys), and the log-density histogram (`log_density`, x = bin centre).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +21,7 @@ from sparsity_core.jobs.context import ParentRun, RunContext, Stage, check_paren
 from sparsity_core.pruning.artifacts import load_pruned
 from sparsity_core.sae.activations import ActivationKey, load_activations
 from sparsity_core.sae.checks import budget_problem, preflight_sae
-from sparsity_core.sae.corpus import corpus_texts, token_count
+from sparsity_core.sae.corpus import token_count
 from sparsity_core.sae.export import export_saelens, hook_name, save_sae
 from sparsity_core.sae.features import feature_tables
 from sparsity_core.sae.metrics import downstream, log_density_histogram, reconstruction_metrics
@@ -84,9 +85,12 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
     for c, v in zip(centres, share):
         ctx.metric("log_density", float(v), x=float(c))
     if spec.downstream:
-        ctx.update(0.85, "splicing the SAE into the model")
-        final.update(downstream(handle, sae, result.scale, spec.layer, spec.site,
-                                corpus_texts(spec.data, "test", spec.seed), spec.context, spec.seed))
+        ctx.update(0.85, "splicing the SAE into the model: a fixed held-out set, clean, with the SAE, zeroed")
+        start = time.perf_counter()
+        values, evaluated = downstream(handle, sae, result.scale, spec.layer, spec.site, spec.data, spec.context,
+                                       spec.seed, cache=eval_key.folder())
+        final.update(values)
+        ctx.info(downstream={**evaluated, "seconds": round(time.perf_counter() - start, 2)})
     for key, value in final.items():
         ctx.metric(key, value)
     # Step 5: feature statistics for the browser, weights and the SAELens export

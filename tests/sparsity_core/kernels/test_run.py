@@ -5,13 +5,14 @@ parent rule."""
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 from sparsity_core.jobs.context import ParentRun, RunContext
 from sparsity_core.kernels.checks import preflight_kernel
-from sparsity_core.kernels.model import capture_inputs
+from sparsity_core.kernels.model import capture_inputs, model_inputs, pick_auto
 from sparsity_core.kernels.run import run_kernel
 from sparsity_core.pruning.run import run_prune
 from sparsity_core.specs import SpecError, parse_spec
@@ -69,21 +70,67 @@ def pruning_parent(run_id: int, sparsities=(0.0, 0.9), model: str = "digits-mlp"
     return ctx.as_parent(run_id, spec)
 
 
-def test_pruned_model_layers_and_forward_match_the_masked_model():
-    parent = pruning_parent(11)
+@pytest.fixture(scope="module")
+def digits_parent() -> ParentRun:
+    return pruning_parent(11)
+
+
+def test_pruned_model_layers_and_forward_match_the_masked_model(digits_parent):
     spec = parse_spec({"kind": "kernel", "model": "digits-mlp", "shapes": [], "parent_run": 11,
                        "repeats": 3, "batch": 16})
-    preflight_kernel(spec, parent)
-    ctx = RunContext(parents=[parent])
+    preflight_kernel(spec, digits_parent)
+    ctx = RunContext(parents=[digits_parent])
     run_kernel(spec, ctx)
     for s in (0.0, 0.9):
         assert ctx.values("rel_error", "model:auto")[s] < 1e-4
+        assert ctx.values("rel_error", "model:per_layer")[s] < 1e-4  # the swapped model is checked too
         assert ctx.values("latency_ms", "model:dense")[s] > 0
     layer_series = {m["series"] for m in ctx.metrics if m["key"] == "layer_latency_ms"}
     assert {"dense|body.0", "csr|body.0", "dense|body.2", "csr|body.2"} <= layer_series
     chosen = ctx.facts["model"]["layouts_chosen"]
     assert sum(chosen["0"].values()) == 2 and sum(chosen["0.9"].values()) == 2
     assert ctx.facts["model"]["input_shape"] == [16, 8, 8]  # 16 digits test images
+
+
+def test_auto_at_zero_sparsity_is_never_slower_than_dense(digits_parent):
+    # 10 interleaved rounds (the job's cap) for a median that one load spike cannot move
+    spec = parse_spec({"kind": "kernel", "model": "digits-mlp", "shapes": [], "parent_run": 11,
+                       "repeats": 10, "batch": 32})
+    ctx = RunContext(parents=[digits_parent])
+    run_kernel(spec, ctx)
+    pick = ctx.facts["model"]["auto"]["0"]
+    dense_ms, auto_ms = ctx.values("latency_ms", "model:dense")[0.0], ctx.values("latency_ms", "model:auto")[0.0]
+    assert pick["dense_ms"] == dense_ms and pick["per_layer_ms"] == ctx.values("latency_ms", "model:per_layer")[0.0]
+    assert auto_ms == min(pick["dense_ms"], pick["per_layer_ms"]) <= dense_ms
+    assert pick["chose"] == ("dense" if pick["dense_ms"] <= pick["per_layer_ms"] else "per_layer")
+    assert ctx.values("speedup", "model:auto")[0.0] >= 1.0
+    assert ctx.values("rel_error", "model:auto")[0.0] < 1e-4  # auto's output is the masked dense model's
+
+
+class Sleepy(torch.nn.Module):
+    """A model that is the given one plus a fixed wait: a hand-made slow candidate."""
+
+    def __init__(self, model: torch.nn.Module, seconds: float):
+        super().__init__()
+        self.model, self.seconds = model, seconds
+
+    def forward(self, x):
+        time.sleep(self.seconds)
+        return self.model(x)
+
+
+@pytest.mark.parametrize("slow, chose", [("per_layer", "dense"), ("dense", "per_layer")])
+def test_auto_keeps_the_faster_whole_model(slow, chose):
+    handle = load_model("digits-mlp")
+    inputs = model_inputs(handle, batch=8, seed=0)
+    # 20 ms: far above a digits forward (~0.1 ms) even when a load spike stalls a thread pool (~10 ms)
+    dense = Sleepy(handle.model, 0.02) if slow == "dense" else handle.model
+    swapped = Sleepy(handle.model, 0.02) if slow == "per_layer" else handle.model
+    auto = pick_auto(dense, swapped, inputs, torch.device("cpu"), warmup=1, repeats=5)
+    assert auto.chose == chose
+    assert auto.auto_ms == (auto.dense if chose == "dense" else auto.per_layer).median_ms
+    assert (auto.dense if slow == "dense" else auto.per_layer).median_ms >= 20.0
+    assert auto.error == 0.0  # both candidates compute the same function here
 
 
 def test_a_parent_of_another_model_is_refused():

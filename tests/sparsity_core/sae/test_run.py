@@ -25,8 +25,9 @@ SMALL = {"kind": "sae", "data": "rotten_tomatoes", "tokens": 8192, "batch_tokens
 @pytest.fixture(autouse=True)
 def small_eval(monkeypatch):
     monkeypatch.setattr("sparsity_core.sae.run.EVAL_TOKENS", 4096)  # held-out tokens: enough for tiny models
-    monkeypatch.setattr("sparsity_core.sae.metrics.PROBE_TRAIN", 120)  # the probe only has to run, not be precise
-    monkeypatch.setattr("sparsity_core.sae.metrics.PROBE_TEST", 60)
+    monkeypatch.setattr("sparsity_core.sae.metrics.SAE_PROBE_TRAIN", 120)  # the probe only has to run, not be precise
+    monkeypatch.setattr("sparsity_core.sae.metrics.SAE_PROBE_TEST", 60)
+    monkeypatch.setattr("sparsity_core.sae.metrics.SAE_CE_WINDOWS", 6)
 
 
 def test_encoder_run_stores_metrics_features_and_export(tiny_models):
@@ -36,6 +37,9 @@ def test_encoder_run_stores_metrics_features_and_export(tiny_models):
     assert final["l0"] <= 4 + 1e-6 and 0 < final["fve"] <= 1
     assert 0 <= final["dead_fraction"] <= 1 and final["tokens_per_s"] > 0
     assert {"probe_accuracy", "embedding_cosine", "cosine_recovered"} <= set(final)
+    evaluated = ctx.facts["downstream"]
+    assert (evaluated["probe_train_snippets"], evaluated["test_snippets"]) == (120, 60)
+    assert evaluated["seconds"] > 0
     hist = ctx.values("log_density")
     assert abs(sum(hist.values()) - 1) < 1e-6  # shares of latents sum to one
     features = pd.read_parquet(ctx.artifacts["features"][0])
@@ -51,6 +55,9 @@ def test_causal_lm_run_reports_ce_recovered_and_logit_lens(tiny_models):
     run_sae(parse_spec({**SMALL, "model": tiny_models["llama"], "variant": "feature_choice", "site": "mlp"}), ctx)
     final = {m["key"]: m["value"] for m in ctx.metrics if m["x"] is None}
     assert {"ce_clean", "ce_sae", "ce_zero", "ce_recovered"} <= set(final)
+    evaluated = ctx.facts["downstream"]
+    assert (evaluated["windows"], evaluated["context"], evaluated["split"]) == (6, 64, "test")
+    assert evaluated["scored_tokens"] == evaluated["tokens"] - 6  # the first token of a window has no target
     assert final["dead_fraction"] == 0.0  # feature choice: every latent takes tokens every batch
     features = pd.read_parquet(ctx.artifacts["features"][0])
     assert features["promoted"].str.len().min() > 0
