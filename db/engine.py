@@ -42,17 +42,29 @@ def get_engine(url: str | None = None) -> Engine:
 
 @lru_cache(maxsize=16)
 def _engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
+    engine = make_engine(url)
     migrate(engine)
     return engine
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to Alembic's head (a no-op when it is there already)."""
+def make_engine(url: str) -> Engine:
+    """An engine with the store's connection settings, schema untouched (get_engine migrates)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision`, Alembic's head by default (a no-op when it is there already).
+
+    On SQLite the upgrade is one BEGIN IMMEDIATE transaction: processes that start together (app,
+    worker, job children) migrate one after another, each re-reading the revision under the lock,
+    and a crash half-way leaves the old schema whole. Foreign keys are off meanwhile (the pragma only
+    takes effect outside a transaction) because a table rebuild (0002) drops the old table, and
+    dropping `runs` with them on would cascade into metrics and artifacts; foreign_key_check then
+    proves every reference survived before the commit."""
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
@@ -60,12 +72,29 @@ def migrate(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    with _migrate_lock, engine.begin() as conn:
-        if MigrationContext.configure(conn).get_current_revision() == head:
+    target = ScriptDirectory.from_config(cfg).get_revision(revision).revision
+    sqlite = engine.dialect.name == "sqlite"
+    with _migrate_lock, engine.connect() as conn:
+        if MigrationContext.configure(conn).get_current_revision() == target:
             return
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        conn.commit()  # end the read's implicit transaction, so the pragma below takes effect
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            if MigrationContext.configure(conn).get_current_revision() != target:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, target)
+            if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").first()):
+                raise RuntimeError(f"migration to {target} broke a foreign key: {tuple(broken)}")
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 def session(url: str | None = None) -> Session:

@@ -27,6 +27,10 @@ class Base(DeclarativeBase):
 
 class Run(Base):
     __tablename__ = "runs"
+    # AUTOINCREMENT: SQLite would otherwise give a deleted run's id (the max rowid) to the next run,
+    # and an old share link `/<lab>?run=ID` would silently show another run. PostgreSQL ignores it:
+    # its sequences never hand a number out twice.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
@@ -187,25 +188,95 @@ def cancel_requested(run_id: int) -> bool:
         return bool(s.scalar(select(Run.cancel_requested).where(Run.id == run_id)))
 
 
-def delete_run(run_id: int) -> None:
-    """Delete a finished or queued run, its metrics, artifact rows and artifact files."""
+@dataclass(frozen=True)
+class DeletePlan:
+    """What deleting a run removes, said before anything is: the confirmation and the CLI show it."""
+
+    run_id: int
+    status: str
+    metrics: int
+    files: int  # artifact files on disk: the run's folder and any recorded artifact outside it
+    bytes: int
+    children: tuple[int, ...]  # runs that name it as parent: they stay, unlinked
+    paths: tuple[Path, ...]
+
+    @property
+    def summary(self) -> str:
+        children = ", ".join(f"#{c}" for c in self.children)
+        return (f"run #{self.run_id} ({self.status}), {self.metrics} metric value(s), {self.files} artifact "
+                f"file(s) ({self.bytes / 1e6:.1f} MB)"
+                + (f"; child run(s) {children} stay, without a parent" if children else ""))
+
+
+def _run_folder(run_id: int) -> Path:
+    from sparsity_core.paths import home
+
+    return home() / "artifacts" / f"run-{run_id:06d}"  # the layout of sparsity_core.paths.artifacts_dir
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return [p for p in path.rglob("*") if p.is_file()]
+    return [path] if path.is_file() else []
+
+
+def delete_plan(run_id: int) -> DeletePlan:
+    """What `delete_run(run_id)` would remove; KeyError when there is no such run."""
+    from sqlalchemy import func
+
     from sparsity_core.paths import home
 
     with session() as s:
         run = s.get(Run, run_id)
         if run is None:
             raise KeyError(f"no run {run_id}")
-        if run.status == "running":
-            raise ValueError(f"run {run_id} is running: cancel it first")
-        paths = [home() / p for p in s.scalars(select(Artifact.path).where(Artifact.run_id == run_id))]
+        metrics = s.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run_id))
+        recorded = [home() / p for p in s.scalars(select(Artifact.path).where(Artifact.run_id == run_id))]
+        children = tuple(s.scalars(select(Run.id).where(Run.parent_run_id == run_id).order_by(Run.id)))
+    folder = _run_folder(run_id)
+    paths = [folder] + [p for p in recorded if not p.is_relative_to(folder)]  # an import may point elsewhere
+    files = {f for path in paths for f in _files(path)}
+    return DeletePlan(run_id, run.status, metrics, len(files), sum(f.stat().st_size for f in files),
+                      children, tuple(p for p in paths if p.exists()))
+
+
+def delete_run(run_id: int) -> DeletePlan:
+    """Delete a finished or queued run: its row, metrics, artifact rows and artifact files, the run's
+    folder included; its children stay, unlinked. Returns what was removed. KeyError for no such run,
+    ValueError for a running one (cancel it first)."""
+    plan = delete_plan(run_id)
+    with session() as s:
         s.execute(update(Run).where(Run.parent_run_id == run_id).values(parent_run_id=None))
-        s.delete(run)
-        s.commit()
-    for path in paths:
+        # the status test is in the DELETE itself: a worker claiming the run meanwhile makes it match nothing
+        deleted = s.execute(delete(Run).where(Run.id == run_id, Run.status != "running")).rowcount
+        if deleted != 1:
+            s.rollback()
+            if s.get(Run, run_id) is None:
+                raise KeyError(f"no run {run_id}")
+            raise ValueError(f"run {run_id} is running: cancel it first")
+        s.commit()  # metrics and artifact rows go with it (ON DELETE CASCADE)
+    for path in plan.paths:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+    return plan
+
+
+def forget_worker_process(host: str, pid: int, error: str) -> list[int]:
+    """A worker process died without cleaning up (kill -9): drop its liveness rows, so nobody counts
+    it as alive, and fail the runs it held at once instead of after the orphan timeout. Worker ids
+    are "host:pid:n" (sparsity_core.jobs.worker.Worker). Returns the ids of the runs failed."""
+    prefix = f"{host}:{pid}:"
+    with session() as s:
+        s.execute(delete(Worker).where(Worker.id.startswith(prefix, autoescape=True)))
+        ids = list(s.scalars(select(Run.id).where(Run.status == "running",
+                                                   Run.worker.startswith(prefix, autoescape=True))))
+        if ids:
+            s.execute(update(Run).where(Run.id.in_(ids), Run.status == "running")
+                      .values(status="failed", finished_at=utcnow(), error=error))
+        s.commit()
+        return ids
 
 
 def mark_orphans(stale_after_s: float) -> list[int]:

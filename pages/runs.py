@@ -1,10 +1,23 @@
-"""Runs: every run in the store with its status, duration and error; cancel, delete, inspect."""
+"""Runs: every run in the store with its status, duration and error; open in its lab, cancel, delete."""
 
 import pandas as pd
 import streamlit as st
 
 from db import repo
 from pages._ui import run_label
+
+# kind -> the lab's page file in pages/, whose name is its URL path as app.py declares the pages
+# (Pruning, the default page, lives at the root URL: Streamlit sends /pruning?run=ID there, query kept)
+LAB_PAGES = {"prune": "pruning", "sae": "sae", "kernel": "kernels", "explain": "explain"}
+
+
+def lab_url(run) -> str | None:
+    """The run's address, relative to this page so it holds under any base URL path."""
+    page = LAB_PAGES.get(run.kind)
+    if page is None:
+        return None
+    return f"./{page}?run={run.id}"
+
 
 st.title("📋 Runs")
 st.caption("Status is written by the worker that owns a run; a run whose worker died is marked failed.")
@@ -15,24 +28,48 @@ if not runs:
     st.stop()
 
 table = pd.DataFrame([{
-    "id": r.id, "kind": r.kind, "name": r.name or "", "model": r.model, "method": r.method or "",
+    "id": r.id, "open": lab_url(r), "kind": r.kind, "name": r.name or "", "model": r.model, "method": r.method or "",
     "status": r.status, "progress": r.progress, "duration s": None if r.duration_s is None else round(r.duration_s, 1),
     "created (UTC)": r.created_at.strftime("%Y-%m-%d %H:%M:%S"), "parent": r.parent_run_id,
     "error": r.error or "",
 } for r in runs])
-st.dataframe(table, hide_index=True, width="stretch",
-             column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=1)})
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "progress": st.column_config.ProgressColumn(min_value=0, max_value=1),
+    "open": st.column_config.LinkColumn("open", display_text="open ↗", help="the run in its lab: a link to share"),
+})
 
-selected = st.selectbox("Run", runs, format_func=run_label)
-run = repo.get_run(selected.id)
+by_id = {r.id: r for r in runs}
+# a key, and ids as options: without them a label that changes (its status, after Cancel) makes a new
+# widget, and the selection would jump to the newest run, under a pending delete confirmation too
+run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key="runs-selected")
+run = repo.get_run(run_id)
+if run is None:  # deleted meanwhile (another tab, the CLI)
+    st.rerun()
+if run.kind in LAB_PAGES:
+    st.page_link(f"pages/{LAB_PAGES[run.kind]}.py", label=f"Open run #{run.id} in its lab", icon="🔗",
+                 query_params={"run": str(run.id)})
 left, right = st.columns(2)
 if left.button("Cancel", disabled=run.status not in ("queued", "running")):
     st.toast(f"run #{run.id}: {repo.request_cancel(run.id)}")
     st.rerun()
-if right.button("Delete", disabled=run.status == "running", help="deletes its metrics and artifact files too"):
-    repo.delete_run(run.id)
-    st.toast(f"run #{run.id} deleted")
-    st.rerun()
+if right.button("Delete…", key="delete", disabled=run.status == "running",
+                help="asks first; deletes its metrics and artifact files too"):
+    st.session_state["confirm_delete"] = run.id
+if st.session_state.get("confirm_delete") == run.id:  # nothing is removed before this second, explicit click
+    st.warning(f"This deletes {repo.delete_plan(run.id).summary}. It cannot be undone.", icon="🗑️")
+    yes, keep = st.columns(2)
+    if yes.button(f"Yes, delete run #{run.id}", key="delete-yes", type="primary"):
+        del st.session_state["confirm_delete"]
+        try:
+            repo.delete_run(run.id)
+        except (KeyError, ValueError) as exc:  # started or deleted since the first click
+            st.error(exc.args[0])
+        else:
+            st.toast(f"run #{run.id} deleted")
+            st.rerun()
+    if keep.button("Keep it", key="delete-keep"):
+        del st.session_state["confirm_delete"]
+        st.rerun()
 
 with st.form(f"text-{run.id}"):  # name and notes travel with the run: compare page, report, bundle
     new_name = st.text_input("Name", run.name or "", max_chars=200)

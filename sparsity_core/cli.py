@@ -6,8 +6,9 @@
     python -m sparsity_core show ID              # one run as JSON: record, spec, facts, artifacts
     python -m sparsity_core export --runs 3,7 --html report.html --json bundle.json [--csv m.csv]
     python -m sparsity_core import bundle.json   # a store's bundle or a GPU kernel bundle; last line: new ids
+    python -m sparsity_core delete ID [--yes]    # asks first; removes metrics and artifact files too
     python -m sparsity_core worker               # the background worker
-    python -m sparsity_core serve                # worker + Streamlit app; Ctrl-C stops both
+    python -m sparsity_core serve                # worker + Streamlit app, each restarted if it dies; Ctrl-C stops both
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -164,37 +167,135 @@ def cmd_worker(args) -> int:
     return 0
 
 
+def cmd_delete(args) -> int:
+    """Delete a run with its metrics and artifact files, after saying what goes and asking (or --yes)."""
+    from db import repo
+
+    plan = repo.delete_plan(args.id)  # KeyError "no run N": one line, exit 2
+    if plan.status == "running":
+        raise CLIError(f"run {args.id} is running: cancel it first")
+    print(f"deleting {plan.summary}", file=sys.stderr)
+    if not args.yes:
+        sys.stderr.write("delete it? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):  # "" at end of input: no stdin is a no
+            print("nothing deleted", file=sys.stderr)
+            return 1
+    done = repo.delete_run(args.id)
+    print(json.dumps({"deleted": done.run_id, "metrics": done.metrics, "files": done.files,
+                      "children_unlinked": list(done.children)}))
+    return 0
+
+
+class _Child:
+    """One process `serve` keeps alive. It gets its own process group, so Ctrl-C reaches `serve`
+    alone (which stops the worker before the app) and a dead child's leftovers (a worker's job
+    processes) can be ended as a group; on Linux it also gets SIGTERM should `serve` itself die."""
+
+    QUICK_S = 10.0  # a death this soon after a start counts towards giving up
+    GIVE_UP_AFTER = 5  # quick deaths in a row: a crash loop (port taken, store unreachable), not bad luck
+
+    def __init__(self, name: str, argv: list[str], cwd: Path):
+        self.name, self.argv, self.cwd = name, argv, cwd
+        self.proc: Optional[subprocess.Popen] = None
+        self.started, self.quick_deaths = 0.0, 0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, cwd=self.cwd, start_new_session=True, preexec_fn=_die_with_parent)
+        self.started = time.monotonic()
+
+    def died(self) -> Optional[int]:
+        """The exit code when the child has ended since its start (its group's leftovers killed), else None."""
+        code = self.proc.poll()
+        if code is not None:
+            self.kill_group()
+            self.quick_deaths = self.quick_deaths + 1 if time.monotonic() - self.started < self.QUICK_S else 0
+        return code
+
+    def stop(self, grace_s: float) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                print(f"serve: the {self.name} did not stop within {grace_s:.0f} s; killing it", file=sys.stderr)
+        self.kill_group()
+        self.proc.wait()
+
+    def kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):  # the group is empty already
+            pass
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to send SIGTERM when `serve` dies, even by kill -9."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _exit_words(code: int) -> str:
+    return f"exit code {code}" + (f" (killed by signal {-code})" if code < 0 else "")
+
+
+def _forget_dead_worker(pid: int, code: int) -> None:
+    """Drop a dead worker's liveness row and fail the run it held, so the sidebar and the run say so now."""
+    from db import repo
+
+    try:
+        failed = repo.forget_worker_process(socket.gethostname(), pid,
+                                            f"the worker running it died ({_exit_words(code)})")
+    except Exception as exc:  # noqa: BLE001  (the store's trouble must not stop the supervisor)
+        print(f"serve: could not record the dead worker in the store: {_one_line(exc)}", file=sys.stderr)
+        return
+    if failed:
+        print(f"serve: marked run(s) {', '.join(map(str, failed))} failed: their worker died", file=sys.stderr)
+
+
 def cmd_serve(args) -> int:
-    """Start the worker and the Streamlit app; Ctrl-C (or SIGTERM) stops both."""
+    """Keep the worker and the Streamlit app running until Ctrl-C or SIGTERM, then stop both: the
+    worker first (it ends its job and records it), then the app. A child that dies is restarted."""
     root = Path(__file__).resolve().parent.parent
     py = sys.executable
-    worker = subprocess.Popen([py, "-m", "sparsity_core", "worker"], cwd=root)
-    app = subprocess.Popen([py, "-m", "streamlit", "run", str(root / "app.py"), "--server.port", str(args.port),
-                            "--server.headless", "true", "--browser.gatherUsageStats", "false"], cwd=root)
-    print(f"Sparsity Lab on http://localhost:{args.port}  (Ctrl-C stops the app and the worker)", flush=True)
-
-    def stop(*_):
-        for proc in (app, worker):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-
-    signal.signal(signal.SIGTERM, stop)
+    worker = _Child("worker", [py, "-m", "sparsity_core", "worker"], root)
+    # an explicit address (127.0.0.1 unless told) also keeps Streamlit from looking up an external IP
+    app = _Child("app", [py, "-m", "streamlit", "run", str(root / "app.py"), "--server.port", str(args.port),
+                         "--server.address", args.address, "--server.headless", "true",
+                         "--browser.gatherUsageStats", "false"], root)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    for child in (worker, app):
+        child.start()
+    print(f"Sparsity Lab on http://{args.address}:{args.port}  (Ctrl-C stops the app and the worker)", flush=True)
+    code = 0
     try:
-        while app.poll() is None and worker.poll() is None:
-            try:
-                app.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                pass
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(0.5):
+            for child in (worker, app):
+                died = child.died()
+                if died is None:
+                    continue
+                if child is worker:
+                    _forget_dead_worker(child.proc.pid, died)
+                if child.quick_deaths >= child.GIVE_UP_AFTER:
+                    print(f"serve: the {child.name} died {child.quick_deaths} times in a row within "
+                          f"{child.QUICK_S:.0f} s of starting ({_exit_words(died)}); giving up", file=sys.stderr)
+                    code = 1
+                    stop.set()
+                    break
+                old = child.proc.pid
+                time.sleep(child.quick_deaths)  # at once the first time, slower while it keeps dying
+                child.start()
+                print(f"serve: the {child.name} (pid {old}) exited with {_exit_words(died)}; "
+                      f"restarted it as pid {child.proc.pid}", file=sys.stderr, flush=True)
     finally:
-        stop()
-        for proc in (app, worker):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    return 0
+        worker.stop(grace_s=20)  # a running job is ended and recorded as failed by the worker itself
+        app.stop(grace_s=10)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,10 +328,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="import a JSON bundle (a store's export or a GPU kernel bundle)")
     p.add_argument("bundle")
     p.set_defaults(fn=cmd_import)
+    p = sub.add_parser("delete", help="delete a run, its metrics and artifact files (asks first)")
+    p.add_argument("id", type=int)
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    p.set_defaults(fn=cmd_delete)
     p = sub.add_parser("worker", help="run the background worker")
     p.set_defaults(fn=cmd_worker)
     p = sub.add_parser("serve", help="start the worker and the app")
     p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="127.0.0.1",
+                   help="the address the app binds; serving others needs access control (ARCHITECTURE.md)")
     p.set_defaults(fn=cmd_serve)
     return parser
 

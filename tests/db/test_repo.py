@@ -5,6 +5,7 @@ from sqlalchemy.exc import InvalidRequestError
 
 from db import repo
 from db.engine import table_names
+from sparsity_core.paths import artifacts_dir
 
 SPEC = {"kind": "prune", "model": "digits-mlp", "sparsities": [0.5]}
 
@@ -50,7 +51,7 @@ def test_metrics_long_format_roundtrip():
     assert frame.set_index("key").loc["accuracy", "value"] == 0.9
 
 
-def test_artifact_sha_and_delete_removes_files(store):
+def test_artifact_sha(store):
     run_id = new_run()
     path = store / "artifacts" / "a.json"
     path.parent.mkdir(parents=True)
@@ -60,10 +61,56 @@ def test_artifact_sha_and_delete_removes_files(store):
     # sha256("abc"), checkable with `printf abc | sha256sum`
     assert art.sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert art.bytes == 3 and repo.artifact_path(run_id, "a") == path
-    repo.add_metrics(run_id, [{"key": "k", "value": 1.0}])
-    repo.delete_run(run_id)
-    assert repo.get_run(run_id) is None and not path.exists()
-    assert repo.metrics_frame([run_id]).empty
+
+
+def test_run_ids_are_never_reused():
+    ids = [new_run() for _ in range(3)]
+    assert ids == [1, 2, 3]
+    repo.delete_run(3)
+    assert new_run() == 4  # SQLite without AUTOINCREMENT would give 3 again
+
+
+def test_delete_says_what_it_removes_then_removes_it_all(store):
+    parent, child = new_run(), None
+    child = new_run(parent_run_id=parent)
+    folder = artifacts_dir(parent)
+    (folder / "masks-s0.5.safetensors").write_bytes(b"x" * 1000)
+    (folder / "model").mkdir()
+    (folder / "model" / "config.json").write_bytes(b"{}")
+    (folder / "debug.json").write_bytes(b"y" * 500)  # a file the run wrote but never recorded
+    repo.add_artifact(parent, "masks@0.5", folder / "masks-s0.5.safetensors", "safetensors")
+    repo.add_artifact(parent, "model@0.5", folder / "model", "dir")
+    repo.add_metrics(parent, [{"key": "accuracy", "x": 0.5, "value": 0.9}, {"key": "sparsity", "x": 0.5, "value": 0.5}])
+    plan = repo.delete_plan(parent)
+    assert (plan.metrics, plan.files, plan.bytes, plan.children) == (2, 3, 1502, (child,))
+    assert plan.summary == (f"run #{parent} (queued), 2 metric value(s), 3 artifact file(s) (0.0 MB); "
+                            f"child run(s) #{child} stay, without a parent")
+    assert repo.delete_run(parent) == plan
+    assert repo.get_run(parent) is None and not folder.exists()
+    assert repo.metrics_frame([parent]).empty and repo.list_artifacts(parent) == []
+    assert repo.get_run(child).parent_run_id is None
+
+
+def test_delete_refuses_a_running_run_and_a_missing_one():
+    running = new_run(status="running")
+    folder = artifacts_dir(running)
+    with pytest.raises(ValueError, match="cancel it first"):
+        repo.delete_run(running)
+    assert repo.get_run(running).status == "running" and folder.exists()
+    with pytest.raises(KeyError, match="no run 99"):
+        repo.delete_run(99)
+
+
+def test_a_dead_worker_process_is_forgotten_and_its_run_failed():
+    repo.worker_heartbeat("box:4:1", None)
+    repo.worker_heartbeat("box:41:7", None)  # pid 41 is another process: forgetting pid 4 must spare it
+    new_run()
+    held = repo.claim_next("box:4:1")
+    other = new_run(status="running", worker="box:41:7")
+    assert repo.forget_worker_process("box", 4, "its worker died") == [held.id]
+    assert [w.id for w in repo.live_workers()] == ["box:41:7"]
+    assert (repo.get_run(held.id).status, repo.get_run(held.id).error) == ("failed", "its worker died")
+    assert repo.get_run(other).status == "running"
 
 
 def test_orphans_are_marked_failed():

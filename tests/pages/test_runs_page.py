@@ -1,10 +1,12 @@
-"""The Runs page lists every run and can cancel and delete."""
+"""The Runs page lists every run, links it to its lab, cancels, and deletes only after asking."""
 
+import json
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
 from db import repo
+from sparsity_core.paths import artifacts_dir
 
 SPEC = {"kind": "prune", "model": "digits-mlp", "sparsities": [0.5]}
 
@@ -18,8 +20,13 @@ def make(status, error=None):
 
 
 def page() -> AppTest:
+    """The Runs page opened through app.py, so its links to the other pages resolve as in the app."""
     root = Path(__file__).resolve().parents[2]
-    return AppTest.from_file(str(root / "pages" / "runs.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(root / "app.py"), default_timeout=60)
+    at.switch_page("pages/runs.py")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
 
 
 def test_empty_store_says_so():
@@ -37,10 +44,37 @@ def test_lists_runs_with_status_and_error():
     assert table.loc[table["id"] == 2, "error"].item() == "RuntimeError: boom"
 
 
-def test_cancel_a_queued_run_then_delete_it():
-    run_id = make("queued")
+def test_every_run_links_to_its_lab_page():
+    ids = {kind: repo.create_run(kind=kind, model="digits-mlp", spec=SPEC, spec_version=1)
+           for kind in ("prune", "sae", "kernel", "explain")}
     at = page()
-    at.button[0].click().run()  # Cancel (the only run is selected)
+    links = dict(zip(at.dataframe[0].value["id"], at.dataframe[0].value["open"]))
+    assert links == {ids["prune"]: f"./pruning?run={ids['prune']}", ids["sae"]: f"./sae?run={ids['sae']}",
+                     ids["kernel"]: f"./kernels?run={ids['kernel']}", ids["explain"]: f"./explain?run={ids['explain']}"}
+    assert at.main.get("page_link")[0].proto.page == "explain"  # the selected (newest) run's own link
+    at.selectbox[0].set_value(ids["prune"]).run()
+    assert at.main.get("page_link")[0].proto.page == "pruning"
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["open"]["type_config"] == {"type": "link", "display_text": "open ↗"}
+
+
+def test_cancel_a_queued_run_then_delete_it_after_confirming(store):
+    run_id = make("queued")
+    repo.add_metrics(run_id, [{"key": "accuracy", "x": 0.5, "value": 0.9}])
+    folder = artifacts_dir(run_id)
+    (folder / "masks.safetensors").write_bytes(b"mask")
+    child = repo.create_run(kind="sae", model="digits-mlp", spec=SPEC, spec_version=1, parent_run_id=run_id)
+    at = page()
+    at.selectbox[0].set_value(run_id).run()
+    at.button[0].click().run()  # Cancel
     assert repo.get_run(run_id).status == "cancelled"
-    at.button[1].click().run()  # Delete
-    assert repo.get_run(run_id) is None
+    at.button(key="delete").click().run()
+    assert repo.get_run(run_id) is not None and folder.exists()  # the first click only asks
+    assert at.main.warning[0].value == (f"This deletes run #{run_id} (cancelled), 1 metric value(s), 1 artifact file(s) "
+                                   f"(0.0 MB); child run(s) #{child} stay, without a parent. It cannot be undone.")
+    at.button(key="delete-keep").click().run()
+    assert repo.get_run(run_id) is not None and not at.main.warning
+    at.button(key="delete").click().run()
+    at.button(key="delete-yes").click().run()
+    assert not at.exception and repo.get_run(run_id) is None and not folder.exists()
+    assert repo.get_run(child).parent_run_id is None
