@@ -1,14 +1,21 @@
-"""What is computed once and reused: features, trained heads and their checkpoints, representer fits.
+"""What is computed once and reused: features, trained heads and their checkpoints, representer fits,
+the flipped-label experiment.
 
 Everything is safetensors under `paths.cache_dir("explain", key)`, keyed by model + dataset + seed +
 training rows + parent pruning run, so a second explanation of the same setup (another test
-point, a typed sentence, a drawn digit) is a load and one matrix-vector product. Writes are
-atomic (tmp file + rename), so two workers filling the same key never leave half a file.
+point, a typed sentence, a drawn digit) is a load and one matrix-vector product. What else depends
+on parameters (the flipped-label experiment: lambda, flip fraction, seed) sits beside them under
+`keyed_path`: the file name hashes every input, including a fingerprint of the features and
+labels it was computed from, and the key is stored in the file and compared on load, so a change
+of any input misses. Writes are atomic (a per-process tmp file + rename), so two workers filling
+the same key never leave half a file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Optional
@@ -32,7 +39,7 @@ def cache_key(model: str, dataset: str, seed: int, train_rows: int, parent: Opti
 
 
 def save_atomic(tensors: dict[str, Tensor], path: Path, meta: Optional[dict] = None) -> Path:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")  # per process: two writers never share a half-written file
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
               metadata={"meta": json.dumps(meta or {})})
     tmp.replace(path)
@@ -44,6 +51,32 @@ def load_meta(path: Path) -> dict:
 
     with safe_open(path, "pt") as fh:
         return json.loads((fh.metadata() or {}).get("meta", "{}"))
+
+
+def fingerprint(*tensors: Tensor) -> str:
+    """A short content hash of tensors (dtype, shape and bytes): what a result computed from them is keyed by."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().contiguous().cpu()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def keyed_path(folder: Path, stem: str, key: dict) -> Path:
+    """`folder/<stem>-<hash of key>.safetensors`: one file per distinct key (JSON-able values)."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return folder / f"{stem}-{digest}.safetensors"
+
+
+def load_keyed(path: Path, key: dict) -> Optional[tuple[dict[str, Tensor], dict]]:
+    """(tensors, meta) stored under `key` at `path`, or None when absent or written for another key."""
+    if not path.exists():
+        return None
+    meta = load_meta(path)
+    if meta.get("key") != json.loads(json.dumps(key)):  # a JSON round trip: tuples come back as lists
+        return None
+    return load_file(path), meta
 
 
 # ---------------------------------------------------------------- heads

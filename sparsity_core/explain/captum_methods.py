@@ -7,6 +7,12 @@
   read by `cache.load_checkpoint_into`) and `SimilarityInfluence` (cosine of the features).
   With the head as the whole trainable model, TracInCPFast's last-layer gradients are exact
   TracInCP, so its self-influence is TracInCP's.
+
+A run does not call captum's influence classes per point: they recompute the whole training side
+(an autograd Jacobian per training batch and checkpoint) for every query, seconds per point. The run
+uses the same scores in closed form instead, `tracin_scores` and `cosine_top_k`: with the training
+side (features, the checkpoints' weights) read from the setup's cache, one point costs a few
+(n x d) products. The tests check they return captum's top-k ids and scores.
 """
 
 from __future__ import annotations
@@ -108,6 +114,51 @@ def tracin_top_k(method, test_feature: Tensor, target: int, k: int) -> dict[str,
         idx, scores = method.influence(inputs, k=k, proponents=prop)
         out[side] = {"index": idx[0].tolist(), "score": scores[0].tolist()}
     return out
+
+
+def checkpoint_heads(checkpoints: list[Path]) -> list[tuple[Tensor, Tensor, float]]:
+    """(weight (c, d), bias (c,), learning rate) of every head checkpoint, float64."""
+    from safetensors.torch import load_file
+
+    states = [load_file(p) for p in checkpoints]
+    return [(s["weight"].double(), s["bias"].double(), float(s["lr"][0])) for s in states]
+
+
+def tracin_scores(features: Tensor, labels: Tensor, heads: list[tuple[Tensor, Tensor, float]],
+                  test_feature: Tensor, target: int) -> Tensor:
+    """TracInCPFast's influence of every training point on one test point labelled `target`, (n,).
+
+    Step 1: per checkpoint k, the cross-entropy gradient at the head's output, softmax - onehot (the
+    loss is summed, so each point's own), for the training points and the test point;
+    Step 2: sum_k lr_k (g_ik . g_tk) (x_i . x_t): the last-layer gradient dot product, factorised
+    as TracInCPFast does (its layer input x is the feature row, without a bias column)."""
+    x, xt = features.double(), test_feature.double()
+    n_classes = heads[0][0].shape[0]
+    y = nn.functional.one_hot(labels.long(), n_classes).double()
+    yt = nn.functional.one_hot(torch.tensor(target), n_classes).double()
+    grad_dot = torch.zeros(len(x), dtype=torch.float64)
+    for weight, bias, lr in heads:
+        g = torch.softmax(x @ weight.T + bias, -1) - y
+        gt = torch.softmax(xt @ weight.T + bias, -1) - yt
+        grad_dot += lr * (g @ gt)
+    return grad_dot * (x @ xt)
+
+
+def top_k(scores: Tensor, k: int) -> dict[str, dict[str, list]]:
+    """The k highest (proponents) and k lowest (opponents) scores with their indices, as captum lists them."""
+    k = min(k, len(scores))
+    high, low = torch.topk(scores, k), torch.topk(-scores, k)
+    return {"proponents": {"index": high.indices.tolist(), "score": high.values.tolist()},
+            "opponents": {"index": low.indices.tolist(), "score": (-low.values).tolist()}}
+
+
+def cosine_top_k(features: Tensor, test_feature: Tensor, k: int) -> dict[str, dict[str, list]]:
+    """SimilarityInfluence's top-k on the head's input: cosine of the test features with every training
+    row. A training row of zeros has no direction; captum fills it with -2 (max) / 2 (min) before the
+    product, so it never ranks first; here its cosine is 0."""
+    x, xt = features.double(), test_feature.double()
+    denom = x.norm(dim=1) * xt.norm()
+    return top_k(torch.where(denom > 0, (x @ xt) / denom, torch.zeros_like(denom)), k)
 
 
 def self_influence(features: Tensor, labels: Tensor, checkpoints: list[Path], n_classes: int) -> Tensor:

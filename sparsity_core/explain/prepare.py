@@ -3,6 +3,7 @@
     prep = prepare("digits-mlp", "digits", seed=0, train_limit=None)       # the dense model
     prep = prepare("digits-mlp", "digits", parent=run, sparsity=0.8, device=device)   # pruned by `run`
     prep.train_features, prep.train_logits, prep.clf.head, prep.checkpoints
+    prep.cached        # {"features": True, "checkpoints": True}: what came from the cache
 
 Features and logits of both splits, an encoder's trained head and the head-training checkpoints
 (for TracIn) are cached (see `cache.py`); the first run of a setup pays for them once.
@@ -36,6 +37,7 @@ class Prepared:
     test_logits: Tensor
     checkpoints: list[Path]  # head checkpoints along its training, oldest first
     folder: Path  # the cache folder of this setup
+    cached: dict[str, bool]  # which of the features and checkpoints were read from `folder`
 
     def inputs(self, split: str):
         data = self.train if split == "train" else self.test
@@ -57,7 +59,9 @@ def prepare(model: str, dataset: str, seed: int = 0, train_limit: Optional[int] 
                          f"{dataset} has {len(train.classes)} ({', '.join(train.classes)})")
     # Step 2: features of both splits (cached)
     feats_path = folder / "features.safetensors"
-    if feats_path.exists():
+    # looked at before anything is written: an encoder's head training writes its checkpoints below
+    cached = {"features": feats_path.exists(), "checkpoints": any(folder.glob("ckpt-*.safetensors"))}
+    if cached["features"]:
         feats = load_file(feats_path)
     else:
         clf = build_classifier(handle, head=None)
@@ -77,7 +81,8 @@ def prepare(model: str, dataset: str, seed: int = 0, train_limit: Optional[int] 
     ckpts = _checkpoints(folder, feats["train"], train, seed)
     report(0.9, "the head's outputs on both splits")
     logits = {k: clf.head_logits(feats[k]).float() for k in ("train", "test")}
-    return Prepared(clf, train, test, feats["train"], feats["test"], logits["train"], logits["test"], ckpts, folder)
+    return Prepared(clf, train, test, feats["train"], feats["test"], logits["train"], logits["test"], ckpts, folder,
+                    cached)
 
 
 def _encoder_head(model: str, dataset: str, seed: int, train: Dataset, features: Tensor, pruned: bool,

@@ -9,6 +9,13 @@ For the dense model (and, with a pruning `parent_run`, the pruned one beside it)
 Then, for the explained model (the pruned one when there is a parent): captum TracInCPFast and
 SimilarityInfluence top-k with their overlap with the representer top-k, the global ranking by
 |alpha|, and the flipped-label detection curves. Metric x is the sparsity (0 for dense).
+
+Only the point's own work is done per run: its features, one product with the cached alpha,
+its pixel / token attributions, its TracIn and similarity scores (closed forms over the cached
+features and head checkpoints, see `captum_methods.py`). The flipped-label experiment does not
+depend on the point and is read from the setup's cache after the first run (`debugging.py`).
+`info["cache"]` says what came from the cache: features@v, checkpoints@v, representer@v per
+variant v, and mislabel.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import torch
 from sparsity_core.explain import captum_methods as cm
 from sparsity_core.explain.cache import fit_path, load_fit, save_fit
 from sparsity_core.explain.checks import preflight_explain
-from sparsity_core.explain.debugging import GRID, mislabel_curves
+from sparsity_core.explain.debugging import GRID, cached_mislabel_curves
 from sparsity_core.explain.prepare import Prepared, prepare
 from sparsity_core.explain.representer import RepresenterFit, fit_representer, pearson, representer_values, stack_head
 from sparsity_core.jobs.context import RunContext, Stage, check_parent
@@ -37,6 +44,10 @@ from sparsity_core.zoo.devices import resolve_device
 TEXT_PREVIEW = 400  # characters of a training text kept in the explanation (BBC articles are long)
 RANKING_ROWS = 500  # training points kept in the global |alpha| ranking artifact
 EXPLAIN_REPEATS = 5  # explain_ms is a median: the first call pays one-off allocation costs
+# The fits, the flip experiment's head training and the per-point products are (n x d) x (d x c)
+# products with c of 2..10: memory-bound, where a thread team only adds barriers. On this shared
+# 2-core host (load ~3.4) one thread made a cold digits run 7.8 s instead of 38 s.
+SMALL_OPS_THREADS = 1
 
 
 def run_explain(spec: ExplainSpec, ctx: RunContext) -> None:
@@ -49,13 +60,16 @@ def run_explain(spec: ExplainSpec, ctx: RunContext) -> None:
     device = resolve_device("auto")
     ctx.info(device=str(device))
     variants = [("dense", None, 0.0)] + ([("pruned", parent, sparsity)] if parent else [])
+    cache: dict[str, bool] = {}
     for i, (label, source, x) in enumerate(variants):
         stage = Stage(ctx, 0.6 * i / len(variants), 0.6 * (i + 1) / len(variants))
         prep = prepare(spec.model, spec.dataset, spec.seed, spec.train_limit, parent=source,
                        sparsity=x if source else None, device=device, report=stage)
-        fit = precompute(prep, spec.lam, ctx, label, x)
+        cache.update({f"{part}@{label}": hit for part, hit in prep.cached.items()})
+        fit, cache[f"representer@{label}"] = precompute(prep, spec.lam, ctx, label, x)
         self_check(prep, fit, ctx, label, x)
-        explanation = explain_point(spec, prep, fit, ctx, x)
+        feat = point_feature(spec, prep, ctx, x)
+        explanation = explain_point(spec, prep, fit, feat, ctx, x)
         if spec.captum:
             explanation["attribution"] = cm.attribute(prep.clf, explanation["input"]["item"],
                                                       explanation["prediction"]["class"], spec.ig_steps)
@@ -70,15 +84,18 @@ def run_explain(spec: ExplainSpec, ctx: RunContext) -> None:
              parent_sparsity=sparsity)
     if spec.captum:
         ctx.update(0.65, "captum influence: TracInCPFast and SimilarityInfluence")
-        influence(spec, prep, explanation, ctx, x)
+        influence(spec, prep, explanation, feat, ctx, x)
     ctx.update(0.8, "global view: ranking by |alpha| and flipped-label detection")
-    global_view(spec, prep, fit, ctx)
+    ranking(prep, fit, ctx)
+    if spec.flip_fraction > 0:
+        cache["mislabel"] = mislabel(spec, prep, ctx)
+    ctx.info(cache=cache)
     ctx.update(1.0, "done")
 
 
 # ---------------------------------------------------------------- steps
-def precompute(prep: Prepared, lam: float, ctx: RunContext, label: str, x: float) -> RepresenterFit:
-    """The representer fit for this setup and lambda, from the cache or computed once."""
+def precompute(prep: Prepared, lam: float, ctx: RunContext, label: str, x: float) -> tuple[RepresenterFit, bool]:
+    """The representer fit for this setup and lambda, from the cache or computed once (and which)."""
     path = fit_path(prep.folder, lam)
     cached = path.exists()
     if cached:
@@ -86,14 +103,14 @@ def precompute(prep: Prepared, lam: float, ctx: RunContext, label: str, x: float
     else:
         ctx.update(ctx.fraction, f"representer fit ({label}): {len(prep.train)} points, lambda {lam:g}")
         w0 = stack_head(prep.clf.head.weight.detach().cpu(), prep.clf.head.bias.detach().cpu())
-        fit = fit_representer(prep.train_features, torch.softmax(prep.train_logits.double(), -1), w0, lam)
+        with torch_threads(SMALL_OPS_THREADS):
+            fit = fit_representer(prep.train_features, torch.softmax(prep.train_logits.double(), -1), w0, lam)
         save_fit(fit, path)
     for key, value in (("precompute_s", fit.seconds), ("grad_norm_start", fit.grad_norm_start),
                        ("grad_norm_final", fit.grad_norm_final), ("fit_iterations", fit.iterations)):
         ctx.metric(key, value, x=x)
     _link_artifact(ctx, f"representer@{label}", path)
-    ctx.info(**{f"representer_cached@{label}": cached})
-    return fit
+    return fit, cached
 
 
 def self_check(prep: Prepared, fit: RepresenterFit, ctx: RunContext, label: str, x: float) -> None:
@@ -125,19 +142,24 @@ def test_input(spec: ExplainSpec, prep: Prepared) -> dict[str, Any]:
             "label": prep.test.classes[int(prep.test.labels[spec.test_index])]}
 
 
-def explain_point(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, ctx: RunContext, x: float) -> dict:
-    # Step 1: the test point's features (a new input goes through the model once)
+def point_feature(spec: ExplainSpec, prep: Prepared, ctx: RunContext, x: float) -> torch.Tensor:
+    """The test point's features: stored for a test row; a new input goes through the model once."""
+    if spec.image is None and spec.text is None:
+        return prep.test_features[spec.test_index]
+    start = time.perf_counter()
+    feat = prep.clf.featurize([spec.image if spec.image is not None else spec.text])[0]
+    ctx.metric("featurize_ms", 1000 * (time.perf_counter() - start), x=x)
+    return feat
+
+
+def explain_point(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, feat: torch.Tensor, ctx: RunContext,
+                  x: float) -> dict:
+    # Step 1: the point itself (its features come from `point_feature`)
     point = test_input(spec, prep)
-    if point["source"] == "test split":
-        feat = prep.test_features[spec.test_index]
-    else:
-        start = time.perf_counter()
-        feat = prep.clf.featurize([point["item"]])[0]
-        ctx.metric("featurize_ms", 1000 * (time.perf_counter() - start), x=x)
     # Step 2: one product against the stored alpha and features: the explanation itself
     # (timed as the median of EXPLAIN_REPEATS calls, the steady state a page sees)
     times = []
-    with torch_threads(1):  # one (n x d) product: a thread team costs more than it saves on a busy CPU
+    with torch_threads(SMALL_OPS_THREADS):
         for _ in range(EXPLAIN_REPEATS):
             start = time.perf_counter()
             values, pred, top_pos, top_neg = decompose(fit, feat, prep.clf.head, spec.top_k)
@@ -195,20 +217,20 @@ def describe(prep: Prepared, index: int, value: Optional[float] = None) -> dict[
     return out
 
 
-def influence(spec: ExplainSpec, prep: Prepared, explanation: dict, ctx: RunContext, x: float) -> None:
-    """captum's influence methods on the same prediction, and how much their top-k agrees."""
-    point, pred = explanation["input"], explanation["prediction"]["class"]
-    feat = prep.test_features[spec.test_index] if point["source"] == "test split" \
-        else prep.clf.featurize([point["item"]])[0]
-    k = spec.top_k
-    start = time.perf_counter()
-    tracin = cm.tracin(prep.train_features, torch.from_numpy(prep.train.labels), prep.checkpoints,
-                       len(prep.train.classes))
-    results = {"tracin": cm.tracin_top_k(tracin, feat, pred, k)}
-    ctx.metric("tracin_topk_s", time.perf_counter() - start, x=x)
-    start = time.perf_counter()
-    results["similarity"] = cm.similarity_top_k(prep.train_features, feat, k)
-    ctx.metric("similarity_topk_s", time.perf_counter() - start, x=x)
+def influence(spec: ExplainSpec, prep: Prepared, explanation: dict, feat: torch.Tensor, ctx: RunContext,
+              x: float) -> None:
+    """captum's influence methods on the same prediction (TracInCPFast's and SimilarityInfluence's scores,
+    in closed form over the cached training side), and how much their top-k agrees."""
+    pred, k = explanation["prediction"]["class"], spec.top_k
+    with torch_threads(SMALL_OPS_THREADS):
+        start = time.perf_counter()
+        heads = cm.checkpoint_heads(prep.checkpoints)
+        scores = cm.tracin_scores(prep.train_features, torch.from_numpy(prep.train.labels), heads, feat, pred)
+        results = {"tracin": cm.top_k(scores, k)}
+        ctx.metric("tracin_topk_s", time.perf_counter() - start, x=x)
+        start = time.perf_counter()
+        results["similarity"] = cm.cosine_top_k(prep.train_features, feat, k)
+        ctx.metric("similarity_topk_s", time.perf_counter() - start, x=x)
     ours = {"proponents": [e["index"] for e in explanation["excitatory"]],
             "opponents": [e["index"] for e in explanation["inhibitory"]]}
     for method, sides in results.items():
@@ -218,8 +240,8 @@ def influence(spec: ExplainSpec, prep: Prepared, explanation: dict, ctx: RunCont
     _json_artifact(ctx, "influence", {"k": k, "target": pred, **results})
 
 
-def global_view(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, ctx: RunContext) -> None:
-    """Training points ranked by |alpha| at their own label, and the flipped-label experiment."""
+def ranking(prep: Prepared, fit: RepresenterFit, ctx: RunContext) -> None:
+    """Training points ranked by |alpha| at their own label."""
     labels = torch.from_numpy(prep.train.labels)
     own = fit.alpha[torch.arange(len(labels)), labels].numpy()
     order = np.argsort(-np.abs(own), kind="stable")[:RANKING_ROWS]
@@ -228,14 +250,19 @@ def global_view(spec: ExplainSpec, prep: Prepared, fit: RepresenterFit, ctx: Run
     path = ctx.artifact_dir / "alpha-ranking.parquet"
     pd.DataFrame(rows).to_parquet(path, index=False)
     ctx.artifact("alpha_ranking", path, "parquet")
-    if spec.flip_fraction <= 0:
-        return
-    curves, areas = mislabel_curves(prep.train_features, prep.train.labels, len(prep.train.classes),
-                                    spec.flip_fraction, spec.lam, spec.seed, ctx.artifact_dir / "debug-checkpoints")
+
+
+def mislabel(spec: ExplainSpec, prep: Prepared, ctx: RunContext) -> bool:
+    """The flipped-label experiment's curves (from the setup's cache when it ran before: says so)."""
+    with torch_threads(SMALL_OPS_THREADS):
+        curves, areas, cached = cached_mislabel_curves(prep.train_features, prep.train.labels,
+                                                       len(prep.train.classes), spec.flip_fraction, spec.lam,
+                                                       spec.seed, prep.folder)
     for method, curve in curves.items():
         for q, found in zip(GRID, curve):
             ctx.metric("mislabel_found", float(found), x=float(q), series=method)
         ctx.metric("mislabel_auc", areas[method], series=method)
+    return cached
 
 
 # ---------------------------------------------------------------- artifacts

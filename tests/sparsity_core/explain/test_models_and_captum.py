@@ -71,3 +71,36 @@ def test_influence_wrappers_on_hand_made_features(tmp_path):
     assert cm.overlap([0, 1], [1, 5]) == 0.5
     si = cm.self_influence(feats, labels, ckpts, 2)
     assert si.shape == (4,) and np.all(si.numpy() >= 0)
+
+
+def test_closed_form_influence_is_captums(tmp_path):
+    """tracin_scores / cosine_top_k, which the run uses, give TracInCPFast's and SimilarityInfluence's
+    top-k ids and scores; and TracIn by hand on one point: lr * (g_i . g_t) * (x_i . x_t)."""
+    from sparsity_core.explain.cache import train_head
+
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 3, (40,), generator=gen)
+    _, ckpts = train_head(feats, labels, 3, checkpoint_dir=tmp_path)
+    heads = cm.checkpoint_heads(ckpts)
+    test = torch.randn(6, generator=gen, dtype=torch.float64)
+    scores = cm.tracin_scores(feats, labels, heads, test, target=2)
+    ours = cm.top_k(scores, 5)
+    want = cm.tracin_top_k(cm.tracin(feats, labels, ckpts, 3), test, target=2, k=5)
+    for side in ("proponents", "opponents"):
+        assert ours[side]["index"] == want[side]["index"]
+        np.testing.assert_allclose(ours[side]["score"], want[side]["score"], rtol=1e-9)
+    w, b, lr = heads[0]
+    assert lr == 0.002 and len(heads) == 5
+    one = sum(lr * float((torch.softmax(feats[7] @ w.T + b, -1) - torch.eye(3)[labels[7]].double())
+                         @ (torch.softmax(test @ w.T + b, -1) - torch.eye(3)[2].double())) * float(feats[7] @ test)
+              for w, b, lr in heads)
+    assert float(scores[7]) == pytest.approx(one, rel=1e-12)
+    sim, want = cm.cosine_top_k(feats, test, 5), cm.similarity_top_k(feats, test, 5)
+    for side in ("proponents", "opponents"):
+        assert sim[side]["index"] == want[side]["index"]
+        np.testing.assert_allclose(sim[side]["score"], want[side]["score"], rtol=1e-12)
+    # cosine by hand: a row parallel to the test point scores 1, an opposite one -1
+    both = torch.stack([2 * test, -test, feats[0]])
+    assert cm.cosine_top_k(both, test, 1) == {"proponents": {"index": [0], "score": [pytest.approx(1.0)]},
+                                             "opponents": {"index": [1], "score": [pytest.approx(-1.0)]}}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from sparsity_core.explain.checks import preflight_explain
 from sparsity_core.explain.run import run_explain
@@ -46,12 +47,51 @@ def test_digits_run_reports_its_self_check_and_explanation():
 
 
 def test_the_fit_is_cached_per_lambda():
-    first = explain(captum=False, flip_fraction=0)
+    explain(captum=False, flip_fraction=0)  # another test may have filled the cache already
     again = explain(test_index=7, captum=False, flip_fraction=0)
-    assert first.facts["representer_cached@dense"] in (True, False)  # another test may have filled it
-    assert again.facts["representer_cached@dense"] is True
+    assert again.facts["cache"] == {"features@dense": True, "checkpoints@dense": True, "representer@dense": True}
     other = explain(captum=False, flip_fraction=0, **{"lambda": 0.05})
-    assert other.facts["representer_cached@dense"] is False
+    assert other.facts["cache"]["representer@dense"] is False and other.facts["cache"]["features@dense"] is True
+
+
+def mislabel_metrics(ctx: RunContext) -> dict:
+    return {(m["series"], m["x"]): m["value"] for m in ctx.metrics if m["key"].startswith("mislabel")}
+
+
+def test_a_second_point_reuses_the_flipped_label_experiment_and_a_changed_input_misses_it():
+    # flip 0.25 / 0.3 and lambda 0.004 are used by no other test: the first run of each computes
+    first = explain(test_index=1, flip_fraction=0.25, ig_steps=8)
+    second = explain(test_index=2, flip_fraction=0.25, ig_steps=16)  # ig_steps is per point: still a hit
+    assert first.facts["cache"]["mislabel"] is False and second.facts["cache"]["mislabel"] is True
+    assert all(second.facts["cache"].values())
+    assert load_json(first, "explanation@dense")["input"]["index"] == 1
+    assert load_json(second, "explanation@dense")["input"]["index"] == 2
+    curves = mislabel_metrics(first)
+    assert len(curves) == 3 * (41 + 1)  # three orders, 41 grid points and an area each
+    assert mislabel_metrics(second) == curves  # read back exactly
+    assert explain(test_index=2, flip_fraction=0.3, captum=False).facts["cache"]["mislabel"] is False
+    other = explain(test_index=2, flip_fraction=0.25, captum=False, **{"lambda": 0.004})
+    assert other.facts["cache"]["mislabel"] is False and other.facts["cache"]["representer@dense"] is False
+
+
+def test_influence_equals_captums_own_classes():
+    from sparsity_core.explain import captum_methods as cm
+    from sparsity_core.explain.prepare import prepare
+
+    p = explain(test_index=4, top_k=7, flip_fraction=0, ig_steps=8)
+    infl, e = load_json(p, "influence"), load_json(p, "explanation@dense")
+    prep = prepare("digits-mlp", "digits", 0, 300)
+    feat, pred = prep.test_features[4], e["prediction"]["class"]
+    assert infl["target"] == pred
+    tracin = cm.tracin(prep.train_features, torch.from_numpy(prep.train.labels), prep.checkpoints, 10)
+    expected = {"tracin": cm.tracin_top_k(tracin, feat, pred, 7), "similarity": cm.similarity_top_k(prep.train_features,
+                                                                                                    feat, 7)}
+    for method, sides in expected.items():
+        for side, want in sides.items():
+            got = infl[method][side]
+            assert got["index"] == want["index"], (method, side)
+            np.testing.assert_allclose(got["score"], want["score"], rtol=1e-9, atol=1e-12)
+            assert [x["index"] for x in got["examples"]] == want["index"]
 
 
 def test_captum_and_the_flipped_label_experiment():
