@@ -8,7 +8,10 @@ st.set_page_config(page_title="Sparsity Lab", page_icon="🕸️", layout="wide"
 
 PAGES = {
     "Labs": [
-        st.Page("pages/pruning.py", title="Pruning", icon="✂️", default=True),
+        # the default page answers at / ; its url_path only names it apart from the hidden /pruning below
+        st.Page("pages/pruning.py", title="Pruning", icon="✂️", default=True, url_path="pruning-home"),
+        # /pruning?run=ID, like every other lab's /<lab>?run=ID (without it: "Page not found", then /)
+        st.Page("pages/pruning.py", title="Pruning", icon="✂️", url_path="pruning", visibility="hidden"),
         st.Page("pages/sae.py", title="SAE features", icon="🔬"),
         st.Page("pages/kernels.py", title="Kernel latency", icon="⏱️"),
         st.Page("pages/explain.py", title="Explanations", icon="🔍"),

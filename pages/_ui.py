@@ -1,5 +1,6 @@
 """Widgets the lab pages share: a spec's messages beside its widgets, feedback the moment a run is
-submitted, widgets drawn from a pydantic model, live progress, the sidebar's status, "Try this".
+submitted, widgets drawn from a pydantic model, the run a page's URL names (`?run=ID`) with live
+progress and a link to share, the sidebar's status, "Try this".
 
 Streamlit-only glue over the catalog, specs, jobs, reports and db: nothing here (or in a page)
 loads torch, which tests/pages/test_house_rules.py checks by rendering each page in a fresh
@@ -8,7 +9,9 @@ interpreter.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Literal, Optional, get_args, get_origin
+from urllib.parse import urlencode
 
 import streamlit as st
 from pydantic import BaseModel
@@ -19,6 +22,12 @@ from sparsity_core import jobs
 from sparsity_core.specs import BaseSpec, SpecError
 
 ACTIVE = ("queued", "running")
+# run kind -> the URL path of the lab page that shows it (app.py's st.Page file names; Pruning, the
+# default page, answers at / and at /pruning alike)
+LAB_PAGES = {"prune": "pruning", "sae": "sae", "explain": "explain", "kernel": "kernels"}
+A_RUN = {"prune": "a pruning run", "sae": "an SAE run", "explain": "an explanation run",
+         "kernel": "a kernel latency run"}
+RUN_ID = re.compile(r"[0-9]{1,18}")  # fits the store's 64-bit id; a longer one would overflow the query
 
 
 def _route_through_app() -> None:
@@ -49,7 +58,7 @@ class ErrorPlaces:
         st.number_input("Expansion", key="sae_expansion")
         places.field_error("expansion")
         if st.button("Train"):
-            places.submit(spec, run_key="sae_run")   # feedback at once; messages beside their widgets
+            places.submit(spec)   # feedback at once; messages beside their widgets; ?run=<id>
         places.other_errors()
 
     `widgets` maps every field the page sends to the key of the widget that sets it (a parameter
@@ -96,10 +105,10 @@ class ErrorPlaces:
         fields = ", ".join(f or "the spec" for f in errors)
         (note or st.empty()).error(f"Not queued: check {fields} (each message is beside its setting).", icon="⚠️")
 
-    def submit(self, spec: dict[str, Any], run_key: str) -> Optional[int]:
+    def submit(self, spec: dict[str, Any]) -> Optional[int]:
         """Validate and queue `spec`, saying so at once below the button: "checking" before the
-        preflight starts, then "queued run #N" (and the run id in `st.session_state[run_key]`),
-        or each message beside its widget and nothing queued."""
+        preflight starts, then "queued run #N" and the page's URL set to `?run=N` (so a reload or a
+        copied address opens that run), or each message beside its widget and nothing queued."""
         unplaced = sorted(set(spec) - set(self._slots) - set(self.fixed))
         if unplaced:  # a page bug, loud: its message would have nowhere to show but the catch-all
             raise ValueError(f"the page sends {', '.join(unplaced)} without drawing a place for its message")
@@ -111,7 +120,7 @@ class ErrorPlaces:
             self.refuse(exc.errors, note)
             return None
         self.show({})
-        st.session_state[run_key] = run_id
+        st.query_params.from_dict({"run": run_id})  # a new run: any other parameter was the old run's
         note.success(f"Queued run #{run_id}.", icon="✅")
         return run_id
 
@@ -180,7 +189,7 @@ def follow_run(run_id: int, draw_results: Callable[[Any], None]) -> None:
     """Live progress while the run is queued or running; its results once it has ended."""
     run = repo.get_run(run_id)
     if run is None:
-        st.warning(f"run #{run_id} no longer exists")
+        st.warning(missing(run_id))
         return
     if run.status in ACTIVE:
         _poll(run_id)
@@ -194,6 +203,76 @@ def follow_run(run_id: int, draw_results: Callable[[Any], None]) -> None:
     if run.status == "cancelled":
         st.warning(f"run #{run.id} was cancelled")
     draw_results(run)
+
+
+def missing(run_id: int) -> str:
+    return f"run #{run_id} does not exist (it may have been deleted)"
+
+
+def url_run(kind: str) -> Any:
+    """The run of `kind` that the page's URL names (`?run=ID`), or None: no `run` in the URL, or
+    one line saying what is wrong with it (not a number, no such run, a run of another lab).
+
+    Streamlit drops the URL's parameters when the sidebar switches pages, so a page reached that way
+    puts back the run it last showed in this session: the URL then names it, as a reload needs."""
+    text, last = st.query_params.get("run"), f"_last_run_{kind}"
+    if text is None and last in st.session_state:
+        text = st.query_params["run"] = str(st.session_state[last])
+    if text is None:
+        return None
+    if not RUN_ID.fullmatch(text.strip()):
+        st.warning(f"`run={text[:40].replace('`', '')}` in this address is not a run id (a whole number)", icon="⚠️")
+        return None
+    run = repo.get_run(int(text))
+    if run is None:
+        st.warning(missing(int(text)), icon="⚠️")
+        st.session_state.pop(last, None)  # said once; the next visit opens no run
+        return None
+    if run.kind != kind:
+        page = LAB_PAGES.get(run.kind)
+        where = f": [open it in its lab]({page}?run={run.id})" if page else ""
+        st.warning(f"run #{run.id} is {A_RUN.get(run.kind, run.kind)}, not {A_RUN[kind]}{where}", icon="⚠️")
+        return None
+    st.session_state[last] = run.id
+    return run
+
+
+def run_url(run) -> str:
+    """The address of `run` on its lab page with this page's other URL parameters (SAE's latent):
+    absolute from the browser's own URL (so it travels under any host and base path), relative
+    where the request gave none."""
+    page = LAB_PAGES[run.kind]
+    query = urlencode({**st.query_params.to_dict(), "run": run.id})
+    here = st.context.url
+    if not here:
+        return f"{page}?{query}"
+    root = here.removesuffix("/").removesuffix(f"/{page}")  # the default page answers at the root too
+    return f"{root}/{page}?{query}"
+
+
+def share_link(run) -> None:
+    url = run_url(run)
+    if url.startswith("http"):
+        st.caption("Link to this run: it opens the run as it finished, in any browser that reaches this server")
+        st.code(url, language=None)  # st.code has a copy button
+    else:
+        st.markdown(f"🔗 [Link to this run]({url}): copy it to share the run as it finished")
+
+
+def show_url_run(kind: str, draw_results: Callable[[Any], None]) -> bool:
+    """The run the page's URL names, live while it runs and as it finished afterwards, with a link to
+    share: the URL, not the session, says which run a page shows, so a reload or a fresh browser
+    opens the same one. The link is drawn last, so it carries what the results put in the URL.
+    Returns whether the URL named a run (one that could not be shown included)."""
+    run = url_run(kind)
+    if run is None:
+        return "run" in st.query_params
+    st.subheader(f"Run #{run.id}")
+    link = st.container()
+    follow_run(run.id, draw_results)
+    with link:
+        share_link(run)
+    return True
 
 
 def sidebar_status() -> None:
@@ -216,9 +295,10 @@ def sidebar_status() -> None:
 
 
 def preset_button(lab: str) -> None:
-    """"Try this": one button per prepared comparison of `lab` (sparsity_core.catalog.presets).
-    Every spec is checked before any is queued, so a preset runs whole or not at all; then a link
-    opens the compare page with the new runs selected."""
+    """"Try this": one button per prepared comparison of `lab` (sparsity_core.catalog.presets), with
+    the time it takes here when the preset names one. Every spec is checked before any is queued,
+    so a preset runs whole or not at all; then links open the compare page with the new runs
+    selected and, for a one-run preset, that run's own page."""
     from sparsity_core.catalog.presets import presets
     from sparsity_core.specs import parse_spec
 
@@ -228,7 +308,12 @@ def preset_button(lab: str) -> None:
     with st.expander("🎓 Try this: a prepared comparison, one click", expanded=bool(st.session_state.get(done_key))):
         for i, preset in enumerate(items):
             st.markdown(f"**{preset.name}**  \n{preset.explanation}")
-            if st.button(f"Run: {preset.name}", key=f"preset-{lab}-{i}"):
+            button, eta = st.columns([3, 2], vertical_alignment="center")
+            clicked = button.button(f"Run: {preset.name}", key=f"preset-{lab}-{i}")
+            expected = getattr(preset, "expected_s", None)
+            if expected is not None:
+                eta.caption(f"about {expected} s here")
+            if clicked:
                 note = st.empty()
                 note.info("Checking the preset's runs…", icon="⏳")
                 try:
@@ -239,9 +324,13 @@ def preset_button(lab: str) -> None:
                     note.error(f"this preset cannot run here: {exc}", icon="⚠️")
                     continue
                 note.empty()
-                st.session_state[done_key] = [jobs.submit(spec) for spec in specs]
-        ids = st.session_state.get(done_key)
-        if ids:
-            runs = ",".join(map(str, ids))
-            st.success(f"queued runs {', '.join(f'#{i}' for i in ids)}: "
-                       f"[follow them side by side on the compare page](compare?runs={runs}&view=curves)")
+                st.session_state[done_key] = [(jobs.submit(spec), spec.kind) for spec in specs]
+        queued = st.session_state.get(done_key)
+        if queued:
+            ids = [run_id for run_id, _ in queued]
+            links = [f"[follow them side by side on the compare page](compare?runs={','.join(map(str, ids))}"
+                     f"&view=curves)"]
+            if len(queued) == 1:
+                run_id, kind = queued[0]
+                links.insert(0, f"[open run #{run_id} on its page]({LAB_PAGES[kind]}?run={run_id})")
+            st.success(f"queued run{'s' * (len(ids) > 1)} {', '.join(f'#{i}' for i in ids)}: {' or '.join(links)}")

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from db import repo
-from pages._ui import ErrorPlaces, follow_run, run_label
+from pages._ui import ErrorPlaces, preset_button, run_label, show_url_run
 from sparsity_core.catalog import MODELS, model_entry
 from sparsity_core.catalog.datasets import DATASETS, IMAGE_DATASETS, TEXT_DATASETS
 from sparsity_core.reports import explain as fig
@@ -22,6 +22,7 @@ st.markdown(
     "terms must rebuild the model's outputs (Pearson r near 1). captum's integrated gradients show "
     "which pixels or words mattered, and its influence methods (TracIn, similarity) give their own "
     "lists of helpful and harmful training examples to compare with.")
+preset_button("explain")
 
 HF = "hf:<hub id or local path>"
 CLASSIFIERS = [m for m, info in MODELS.items() if info.task != "causal_lm"]
@@ -91,7 +92,7 @@ if st.button("Explain", type="primary", key="e_submit"):
     PLACES.submit({"kind": "explain", "method": "representer", "model": model, "dataset": dataset, "lambda": lam,
                    **point, "top_k": top_k,
                    "train_limit": limit or None, "parent_run": parent.id if parent else None, "captum": captum,
-                   "flip_fraction": flip, "seed": seed}, run_key="explain_run")
+                   "flip_fraction": flip, "seed": seed})
 PLACES.other_errors()
 
 
@@ -206,7 +207,4 @@ def draw_results(run) -> None:
         st.json(run.info or {})
 
 
-run_id = st.session_state.get("explain_run")
-if run_id:
-    st.subheader(f"Run #{run_id}")
-    follow_run(run_id, draw_results)
+show_url_run("explain", draw_results)

@@ -5,7 +5,7 @@ from typing import get_args
 import streamlit as st
 
 from db import repo
-from pages._ui import ErrorPlaces, follow_run, run_label
+from pages._ui import ErrorPlaces, preset_button, run_label, show_url_run
 from sparsity_core.catalog.kernels import LAYOUT_HELP, MODES, PRESETS
 from sparsity_core.reports import bundle
 from sparsity_core.reports.kernels import (
@@ -26,6 +26,7 @@ st.markdown(
     "above 1 means the sparse layout is faster; below 1 (the common case at moderate sparsity) it "
     "is slower, even though it skips the zeros. Every result is checked against the dense output. "
     "Pick a finished pruning run to time its real masks and its whole forward pass.")
+preset_button("kernels")
 
 FIELDS = KernelSpec.model_fields
 # every field this page sends -> the widget that sets it (its message shows right below); the
@@ -113,14 +114,14 @@ if submitted:
                 "parent_run": parent.id if parent else None}
         if parent:
             spec["model"] = parent.model
-        PLACES.submit(spec, run_key="kernel_run")
+        PLACES.submit(spec)
 PLACES.other_errors()
 
 with st.expander("Import results measured on another machine (JSON bundle from benchmarks/kernels_cuda.py)"):
     upload = st.file_uploader("Bundle", type=["json"])
     if upload is not None and st.button("Import"):
         try:
-            st.session_state["kernel_run"] = bundle.import_bytes(upload.getvalue(), upload.name)[0]
+            st.query_params.from_dict({"run": bundle.import_bytes(upload.getvalue(), upload.name)[0]})
             st.rerun()
         except bundle.BundleError as exc:
             st.error(f"not imported, nothing changed: {exc}")
@@ -163,7 +164,4 @@ def draw_results(run) -> None:
         st.plotly_chart(layer_latency_figure(frame, run.id, sparsity), key="layers")
 
 
-run_id = st.session_state.get("kernel_run")
-if run_id:
-    st.subheader(f"Run #{run_id}")
-    follow_run(run_id, draw_results)
+show_url_run("kernel", draw_results)

@@ -5,7 +5,7 @@ import json
 import streamlit as st
 
 from db import repo
-from pages._ui import ErrorPlaces, follow_run, model_widgets, run_label
+from pages._ui import ErrorPlaces, model_widgets, preset_button, run_label, show_url_run
 from sparsity_core.catalog import METHODS, MODELS, caps
 from sparsity_core.catalog.pruning import RECOVERIES, SCHEDULES, SCOPES
 from sparsity_core.reports.figures import layer_sparsity_heatmap, metric_curve
@@ -32,6 +32,7 @@ st.markdown(
     "heads or FFN neurons, so the model really gets smaller. Under *Schedule and recovery*, a "
     "classifier (minilm-l6-rt, digits-mlp) can be pruned *gradually* while it trains, and recover "
     "by fine-tuning or by *distillation* from its dense self.")
+preset_button("pruning")
 
 HF = "hf:<hub id or local path>"
 DEFAULTS = {name: info.default for name, info in PruneSpec.model_fields.items()}
@@ -113,7 +114,7 @@ if st.button("Run", type="primary", key="p_submit"):
         if schedule != "oneshot" or recovery != "none":
             spec.update(schedule=schedule, recovery=recovery, steps=steps, finetune_steps=finetune_steps,
                         lr=float(train_lr))
-        PLACES.submit(spec, run_key="prune_run")
+        PLACES.submit(spec)
 PLACES.other_errors()
 
 
@@ -160,7 +161,4 @@ def draw_results(run) -> None:
         st.json(run.info or {})
 
 
-run_id = st.session_state.get("prune_run")
-if run_id:
-    st.subheader(f"Run #{run_id}")
-    follow_run(run_id, draw_results)
+show_url_run("prune", draw_results)

@@ -4,11 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from db import repo
-from pages._ui import run_label
-
-# kind -> the lab's page file in pages/, whose name is its URL path as app.py declares the pages
-# (Pruning, the default page, lives at the root URL: Streamlit sends /pruning?run=ID there, query kept)
-LAB_PAGES = {"prune": "pruning", "sae": "sae", "kernel": "kernels", "explain": "explain"}
+from pages._ui import LAB_PAGES, run_label
 
 
 def lab_url(run) -> str | None:

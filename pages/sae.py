@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from db import repo
-from pages._ui import ErrorPlaces, follow_run, run_label
+from pages._ui import RUN_ID, ErrorPlaces, preset_button, run_label, show_url_run
 from sparsity_core.catalog import MODELS, SITES, VARIANTS, caps
 from sparsity_core.catalog.sae import DATA
 from sparsity_core.reports import loaders
@@ -18,6 +18,7 @@ st.markdown(
     "model's activations on real text, trains the SAE, measures how much of the activation it "
     "explains with how few latents, and opens a browser where each latent shows the words that "
     "switch it on. Runs on a pruned parent show what pruning did to the features.")
+preset_button("sae")
 
 HF = "hf:<hub id or local path>"
 TEXT_MODELS = [m for m, info in MODELS.items() if info.task in ("encoder", "causal_lm")]
@@ -85,13 +86,25 @@ if submitted:
         "layer": int(layer), "site": site, "data": data, "tokens": int(tokens), "expansion": int(expansion),
         "k": int(k), "l1_coeff": float(l1) or None, "lr": float(lr), "batch_tokens": int(batch), "seed": int(seed),
         "name": name or None, "parent_run": parent.id if parent else None,
-        "parent_sparsity": None if parent_sparsity < 0 else float(parent_sparsity)}, run_key="sae_run")
+        "parent_sparsity": None if parent_sparsity < 0 else float(parent_sparsity)})
 PLACES.other_errors()
 
 
 @st.cache_data(max_entries=8)
 def _table(run_id: int, name: str) -> pd.DataFrame:
     return pd.read_parquet(repo.artifact_path(run_id, name))
+
+
+def url_latent(features: pd.DataFrame):
+    """The latent the URL names (`&latent=N`) when this run has it; otherwise None, with a line
+    saying why when the URL names one."""
+    text = st.query_params.get("latent")
+    if text is None:
+        return None
+    if RUN_ID.fullmatch(text.strip()) and int(text) in set(features["latent"]):
+        return int(text)
+    st.warning(f"`latent={text[:40].replace('`', '')}` in this address is not a latent of this run", icon="⚠️")
+    return None
 
 
 def draw_browser(run) -> None:
@@ -109,7 +122,15 @@ def draw_browser(run) -> None:
     if found.empty:
         st.info("no latent matches")
         return
-    latent = st.selectbox("Latent", found["latent"].head(500).tolist(), key="sae-latent")
+    options = found["latent"].head(500).tolist()
+    wanted = url_latent(features)
+    if wanted is not None and wanted not in options and not query:  # sorted out of the first 500, not searched away
+        options.insert(0, wanted)
+    if wanted in options and "sae-latent" not in st.session_state:  # a fresh page opens the URL's latent
+        st.session_state["sae-latent"] = wanted
+    latent = st.selectbox("Latent", options, key="sae-latent")
+    if st.query_params.get("latent") != str(latent):  # the address always names the latent shown
+        st.query_params["latent"] = str(latent)
     row = features[features["latent"] == latent].iloc[0]
     left, right = st.columns([3, 2])
     with left:
@@ -159,15 +180,11 @@ def draw_results(run) -> None:
     st.caption(f"SAELens export: {repo.artifact_path(run.id, 'saelens')} (cfg.json + sae_weights.safetensors)")
 
 
-run_id = st.session_state.get("sae_run")
-if run_id:
-    st.subheader(f"Run #{run_id}")
-    follow_run(run_id, draw_results)
-else:
+if not show_url_run("sae", draw_results):
     earlier = repo.list_runs(kind="sae", status="succeeded", limit=20)
     if earlier:
         pick = st.selectbox("Or open an earlier SAE run", [None, *earlier],
                             format_func=lambda r: "—" if r is None else run_label(r))
         if pick is not None:
-            st.session_state["sae_run"] = pick.id
+            st.query_params.from_dict({"run": pick.id})
             st.rerun()

@@ -1,8 +1,11 @@
-"""A person opens the app, submits a digits-mlp magnitude run at 0 / 0.5 / 0.9, and sees it succeed."""
+"""A person opens the app, submits a digits-mlp magnitude run at 0 / 0.5 / 0.9, and sees it succeed;
+every run has an address: after a reload, in a fresh browser, and once deleted (it says so)."""
 
 import re
 import time
 from pathlib import Path
+
+from playwright.sync_api import expect
 
 from db import repo
 
@@ -61,3 +64,51 @@ def test_bad_sparsity_shows_beside_the_widget_and_queues_nothing(live_app, app_s
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_text("each sparsity must be in [0, 1), got 1.5").wait_for()
     assert len(repo.list_runs()) == before
+
+
+def _figures(page) -> list[str]:
+    """The titles of the page's charts, once all five of a one-shot pruning run are drawn:
+    accuracy curve, per-layer heatmap, weight histogram, mask view, size bars."""
+    charts = page.locator(".js-plotly-plot")
+    expect(charts).to_have_count(5, timeout=60_000)
+    return [" ".join(chart.locator(".gtitle").all_text_contents()) for chart in charts.all()]  # SVG text
+
+
+def test_a_run_page_survives_a_reload_a_fresh_browser_and_says_when_deleted(live_app, app_store, page, browser):
+    page.goto(f"{live_app.url}/pruning")
+    box = page.get_by_role("textbox", name="Target sparsities")
+    box.wait_for()
+    choose(page, "Model", "digits-mlp")
+    choose(page, "Method", "magnitude")
+    box.fill("0, 0.5")
+    box.press("Tab")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.wait_for_url(re.compile(r"[?&]run=\d+"))  # the submit puts the new run in the address
+    run_id = int(re.search(r"[?&]run=(\d+)", page.url).group(1))
+    run = wait_until_finished(run_id, timeout=400)
+    assert run.status == "succeeded", run.error
+    figures = _figures(page)
+    assert any("measured sparsity per layer" in t for t in figures)
+    link = page.get_by_test_id("stCode").filter(has_text="?run=").inner_text().strip()
+    assert link == f"{live_app.url}/pruning?run={run_id}"
+
+    page.reload()
+    page.get_by_text(f"Run #{run_id}", exact=True).wait_for()
+    assert _figures(page) == figures
+
+    other = browser.new_context(viewport={"width": 1400, "height": 1000})  # no cookies, no session
+    try:
+        fresh = other.new_page()
+        fresh.goto(link)
+        fresh.get_by_text(f"Run #{run_id}", exact=True).wait_for(timeout=60_000)
+        assert _figures(fresh) == figures
+        # /pruning is a real page, not the default page reached after a "Page not found" dialog
+        assert fresh.url == link and fresh.get_by_role("dialog").count() == 0
+
+        repo.delete_run(run_id)
+        fresh.goto(link)
+        fresh.get_by_text(f"run #{run_id} does not exist (it may have been deleted)").wait_for(timeout=60_000)
+        assert fresh.get_by_text(f"Run #{run_id}", exact=True).count() == 0
+        assert fresh.locator(".js-plotly-plot").count() == 0
+    finally:
+        other.close()

@@ -38,7 +38,7 @@ def test_a_drawn_digit_is_queued_as_an_image():
     at.button(key="e_submit").click().run()
     (run,) = repo.list_runs(kind="explain")
     assert run.spec["image"] == [[0.0] * 8] * 8 and run.spec["lambda"] == 0.003
-    assert at.session_state["explain_run"] == run.id
+    assert at.query_params == {"run": str(run.id)}  # a reload keeps it
 
 
 def test_a_finished_run_draws_its_figures():
@@ -48,7 +48,7 @@ def test_a_finished_run_draws_its_figures():
     run_explain(parse_spec(spec), StoreContext(run_id))
     repo.finish_run(run_id, "succeeded")
     at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["explain_run"] = run_id
+    at.query_params["run"] = str(run_id)  # /explain?run=ID: the link alone opens it
     at.run()
     assert not at.exception
     # input, attribution, excitatory, inhibitory, per-label, logits, reconstruction, ranking, flipped labels

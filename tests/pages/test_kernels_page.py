@@ -36,7 +36,7 @@ def test_a_valid_spec_is_queued():
     at.button(key="k_submit").click().run()
     (run,) = repo.list_runs(kind="kernel")
     assert run.status == "queued" and run.spec["tokens"] == [16]
-    assert at.session_state["kernel_run"] == run.id
+    assert at.query_params == {"run": str(run.id)}  # a reload keeps it
 
 
 def test_a_finished_run_draws_its_figures():
@@ -44,7 +44,7 @@ def test_a_finished_run_draws_its_figures():
     run_kernel(parse_spec(TINY), StoreContext(run_id))
     repo.finish_run(run_id, "succeeded")
     at = AppTest.from_file(PAGE, default_timeout=30)
-    at.session_state["kernel_run"] = run_id
+    at.query_params["run"] = str(run_id)  # /kernels?run=ID: the link alone opens it
     at.run()
     assert not at.exception
     charts = at.get("plotly_chart")

@@ -42,7 +42,7 @@ def test_a_valid_spec_is_queued():
     at.button(key="p_submit").click().run()
     (run,) = repo.list_runs(kind="prune")
     assert run.status == "queued" and run.spec["pattern"] == "4:8" and run.spec["calibration_samples"] == 64
-    assert at.session_state["prune_run"] == run.id
+    assert at.query_params == {"run": str(run.id)}  # a reload keeps it
     assert f"Queued run #{run.id}." in [s.value for s in at.success]  # said in the click's own render
     assert at.subheader[0].value == f"Run #{run.id}"
 
@@ -65,7 +65,7 @@ def test_a_finished_run_draws_its_figures():
     run_prune(parse_spec(spec), StoreContext(run_id))
     repo.finish_run(run_id, "succeeded")
     at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["prune_run"] = run_id
+    at.query_params["run"] = str(run_id)  # /pruning?run=ID: the link alone opens it
     at.run()
     assert not at.exception
     # accuracy curve, per-layer heatmap, weight histogram, mask view, size bars

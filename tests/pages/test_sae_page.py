@@ -60,7 +60,7 @@ def _fake_finished_run(home: Path, decoder=None) -> int:
 def test_finished_run_opens_the_browser_and_search_finds_a_token(store):
     run_id = _fake_finished_run(store)
     at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["sae_run"] = run_id
+    at.query_params["run"] = str(run_id)  # /sae?run=ID: the link alone opens it
     at.run()
     assert not at.exception
     assert at.dataframe[0].value.loc[:, "fve"].iloc[0] == 0.9
@@ -76,10 +76,33 @@ def test_two_runs_side_by_side_match_their_features(store):
     a = _fake_finished_run(store, decoder=np.eye(3))
     b = _fake_finished_run(store, decoder=[[0, 1, 0], [1, 0, 0], [0, 0, 1], [1, 1, 1]])
     at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state["sae_run"] = b
+    at.query_params["run"] = str(b)
     at.run()
     at.selectbox(key="sae-other").select_index(1).run()
     assert not at.exception
     assert at.selectbox(key="sae-other").value.id == a
     share = next(m for m in at.metric if m.label.startswith("latents with a match"))
     assert share.value == "75.0%"
+
+
+def test_the_url_names_the_latent_shown_and_a_change_updates_it(store):
+    run_id = _fake_finished_run(store)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params.update(run=str(run_id), latent="1")  # /sae?run=ID&latent=1
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="sae-latent").value == 1  # not the densest (latent 0), the one linked
+    assert any("**Latent 1** · fires on 1.000%" in m.value for m in at.markdown)
+    at.selectbox(key="sae-latent").set_value(0).run()
+    assert at.query_params == {"run": str(run_id), "latent": "0"}  # a reload opens latent 0
+    assert any(f"[Link to this run](sae?run={run_id}&latent=0)" in m.value for m in at.markdown)
+
+
+def test_a_latent_the_run_does_not_have_says_so(store):
+    run_id = _fake_finished_run(store)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params.update(run=str(run_id), latent="7")
+    at.run()
+    assert not at.exception
+    assert [w.value for w in at.warning] == ["`latent=7` in this address is not a latent of this run"]
+    assert at.query_params["latent"] == str(at.selectbox(key="sae-latent").value)  # now names the one shown
