@@ -24,13 +24,29 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from sparsity_core.reports.figures import colours, empty, label, metric_curve
+from sparsity_core.reports.figures import (
+    axis_format,
+    colours,
+    empty,
+    is_percent,
+    label,
+    legend_below,
+    metric_curve,
+    metric_label,
+    run_ref,
+    series_colours,
+)
 
 RUN_COLUMNS = ["id", "kind", "name", "model", "method", "status", "parent_run", "created_at", "notes"]
 SUMMARIES = ("last", "min", "max", "at")
 # metrics where smaller is better; everything else (accuracy, cosine, ...) is higher-is-better
 LOWER_IS_BETTER = {"perplexity", "loss", "mse", "nmse", "latency_ms", "dead_fraction", "l0"}
 MAX_SERIES_IN_SUMMARY = 8  # a key with more series (per-layer sparsity) is a figure, not table columns
+MAX_PARALLEL_AXES = 6  # more axes than this and parallel coordinates become a tangle of labels
+# metrics a parallel-coordinates view starts from, when the runs have them: quality first
+PARALLEL_FIRST = ("accuracy", "perplexity", "probe_accuracy", "embedding_cosine", "fve", "ce_recovered", "l0",
+                  "speedup", "latency_ms", "sparsity", "pearson_test", "mislabel_auc")
+HIDDEN_SETTINGS = ("status", "name", "parent_run")  # one value per run: no pattern to follow across runs
 
 
 class Selection(NamedTuple):
@@ -100,7 +116,7 @@ def config_table(runs: pd.DataFrame, differences_only: bool = False) -> pd.DataF
     columns = {}
     for run in runs.itertuples():
         flat = {"kind": run.kind, "model": run.model, "method": run.method, "status": run.status,
-                **_flatten(run.spec), "name": run.name, "parent_run": run.parent_run}
+                **_flatten(run.spec), "name": run.name, "parent_run": run_ref(run.parent_run)}
         flat.update(_flatten({k: v for k, v in (run.info or {}).items() if k == "evaluation"}))
         columns[f"#{run.id}"] = {k: v for k, v in flat.items() if k not in ("name", "parent_run") or v}
     table = pd.DataFrame(columns)
@@ -113,7 +129,9 @@ def config_table(runs: pd.DataFrame, differences_only: bool = False) -> pd.DataF
 
 # ---------------------------------------------------------------- metrics
 def metric_column(key: str, series: str) -> str:
-    return f"{key}[{series}]" if series else key
+    """A summary column: the metric's plain label and its series in words
+    ('layer latency (ms), csr_tiled, body.0', never the raw `layer_latency_ms[csr_tiled|body.0]`)."""
+    return metric_label(key, series)
 
 
 def summary_keys(metrics: pd.DataFrame) -> list[tuple[str, str]]:
@@ -159,7 +177,8 @@ def summarise(xs: np.ndarray, values: np.ndarray, how: str, at_x: Optional[float
 
 def metric_summary(metrics: pd.DataFrame, runs: pd.DataFrame, how: str = "last",
                    at_x: Optional[float] = None) -> pd.DataFrame:
-    """One row per run (in the order of `runs`), one column per metric, each cell one summary."""
+    """One row per run (in the order of `runs`), one column per metric (its plain label; the key
+    of each column is in `.attrs["metric_keys"]`), each cell one summary."""
     if how not in SUMMARIES:
         raise ValueError(f"unknown summary {how!r}; choose one of {', '.join(SUMMARIES)}")
     if how == "at" and at_x is None:
@@ -173,8 +192,10 @@ def metric_summary(metrics: pd.DataFrame, runs: pd.DataFrame, how: str = "last",
     for (run_id, key, series), idx in metrics.groupby(["run_id", "key", "series"], sort=False).indices.items():
         if (key, series) in col_of:
             cells[row_of[int(run_id)], col_of[(key, series)]] = summarise(xs[idx], values[idx], how, at_x)
-    return pd.DataFrame(cells, index=pd.Index([f"#{i}" for i in runs["id"]], name="run"),
-                        columns=[metric_column(k, s) for k, s in keys])
+    out = pd.DataFrame(cells, index=pd.Index([run_ref(i) for i in runs["id"]], name="run"),
+                       columns=[metric_column(k, s) for k, s in keys])
+    out.attrs["metric_keys"] = {metric_column(k, s): k for k, s in keys}
+    return out
 
 
 def x_values(metrics: pd.DataFrame) -> list[float]:
@@ -245,46 +266,89 @@ def quality_latency_figure(points: pd.DataFrame, quality_key: str, latency_key: 
                       "or their sparsities do not overlap")
     higher = quality_key not in LOWER_IS_BETTER
     fig = go.Figure()
+    colour = series_colours(points["layout"])
     for layout, group in points.groupby("layout", sort=True):
         fig.add_trace(go.Scatter(
             x=group[latency_key], y=group[quality_key], mode="markers", name=html.escape(str(layout)),
-            text=[f"pruning #{p} · kernel #{k} · sparsity {s:g}" for p, k, s in
+            text=[f"pruning #{p} · kernel #{k} · sparsity {s:.0%}" for p, k, s in
                   zip(group["pruning_run"], group["kernel_run"], group["sparsity"])],
-            hovertemplate="%{text}<br>%{x:.3g} ms, %{y:.4g}<extra></extra>", marker={"size": 9}))
+            hovertemplate="%{text}<br>%{x:.3g} ms, %{y:.4g}<extra></extra>",
+            marker={"size": 9, "color": colour[layout]}))
     front = pareto_front(points, latency_key, quality_key, higher)
     fig.add_trace(go.Scatter(x=front[latency_key], y=front[quality_key], mode="lines", name="Pareto front",
                              line={"color": "black", "dash": "dash", "shape": "hv"}))
-    fig.update_layout(xaxis_title=f"{latency_key} (lower is better)",
-                      yaxis_title=f"{quality_key} ({'higher' if higher else 'lower'} is better)", height=420)
-    return fig
+    fig.update_layout(xaxis_title=f"{metric_label(latency_key)}, lower is better",
+                      yaxis_title=f"{metric_label(quality_key)}, {'higher' if higher else 'lower'} is better",
+                      title=f"{metric_label(quality_key)} against measured latency", height=440)
+    fig.update_xaxes(tickformat="~g")
+    fig.update_yaxes(**axis_format(quality_key))
+    return legend_below(fig)
 
 
-def parallel_figure(runs: pd.DataFrame, summary: pd.DataFrame) -> go.Figure:
-    """Parallel coordinates: one line per run through its differing settings and its metric
-    summaries, coloured by the first metric, so a pattern (method -> accuracy) shows as a bundle."""
-    config = config_table(runs, differences_only=True).T
-    config = config.drop(columns=[c for c in config.columns if c == "status"], errors="ignore")
+def parallel_axes(runs: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """Every axis parallel coordinates can draw: the settings that differ between the runs (not
+    those with one value per run, like the name), then the metric summaries that have a value."""
+    config = config_table(runs, differences_only=True).T if len(runs) else pd.DataFrame()
+    settings = [c for c in config.columns if c not in HIDDEN_SETTINGS]
+    metrics = [c for c in summary.columns if summary[c].astype(float).notna().any()]
+    return settings + [m for m in metrics if m not in settings]
+
+
+def default_parallel_axes(runs: pd.DataFrame, summary: pd.DataFrame, max_axes: int = MAX_PARALLEL_AXES) -> list[str]:
+    """A readable start: up to half the axes from the settings that group the runs (fewest
+    distinct values first), the rest from the metrics, quality before cost, whole-run before
+    per-series ones."""
+    axes = parallel_axes(runs, summary)
+    keys = summary.attrs.get("metric_keys", {})
+    metrics = [a for a in axes if a in summary.columns]
+    config = config_table(runs, differences_only=True).T if len(runs) else pd.DataFrame()
+    settings = sorted((a for a in axes if a not in metrics), key=lambda c: config[c].nunique())
+    rank = {k: i for i, k in enumerate(PARALLEL_FIRST)}
+    metrics.sort(key=lambda c: (c != metric_label(keys.get(c, c)), rank.get(keys.get(c, c), len(rank))))
+    n_settings = min(len(settings), max(max_axes // 2, max_axes - len(metrics)))
+    return settings[:n_settings] + metrics[:max_axes - n_settings]
+
+
+def parallel_figure(runs: pd.DataFrame, summary: pd.DataFrame, axes: Optional[list[str]] = None,
+                    max_axes: int = MAX_PARALLEL_AXES) -> go.Figure:
+    """Parallel coordinates: one line per run through the chosen `axes` (settings that differ and
+    metric summaries; `parallel_axes` lists them, by default `default_parallel_axes`, at most
+    `max_axes`), coloured by the first metric, so a pattern (method -> accuracy) shows as a bundle."""
+    axes = (axes if axes is not None else default_parallel_axes(runs, summary, max_axes))[:max_axes]
+    config = config_table(runs, differences_only=True).T if len(runs) else pd.DataFrame()
+    keys = summary.attrs.get("metric_keys", {})
     dims = []
-    for column in config.columns:
-        dims.append(_dimension(column, config[column]))
-    for column in summary.columns:
-        values = summary[column].astype(float)
-        if values.notna().any():
-            dims.append({"label": html.escape(column), "values": values.fillna(values.min()).tolist()})
+    for column in axes:
+        if column in summary.columns:
+            values = summary[column].astype(float)
+            if values.notna().any():
+                dims.append({"label": html.escape(column), "values": values.fillna(values.min()).tolist(),
+                             **axis_format(keys.get(column, column))})
+        elif column in config.columns:
+            dims.append(_dimension(column, config[column]))
     if not dims:
         return empty("select runs with metrics or differing settings")
-    colour = dims[-1]["values"] if summary.shape[1] else list(range(len(runs)))
-    fig = go.Figure(go.Parcoords(dimensions=dims[:30], line={"color": colour, "colorscale": "Viridis",
-                                                             "showscale": True}))
-    fig.update_layout(height=420, margin={"l": 60, "r": 60})
+    metric = next((c for c in axes if c in summary.columns and summary[c].notna().any()), None)
+    colour = summary[metric].astype(float).fillna(summary[metric].min()).tolist() if metric else list(range(len(runs)))
+    bar = {"title": {"text": html.escape(metric or "run order")},
+           **(axis_format(keys.get(metric, metric)) if metric else {})}
+    fig = go.Figure(go.Parcoords(dimensions=dims, line={"color": colour, "colorscale": "Viridis", "showscale": True,
+                                                        "colorbar": bar}))
+    fig.update_layout(height=440, margin={"l": 60, "r": 80, "t": 60})
     return fig
 
 
 def _dimension(name: str, values: pd.Series) -> dict[str, Any]:
     numeric = pd.to_numeric(values.replace("—", np.nan), errors="coerce")
     if numeric.notna().all():
-        return {"label": html.escape(name), "values": numeric.tolist()}
+        return {"label": html.escape(name), "values": numeric.tolist(), "tickformat": "~g"}
     cats = sorted(values.unique())
     codes = [cats.index(v) for v in values]
     return {"label": html.escape(name), "values": codes, "tickvals": list(range(len(cats))),
             "ticktext": [html.escape(str(c))[:24] for c in cats]}
+
+
+def percent_columns(summary: pd.DataFrame) -> list[str]:
+    """Summary columns that hold fractions (for a page's percent column format)."""
+    keys = summary.attrs.get("metric_keys", {})
+    return [c for c in summary.columns if is_percent(keys.get(c, c))]

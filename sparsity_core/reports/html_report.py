@@ -23,6 +23,7 @@ from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
 from sparsity_core.reports import compare
+from sparsity_core.reports.figures import metric_label, readable_table, run_ref, text
 from sparsity_core.reports.pruning import layer_sparsity_pair
 
 PACKAGES = ("torch", "transformers", "captum", "plotly", "pandas", "streamlit", "sqlalchemy", "pydantic")
@@ -47,9 +48,9 @@ TEMPLATE = """<!doctype html>
 <h2>Runs</h2>
 <table><tr><th>run</th><th>kind</th><th>name</th><th>model</th><th>method</th><th>status</th>
 <th>parent</th><th>created (UTC)</th><th>notes</th></tr>
-{% for r in runs %}<tr><td>#{{ r.id }}</td><td>{{ r.kind }}</td><td>{{ r.name or "" }}</td><td>{{ r.model }}</td>
-<td>{{ r.method or "" }}</td><td>{{ r.status }}</td><td>{{ "#%d" % r.parent_run if r.parent_run else "" }}</td>
-<td>{{ r.created }}</td><td class="note">{{ r.notes or "" }}</td></tr>
+{% for r in runs %}<tr><td>{{ r.id }}</td><td>{{ r.kind }}</td><td>{{ r.name }}</td><td>{{ r.model }}</td>
+<td>{{ r.method }}</td><td>{{ r.status }}</td><td>{{ r.parent_run }}</td>
+<td>{{ r.created }}</td><td class="note">{{ r.notes }}</td></tr>
 {% endfor %}</table>
 
 <h2>Configuration (settings that differ)</h2>
@@ -64,7 +65,7 @@ TEMPLATE = """<!doctype html>
 {% endfor %}
 
 <h2>Evaluation setup and device of each run</h2>
-{% for r in runs %}<h3>#{{ r.id }} {{ r.name or "" }}</h3><pre>{{ r.info }}</pre>
+{% for r in runs %}<h3>{{ r.id }} {{ r.name }}</h3><pre>{{ r.info }}</pre>
 {% if r.error %}<p>error: {{ r.error }}</p>{% endif %}
 {% endfor %}
 </body></html>
@@ -88,8 +89,9 @@ def package_versions() -> dict[str, str]:
 
 
 def _table(frame: pd.DataFrame) -> Markup:
-    # pandas escapes cell text and headers itself (escape=True is its default)
-    return Markup(frame.to_html(escape=True, na_rep="—", float_format=lambda v: f"{v:.4g}", border=0))
+    # cells as a reader sees them (percent for fractions, empty where there is no value); pandas
+    # escapes cell text and headers itself (escape=True is its default)
+    return Markup(readable_table(frame).to_html(escape=True, border=0))
 
 
 def _figure(fig) -> Markup:
@@ -99,13 +101,13 @@ def _figure(fig) -> Markup:
 def report_figures(runs: pd.DataFrame, children: pd.DataFrame, metrics: pd.DataFrame,
                    summary: pd.DataFrame, quality_key: Optional[str]) -> list[tuple[str, object]]:
     """Every comparison figure the selection allows, as (title, plotly figure)."""
-    figures: list[tuple[str, object]] = [(f"{fig.layout.title.text or 'Metrics'} against sparsity", fig)
+    figures: list[tuple[str, object]] = [(f"{fig.layout.title.text or 'Metrics'} against target sparsity", fig)
                                          for fig in compare.curves_figures(metrics, runs)]
     if quality_key:
         both = pd.concat([runs, children]).drop_duplicates("id")
         points = compare.quality_latency_frame(both, metrics, quality_key)
         if len(points):
-            figures.append((f"{quality_key} against measured latency",
+            figures.append((f"{metric_label(quality_key)} against measured latency",
                             compare.quality_latency_figure(points, quality_key)))
     if len(runs) > 1:
         figures.append(("Parallel coordinates", compare.parallel_figure(runs, summary)))
@@ -113,7 +115,7 @@ def report_figures(runs: pd.DataFrame, children: pd.DataFrame, metrics: pd.DataF
     if len(layer):
         xs = compare.x_values(layer)
         x = xs[len(xs) // 2]  # the middle target: the extremes (0 and the sparsest) say least
-        figures.append((f"Per-layer sparsity at target {x:g}", layer_sparsity_pair(metrics, runs, x)))
+        figures.append((f"Per-layer sparsity at target {x:.0%}", layer_sparsity_pair(metrics, runs, x)))
     return figures
 
 
@@ -132,17 +134,19 @@ def render_html(selection: compare.Selection, how: str = "last", at_x: Optional[
     runs, children, metrics = selection
     run_ids = [int(i) for i in runs["id"]]
     summary = compare.metric_summary(metrics, runs, how, at_x)
-    rows = [{"id": r.id, "kind": r.kind, "name": r.name, "model": r.model, "method": r.method,
-             "status": r.status, "parent_run": None if pd.isna(r.parent_run) else int(r.parent_run),
-             "created": r.created_at.isoformat(sep=" ", timespec="seconds"), "notes": r.notes,
+    # every cell through text(): a missing name or method is empty, never 'None' or 'nan'
+    rows = [{"id": run_ref(r.id), "kind": text(r.kind), "name": text(r.name), "model": text(r.model),
+             "method": text(r.method), "status": text(r.status), "parent_run": run_ref(r.parent_run),
+             "created": r.created_at.isoformat(sep=" ", timespec="seconds"), "notes": text(r.notes),
              "info": json.dumps(r.info, indent=1, default=str)[:20_000],
-             "error": r.error} for r in runs.itertuples()]
+             "error": text(r.error)} for r in runs.itertuples()]
     return _template().render(
         run_ids=", ".join(f"#{i}" for i in run_ids), runs=rows, plotlyjs=Markup(get_plotlyjs()),
         generated=datetime.now(timezone.utc).isoformat(sep=" ", timespec="seconds"),
         python=platform.python_version(), packages=package_versions(),
         config_diff=_table(compare.config_table(runs, differences_only=True)),
         config_all=_table(compare.config_table(runs)),
-        summary_title=f"value at x = {at_x:g}" if how == "at" else f"{how} value", summary=_table(summary),
+        summary_title=f"value at target sparsity {at_x:.0%}" if how == "at" else f"{how} value",
+        summary=_table(summary),
         figures=[(t, _figure(f)) for t, f in report_figures(runs, children, metrics, summary,
                                                               quality_metric(metrics))])

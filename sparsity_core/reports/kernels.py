@@ -13,7 +13,16 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from sparsity_core.reports.figures import empty
+from sparsity_core.reports.figures import (
+    MAX_LAYER_ROWS,
+    PALETTE,
+    axis_format,
+    empty,
+    group_layers,
+    legend_below,
+    metric_label,
+    series_colours,
+)
 
 SEMI24_COMPUTE_BOUND = 2.0  # half the multiply-adds
 SEMI24_MEMORY_BOUND = 16 / 9  # fp16: 4 weights = 64 bits dense, 2 x 16 bits + 2 x 2-bit indices = 36 bits
@@ -38,8 +47,10 @@ def speedup_figure(frame: pd.DataFrame, run_id: int, shape: str, tokens: int) ->
     if rows.empty:
         return empty(f"no speedups measured for {shape} at {tokens} tokens", height=300)
     fig = go.Figure()
+    colour = series_colours(rows["layout"])
     for layout, part in rows.sort_values("x").groupby("layout", sort=True):
-        fig.add_trace(go.Scatter(x=part["x"], y=part["value"], mode="lines+markers", name=layout))
+        fig.add_trace(go.Scatter(x=part["x"], y=part["value"], mode="lines+markers", name=layout,
+                                 line={"color": colour[layout]}))
     s = np.linspace(0, max(0.99, rows["x"].max()), 100)
     s = s[s <= max(rows["x"].max(), 0.5)]
     fig.add_trace(go.Scatter(x=s, y=1 / (1 - s), mode="lines", name="ideal 1/(1-s) (compute)",
@@ -48,12 +59,12 @@ def speedup_figure(frame: pd.DataFrame, run_id: int, shape: str, tokens: int) ->
         for bound, label in ((SEMI24_COMPUTE_BOUND, "2:4 compute bound 2x"),
                              (SEMI24_MEMORY_BOUND, "2:4 memory bound 16/9")):
             fig.add_trace(go.Scatter(x=[0.5], y=[bound], mode="markers", name=label,
-                                     marker={"symbol": "line-ew-open", "size": 24}))
+                                     marker={"symbol": "line-ew-open", "size": 24, "color": "black"}))
     fig.add_hline(y=1.0, line={"color": "black", "dash": "dash"}, annotation_text="break-even (dense)")
-    fig.update_yaxes(type="log", title="speedup over dense (log; > 1 is faster)")
-    fig.update_layout(xaxis_title="sparsity (fraction of zeros)", title=f"{shape} layer, {tokens} tokens",
-                      height=420, margin={"t": 50, "b": 40})
-    return fig
+    fig.update_yaxes(type="log", title="speedup over dense (×, log; above 1 is faster)")
+    fig.update_layout(xaxis_title="sparsity (share of zeros)", xaxis_tickformat=".0%",
+                      title=f"{shape} layer, {tokens} tokens", height=440, margin={"t": 50, "b": 40})
+    return legend_below(fig)
 
 
 def heatmap_figure(frame: pd.DataFrame, run_id: int, layout: str, shape: str) -> go.Figure:
@@ -64,13 +75,33 @@ def heatmap_figure(frame: pd.DataFrame, run_id: int, layout: str, shape: str) ->
         return empty(f"no speedups for {layout} on {shape}", height=300)
     grid = rows.pivot_table(index="tokens", columns="x", values="value", aggfunc="median").sort_index()
     z = np.log2(grid.to_numpy())
+    # colour is log2 (2x faster and 2x slower equally strong); the bar is labelled in plain speedups
+    ticks = [v for v in (1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8) if z.min() - 0.5 <= np.log2(v) <= z.max() + 0.5]
     fig = go.Figure(go.Heatmap(
-        z=z, x=[f"{c:g}" for c in grid.columns], y=[str(t) for t in grid.index], zmid=0,
-        colorscale="RdBu", text=np.round(grid.to_numpy(), 2), texttemplate="%{text}x",
-        colorbar={"title": "log2 speedup"}, hovertemplate="sparsity %{x}, %{y} tokens: %{text}x<extra></extra>"))
-    fig.update_layout(xaxis_title="sparsity", yaxis_title="tokens", yaxis_type="category",
+        z=z, x=[f"{c:.0%}" for c in grid.columns], y=[str(t) for t in grid.index], zmid=0,
+        colorscale="RdBu", text=np.round(grid.to_numpy(), 2), texttemplate="%{text}×",
+        colorbar={"title": {"text": "speedup"}, "tickvals": [float(np.log2(v)) for v in ticks],
+                  "ticktext": [f"{v:g}×" for v in ticks]},
+        hovertemplate="sparsity %{x}, %{y} tokens: %{text}× dense<extra></extra>"))
+    # category axes: plotly would read '50%' as the number 50
+    fig.update_layout(xaxis_title="sparsity (share of zeros)", xaxis_type="category", yaxis_title="tokens per call",
+                      yaxis_type="category",
                       title=f"{layout} vs dense on {shape}: where sparse wins (blue)", height=380)
     return fig
+
+
+def sweep_table(frame: pd.DataFrame, run_id: int) -> pd.DataFrame:
+    """The sweep as a table a reader scans: one row per (shape, tokens, sparsity, layout), the
+    sparsity in percent and the columns in plain words."""
+    rows = sweep_frame(frame, run_id)
+    keys = ["latency_ms", "speedup", "rel_error"]
+    rows = rows[rows["key"].isin(keys)]
+    if rows.empty:
+        return pd.DataFrame(columns=["shape", "tokens", "sparsity", "layout", *map(metric_label, keys)])
+    table = rows.pivot_table(index=["shape", "tokens", "x", "layout"], columns="key", values="value").reset_index()
+    table["x"] = [f"{x:.0%}" for x in table["x"]]
+    table = table.rename(columns={"x": "sparsity", **{k: metric_label(k) for k in keys}})
+    return table[[c for c in ["shape", "tokens", "sparsity", "layout", *map(metric_label, keys)] if c in table]]
 
 
 def model_frame(frame: pd.DataFrame, run_id: int) -> pd.DataFrame:
@@ -91,28 +122,38 @@ def quality_speed_figure(model: pd.DataFrame, quality: pd.DataFrame, quality_key
         return empty("no end-to-end measurements (the run had no parent pruning run)", height=300)
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=model["sparsity"], y=model["speedup"], mode="lines+markers",
-                             name="end-to-end speedup", yaxis="y"))
+                             name="end-to-end speedup", yaxis="y", line={"color": PALETTE[0]}))
     q = quality[(quality["key"] == quality_key) & (quality["series"] == "")].sort_values("x")
     if not q.empty:
-        fig.add_trace(go.Scatter(x=q["x"], y=q["value"], mode="lines+markers", name=quality_key,
-                                 yaxis="y2", line={"dash": "dot"}))
+        fig.add_trace(go.Scatter(x=q["x"], y=q["value"], mode="lines+markers", name=metric_label(quality_key),
+                                 yaxis="y2", line={"dash": "dot", "color": PALETTE[1]}))
     fig.add_hline(y=1.0, line={"color": "black", "dash": "dash"})
-    fig.update_layout(xaxis_title="sparsity", yaxis={"title": "speedup over masked dense"},
-                      yaxis2={"title": quality_key, "overlaying": "y", "side": "right"},
-                      title="quality against real speed", height=400, legend={"orientation": "h"})
-    return fig
+    fig.update_layout(xaxis_title="sparsity (share of zeros)", xaxis_tickformat=".0%",
+                      yaxis={"title": "speedup over masked dense (×)", "tickformat": "~g"},
+                      yaxis2={"title": metric_label(quality_key), "overlaying": "y", "side": "right",
+                              **axis_format(quality_key)},
+                      title="quality against real speed", height=420)
+    return legend_below(fig)
 
 
 def layer_latency_figure(frame: pd.DataFrame, run_id: int, sparsity: float) -> go.Figure:
     """Per-layer latency of the run's real masks, one bar per layout, at one sparsity."""
-    rows = frame[(frame["run_id"] == run_id) & (frame["key"] == "layer_latency_ms") & (frame["x"] == sparsity)]
+    rows = frame[(frame["run_id"] == run_id) & (frame["key"] == "layer_latency_ms")
+                 & np.isclose(frame["x"].astype(float), sparsity)]
     if rows.empty:
-        return empty(f"no per-layer latencies at sparsity {sparsity:g}", height=300)
+        return empty(f"no per-layer latencies at sparsity {sparsity:.0%}", height=300)
     parts = rows["series"].str.split("|", n=1, expand=True)
-    rows = rows.assign(layout=parts[0], layer=parts[1])
+    rows = rows.assign(layout=parts[0], series=parts[1])
+    grouped = rows["series"].nunique() > MAX_LAYER_ROWS  # 210 layers of SmolLM2: one bar per block, summed
+    if grouped:
+        rows = group_layers(rows).groupby(["layout", "block", "block_index"], as_index=False)["value"].sum()
+        rows = rows.sort_values("block_index").rename(columns={"block": "series"})
     fig = go.Figure()
+    colour = series_colours(rows["layout"])
     for layout, part in rows.groupby("layout", sort=True):
-        fig.add_trace(go.Bar(x=part["layer"], y=part["value"], name=layout))
-    fig.update_layout(barmode="group", yaxis_title="ms per call (median)", xaxis_tickangle=-45,
-                      title=f"each layer's real mask at sparsity {sparsity:g}", height=420)
-    return fig
+        fig.add_trace(go.Bar(x=part["series"], y=part["value"], name=layout, marker_color=colour[layout]))
+    fig.update_layout(barmode="group", yaxis_title="ms per call (median" + (", summed over the block)" if grouped
+                                                                            else ")"),
+                      yaxis_tickformat="~g", xaxis_title="block" if grouped else "layer", xaxis_type="category",
+                      xaxis_tickangle=-45, title=f"each layer's real mask at sparsity {sparsity:.0%}", height=440)
+    return legend_below(fig)

@@ -15,9 +15,19 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from sparsity_core.reports.figures import colours, empty, label
+from sparsity_core.reports.figures import (
+    MAX_LAYER_ROWS,
+    PALETTE,
+    colours,
+    empty,
+    group_layers,
+    label,
+    legend_below,
+    metric_label,
+)
 
 SIZE_LABELS = {"bytes_dense": "dense", "bytes_csr": "CSR", "bytes_2to4": "2:4 semi-structured"}
+KEPT, ZERO = "#1F3A5F", "#F4F1EA"  # kept weights dark, zeros paper-light
 
 
 def weight_histogram(views: dict[str, Any], target: str) -> go.Figure:
@@ -32,17 +42,23 @@ def weight_histogram(views: dict[str, Any], target: str) -> go.Figure:
                          marker_color="#E45756", opacity=0.7))
     fig.update_layout(barmode="overlay", title=f"weights before / after ({pruned['zero_fraction']:.0%} exactly zero)",
                       xaxis_title="weight value", yaxis_title="count (sampled weights, log)", yaxis_type="log",
-                      height=360, margin=dict(t=40, b=40))
-    return fig
+                      height=380, margin=dict(t=40, b=40))
+    return legend_below(fig)
 
 
 def mask_view(views: dict[str, Any], target: str) -> go.Figure:
     """The top-left corner of one layer's mask: kept weights dark, pruned light. N:M groups and
     blocks show as a regular texture; unstructured masks look like noise."""
-    crop = views["masks"][target]
-    fig = go.Figure(go.Heatmap(z=crop, colorscale=[[0, "#F4F1EA"], [1, "#1F3A5F"]], zmin=0, zmax=1,
-                               showscale=False, xgap=1, ygap=1))
-    fig.update_layout(title=f"mask of {views['mask_layer']} at {float(target):.0%} (top-left {len(crop)}x{len(crop[0])})",
+    crop = np.asarray(views["masks"][target], dtype=float)
+    # two flat colour bands and a two-tick colour bar: the legend says which colour is which
+    fig = go.Figure(go.Heatmap(z=crop, colorscale=[[0, ZERO], [0.5, ZERO], [0.5, KEPT], [1, KEPT]], zmin=0, zmax=1,
+                               xgap=1, ygap=1, hovertemplate="row %{y}, column %{x}: %{text}<extra></extra>",
+                               text=np.where(crop > 0.5, "kept", "zero (pruned)"),
+                               colorbar={"tickvals": [0.25, 0.75], "ticktext": ["zero (pruned)", "kept"],
+                                         "len": 0.5, "thickness": 14}))
+    kept = float(crop.mean()) if crop.size else 0.0
+    fig.update_layout(title=f"mask of {views['mask_layer']} at {float(target):.0%}: top-left {crop.shape[0]}x"
+                            f"{crop.shape[1] if crop.ndim > 1 else 0}, {kept:.0%} kept",
                       xaxis_title="input column", yaxis_title="output row", yaxis_autorange="reversed",
                       height=380, margin=dict(t=40, b=40))
     return fig
@@ -53,12 +69,11 @@ def size_table(frame: pd.DataFrame, run_id: int) -> pd.DataFrame:
     rows = frame[(frame["run_id"] == run_id) & (frame["series"] == "")]
     keys = ["nonzeros", *SIZE_LABELS]
     table = rows[rows["key"].isin(keys)].pivot_table(index="x", columns="key", values="value")
-    out = pd.DataFrame(index=table.index)
-    out.index.name = "target sparsity"
-    out["nonzeros"] = table.get("nonzeros")
+    out = pd.DataFrame(index=pd.Index([f"{x:.0%}" for x in table.index], name="target sparsity"))
+    out["nonzeros"] = table["nonzeros"].round().astype("Int64").to_numpy() if "nonzeros" in table else pd.NA
     for key, fmt in SIZE_LABELS.items():
         if key in table:
-            out[f"MB {fmt}"] = table[key] / 1e6
+            out[f"MB {fmt}"] = (table[key] / 1e6).to_numpy()
     return out
 
 
@@ -66,13 +81,15 @@ def size_figure(frame: pd.DataFrame, run_id: int) -> go.Figure:
     """Bytes of the pruned layers in each storage format, against the target sparsity."""
     table = size_table(frame, run_id)
     fig = go.Figure()
-    for fmt in SIZE_LABELS.values():
+    for i, fmt in enumerate(SIZE_LABELS.values()):
         col = f"MB {fmt}"
         if col in table:
-            fig.add_trace(go.Bar(x=[f"{x:.0%}" for x in table.index], y=table[col], name=fmt))
+            fig.add_trace(go.Bar(x=list(table.index), y=table[col], name=fmt, marker_color=PALETTE[i]))
+    # category axis: plotly would read '50%' as the number 50 and space the bars on a 0-100 line
     fig.update_layout(barmode="group", title="size of the pruned layers", xaxis_title="target sparsity",
-                      yaxis_title="MB", height=360, margin=dict(t=40, b=40))
-    return fig
+                      xaxis_type="category", yaxis_title="size (MB)", yaxis_tickformat="~g", height=380,
+                      margin=dict(t=40, b=40))
+    return legend_below(fig)
 
 
 def generation_table(views: dict[str, Any]) -> pd.DataFrame:
@@ -92,15 +109,20 @@ def recovery_curves(frame: pd.DataFrame, run_id: int) -> go.Figure:
 
     mine = frame[frame["run_id"] == run_id]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
+    segments = sorted(set(mine.loc[mine["key"].isin(["train_loss", "schedule_sparsity"]), "series"]), key=float)
+    colour = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(segments)}
     for series, part in mine[mine["key"] == "train_loss"].groupby("series"):
-        fig.add_trace(go.Scatter(x=part["x"], y=part["value"], mode="lines", name=f"loss, to {float(series):.0%}"))
+        fig.add_trace(go.Scatter(x=part["x"], y=part["value"], mode="lines", name=f"loss, to {float(series):.0%}",
+                                 line={"color": colour[series]}))
     for series, part in mine[mine["key"] == "schedule_sparsity"].groupby("series"):
         fig.add_trace(go.Scatter(x=part["x"], y=part["value"], mode="lines+markers", line_shape="hv",
-                                 name=f"sparsity, to {float(series):.0%}", line_dash="dot"), secondary_y=True)
-    fig.update_layout(title="recovery: training loss and the cubic sparsity schedule", xaxis_title="optimizer step")
-    fig.update_yaxes(title_text="loss", secondary_y=False)
-    fig.update_yaxes(title_text="mask sparsity", range=[0, 1], secondary_y=True)
-    return fig
+                                 name=f"sparsity, to {float(series):.0%}",
+                                 line={"dash": "dot", "color": colour[series]}), secondary_y=True)
+    fig.update_layout(title="recovery: training loss and the cubic sparsity schedule", xaxis_title="optimizer step",
+                      height=380)
+    fig.update_yaxes(title_text="training loss", tickformat="~g", secondary_y=False)
+    fig.update_yaxes(title_text="mask sparsity", range=[0, 1], tickformat=".0%", secondary_y=True)
+    return legend_below(fig)
 
 
 def layer_sparsity_pair(metrics: pd.DataFrame, runs: pd.DataFrame, x: float) -> go.Figure:
@@ -108,7 +130,11 @@ def layer_sparsity_pair(metrics: pd.DataFrame, runs: pd.DataFrame, x: float) -> 
     where a global threshold or an activation-aware method puts the zeros."""
     rows = metrics[(metrics["key"] == "layer_sparsity") & np.isclose(metrics["x"].astype(float), x)]
     if rows.empty:
-        return empty(f"no per-layer sparsity measured at {x:g}")
+        return empty(f"no per-layer sparsity measured at {x:.0%}")
+    grouped = rows["series"].nunique() > MAX_LAYER_ROWS  # SmolLM2's 210 layers: one bar per block
+    if grouped:
+        rows = group_layers(rows).groupby(["run_id", "block", "block_index"], as_index=False)["value"].mean()
+        rows = rows.sort_values("block_index").rename(columns={"block": "series"})
     fig = go.Figure()
     colour = colours(runs)
     for _, run in runs.iterrows():
@@ -116,7 +142,9 @@ def layer_sparsity_pair(metrics: pd.DataFrame, runs: pd.DataFrame, x: float) -> 
         if len(group):
             fig.add_trace(go.Bar(x=group["series"], y=group["value"], name=label(run),
                                  marker={"color": colour[int(run["id"])]}))
-    fig.add_hline(y=x, line_dash="dot", annotation_text=f"target {x:g}")
-    fig.update_layout(barmode="group", yaxis_title="fraction of zeros", xaxis_title="layer", height=380,
-                      yaxis_range=[0, 1])
-    return fig
+    fig.add_hline(y=x, line_dash="dot", annotation_text=f"target {x:.0%}")
+    fig.update_layout(barmode="group", yaxis_title="zeros in the layer" + (" (mean of the block)" if grouped else ""),
+                      xaxis_title="block" if grouped else "layer", xaxis_type="category", height=400,
+                      yaxis_range=[0, 1], yaxis_tickformat=".0%", title=f"{metric_label('layer_sparsity')} at target "
+                                                                         f"{x:.0%}")
+    return legend_below(fig)

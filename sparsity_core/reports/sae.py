@@ -14,52 +14,52 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from sparsity_core.reports.figures import metric_curve
+from sparsity_core.reports.figures import PALETTE, legend_below, metric_curve, metric_label, text
 from sparsity_core.sae.compare import MATCH_THRESHOLD
 
 FINAL_KEYS = ("l0", "fve", "nmse", "dead_fraction", "eval_dead_fraction", "tokens_per_s", "ce_recovered",
               "ce_clean", "ce_sae", "ce_zero", "probe_accuracy", "probe_accuracy_clean", "probe_accuracy_zero",
               "embedding_cosine", "embedding_cosine_zero", "cosine_recovered")
-CURVE_TITLES = {"train_l0": "L0 (active latents per token)", "train_fve": "fraction of variance explained",
-                "dead_fraction": "dead latents (fraction)", "coeff": "penalty coefficient"}
 ACT_BINS = np.linspace(-2.0, 1.5, 36)  # must match sparsity_core.sae.features.ACT_BINS (a test checks)
 
 
-def final_metrics(frame: pd.DataFrame, labels: Optional[dict[int, str]] = None) -> pd.DataFrame:
-    """One row per run, one column per final (x-less) metric, in a fixed readable order."""
+def final_metrics(frame: pd.DataFrame, labels: Optional[dict[int, str]] = None, plain: bool = False) -> pd.DataFrame:
+    """One row per run, one column per final (x-less) metric, in a fixed readable order; with
+    `plain`, the columns are the metrics' plain labels (`figures.metric_label`) instead of keys."""
     rows = frame[frame["x"].isna() & (frame["series"] == "")]
     table = rows.pivot_table(index="run_id", columns="key", values="value", aggfunc="last")
     table = table[[k for k in FINAL_KEYS if k in table.columns]]
     if labels:
-        table.index = [labels.get(i, f"run #{i}") for i in table.index]
+        table.index = [labels.get(i, f"run #{text(i)}") for i in table.index]
+    if plain:
+        table.columns = [metric_label(k) for k in table.columns]
     return table
 
 
 def training_curve(frame: pd.DataFrame, key: str, labels: Optional[dict[int, str]] = None) -> go.Figure:
-    fig = metric_curve(frame[frame["x"].notna()], key, labels, x_title="training tokens seen")
-    fig.update_layout(title=CURVE_TITLES.get(key, key), yaxis_title=CURVE_TITLES.get(key, key))
-    return fig
+    """One training metric against the tokens seen, one line per run."""
+    return metric_curve(frame[frame["x"].notna()], key, labels, x_title="training tokens seen", x_percent=False)
 
 
 def density_histogram(frame: pd.DataFrame, labels: Optional[dict[int, str]] = None) -> go.Figure:
     """Share of latents per log10(firing density) bin; the leftmost bin holds dead latents."""
     fig = go.Figure()
     rows = frame[frame["key"] == "log_density"].sort_values("x")
-    for run_id, part in rows.groupby("run_id", sort=True):
-        fig.add_trace(go.Bar(x=part["x"], y=part["value"], name=(labels or {}).get(run_id, f"run #{run_id}"),
-                             opacity=0.7))
-    fig.update_layout(barmode="overlay", title="latent density (held-out tokens)",
-                      xaxis_title="log10 firing frequency (leftmost bin: never fired)",
-                      yaxis_title="share of latents", height=340, margin=dict(t=40, b=40))
-    return fig
+    for i, (run_id, part) in enumerate(rows.groupby("run_id", sort=True)):
+        fig.add_trace(go.Bar(x=part["x"], y=part["value"], name=(labels or {}).get(run_id, f"run #{text(run_id)}"),
+                             opacity=0.7, marker_color=PALETTE[i % len(PALETTE)]))
+    fig.update_layout(barmode="overlay", title="how often each latent fires (held-out tokens)",
+                      xaxis_title="firing frequency, log10 (−2: once per 100 tokens; leftmost bin: never fired)",
+                      yaxis_title="share of latents", yaxis_tickformat=".0%", height=360, margin=dict(t=40, b=40))
+    return legend_below(fig)
 
 
 def activation_histogram(row: pd.Series) -> go.Figure:
     """One latent's activations on held-out tokens (log10 bins)."""
     centres = 10 ** ((ACT_BINS[:-1] + ACT_BINS[1:]) / 2)
-    fig = go.Figure(go.Bar(x=centres, y=list(row["act_hist"])))
+    fig = go.Figure(go.Bar(x=centres, y=list(row["act_hist"]), marker_color=PALETTE[0]))
     fig.update_layout(title=f"latent {int(row['latent'])}: activation histogram", xaxis_type="log",
-                      xaxis_title="activation (normalised units)", yaxis_title="tokens", height=280,
+                      xaxis_title="activation (normalised units, log)", yaxis_title="held-out tokens", height=280,
                       margin=dict(t=40, b=40))
     return fig
 
@@ -96,10 +96,11 @@ def match_histogram(matches: pd.DataFrame, label_a: str, label_b: str) -> go.Fig
     """Best-match cosines of A's latents in B (`sae.compare.match_features`), with the share above
     the 'same feature' threshold."""
     share = float((matches["cosine"] >= MATCH_THRESHOLD).mean()) if len(matches) else 0.0
-    fig = go.Figure(go.Histogram(x=matches["cosine"], nbinsx=40, marker_color="#4C78A8"))
+    fig = go.Figure(go.Histogram(x=matches["cosine"], nbinsx=40, marker_color=PALETTE[0]))
     fig.add_vline(x=MATCH_THRESHOLD, line_dash="dash",
                   annotation_text=f"{share:.0%} of latents matched (cos ≥ {MATCH_THRESHOLD})")
     fig.update_layout(title=f"best decoder-cosine match in {html.escape(label_b)} for each latent of "
-                            f"{html.escape(label_a)}", xaxis_title="cosine similarity", yaxis_title="latents",
+                            f"{html.escape(label_a)}", xaxis_title="cosine similarity of decoder directions",
+                      yaxis_title="latents",
                       xaxis_range=[-0.05, 1.05], height=320, margin=dict(t=40, b=40))
     return fig

@@ -135,7 +135,7 @@ def test_two_explanations_of_one_example_side_by_side(tmp_path):
     table, overlap = explain.explanation_pair(a, b)
     assert overlap == {"excitatory": 2 / 3, "inhibitory": 2 / 3}  # {5, 6} of three each
     top = table[(table["side"] == "excitatory") & (table["rank"] == 1)].iloc[0]
-    assert (top["A train #"], top["B train #"]) == (4, 5)
+    assert (top["A train #"], top["B train #"], top["A value"]) == ("4", "5", "+1.000")
     fig = explain.explanation_pair_figure(a, b, (na, nb))
     assert [list(t.y) for t in fig.data] == [[-0.5, 2.0], [-0.5, 2.0]]
 

@@ -34,7 +34,7 @@ def test_cli_export_import_and_list(tmp_path, capsys, monkeypatch):
     code = cli.main(["export", "--runs", str(a), "--html", str(out["html"]), "--json", str(out["json"]),
                      "--csv", str(out["csv"]), "--summary", "at", "--at", "0.5"])
     assert code == 0 and all(p.stat().st_size > 0 for p in out.values())
-    assert "value at x = 0.5" in out["html"].read_text()
+    assert "value at target sparsity 50%" in out["html"].read_text()
     capsys.readouterr()
     assert cli.main(["import", str(out["json"])]) == 0
     new_ids = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -42,7 +42,8 @@ def test_speedup_figure_has_break_even_ideal_and_two_four_bounds():
 
 def test_heatmap_is_tokens_by_sparsity():
     fig = heatmap_figure(SWEEP, 1, "csr", "3072x768")
-    assert list(fig.data[0].y) == ["32", "512"] and list(fig.data[0].x) == ["0.5", "0.9"]
+    assert list(fig.data[0].y) == ["32", "512"] and list(fig.data[0].x) == ["50%", "90%"]
+    assert fig.layout.xaxis.type == "category"  # else plotly reads '50%' as the number 50
     assert fig.data[0].text.tolist() == [[0.7, 3.5], [0.5, 1.5]]
 
 
