@@ -7,7 +7,7 @@ import streamlit as st
 
 from sparsity_core.reports import bundle, compare, html_report, loaders
 from sparsity_core.reports.explain import explanation_pair, explanation_pair_figure, same_example
-from sparsity_core.reports.figures import label
+from sparsity_core.reports.figures import label, readable_table
 from sparsity_core.reports.pruning import layer_sparsity_pair
 from sparsity_core.reports.sae import match_histogram
 
@@ -103,7 +103,7 @@ def view_table() -> None:
                      format_func=lambda h: f"{h}: {SUMMARY_HELP[h]}" if h == "at" else h, help=str(SUMMARY_HELP))
     at_x = right.number_input("x (target sparsity)", 0.0, 1.0, step=0.05, key="cmp_x", disabled=how != "at")
     summary = compare.metric_summary(metrics, runs, how, at_x if how == "at" else None)
-    st.dataframe(summary.style.format("{:.4g}", na_rep="—"), width="stretch")
+    st.dataframe(readable_table(summary), width="stretch")
 
 
 def view_curves() -> None:
@@ -133,7 +133,12 @@ def view_latency() -> None:
 def view_parallel() -> None:
     summary = compare.metric_summary(metrics, runs, st.session_state["cmp_summary"],
                                      st.session_state["cmp_x"] if st.session_state["cmp_summary"] == "at" else None)
-    st.plotly_chart(compare.parallel_figure(runs, summary), key="cmp-parallel")
+    choices = compare.parallel_axes(runs, summary)
+    axes = st.multiselect("Axes", choices, default=compare.default_parallel_axes(runs, summary),
+                          max_selections=compare.MAX_PARALLEL_AXES, key="cmp_parallel_axes",
+                          help="settings that differ between the runs, then metric summaries; "
+                               f"at most {compare.MAX_PARALLEL_AXES} stay readable")
+    st.plotly_chart(compare.parallel_figure(runs, summary, axes=axes), key="cmp-parallel")
 
 
 def view_panels() -> None:
@@ -152,7 +157,7 @@ def view_panels() -> None:
     others = runs[runs["kind"] != "prune"]
     for kind, group in others.groupby("kind"):
         st.subheader(f"{kind} runs")
-        st.dataframe(compare.metric_summary(metrics, group, "last"), width="stretch")
+        st.dataframe(readable_table(compare.metric_summary(metrics, group, "last")), width="stretch")
 
 
 def _explanation_pair() -> None:

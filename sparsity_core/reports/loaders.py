@@ -5,6 +5,7 @@ reads the store; every builder it feeds takes frames and dicts.
     runs, children, metrics = load_selection([3, 7])     # a compare.Selection
     parent, kids = lineage(7)
     matches = sae_matches(12, 15)                          # None when one has no decoder
+    est = estimate_for(spec)                               # "about 40 s" from similar runs, or None
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from safetensors.numpy import load_file
 
 from db import repo
 from sparsity_core.reports.compare import Selection, runs_frame
+from sparsity_core.reports.estimate import HISTORY_COLUMNS, Estimate, estimate
 from sparsity_core.sae.compare import match_features
+from sparsity_core.specs import BaseSpec
+
+ESTIMATE_HISTORY = 200  # runs of the kind read for an estimate: bounded, however large the store grows
 
 
 def all_runs() -> pd.DataFrame:
@@ -80,3 +85,12 @@ def sae_matches(run_a: int, run_b: int) -> Optional[pd.DataFrame]:
     if dec_a is None or dec_b is None:
         return None
     return match_features(dec_a, dec_b)
+
+
+def estimate_for(spec: BaseSpec) -> Optional[Estimate]:
+    """How long `spec` will take, from the last `ESTIMATE_HISTORY` runs of its kind in the store
+    (`reports.estimate.estimate`: similar succeeded runs, scaled by size); None without history."""
+    runs = repo.list_runs(kind=spec.kind, limit=ESTIMATE_HISTORY)
+    frame = pd.DataFrame([{"kind": r.kind, "model": r.model, "method": r.method, "spec": r.spec or {},
+                           "duration_s": r.duration_s, "status": r.status} for r in runs], columns=HISTORY_COLUMNS)
+    return estimate(spec, frame)

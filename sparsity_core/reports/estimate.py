@@ -1,0 +1,123 @@
+"""How long a run will take, from how long similar runs took here; and a running run's ETA.
+
+    est = estimate(spec, history)      # Estimate(seconds=40.2, basis="median of 3 similar runs here") or None
+    left = eta(run.started_at, run.progress, now)     # seconds to go, or None before 5%
+
+No cost model: with no similar run in the store's history there is no estimate (None), and the
+page says nothing rather than a number nobody measured. Pure: `history` is a frame the caller
+reads (`reports.loaders.estimate_for` reads the store).
+
+The rule. A past run is similar when it succeeded and has the same kind, model and method (the
+pruning method, the SAE variant; kernels and explanations have one each) and, per kind, the
+same of what changes the work by more than its size does:
+  prune    schedule and recovery (training runs take many times a one-shot prune)
+  explain  captum on or off, the flipped-label experiment on or off, a pruned parent or not
+           (with one, the run explains the dense and the pruned model: twice the work)
+  kernel   device, and whether a parent's model is timed
+Each similar run's duration is scaled by the new spec's size over its own, size being
+  prune    the number of target sparsities (each is one prune + one evaluation)
+  sae      the training token budget
+  kernel   sweep points (shapes x tokens x sparsities x layouts x modes) x repeats
+  explain  1 (a run is one point; captum and flipping are in the similarity instead)
+and the estimate is the median of the scaled durations of the `RECENT` newest similar runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable, Optional
+
+import pandas as pd
+
+from sparsity_core.specs import SPECS, BaseSpec
+
+RECENT = 5  # newest similar runs the median is over: recent enough to reflect this machine's load now
+ETA_FROM = 0.05  # below 5% done, elapsed / progress is mostly start-up time: no ETA yet
+HISTORY_COLUMNS = ["kind", "model", "method", "spec", "duration_s", "status"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    basis: str  # what the number comes from, in words: "median of 3 similar runs here"
+
+    @property
+    def text(self) -> str:
+        """`about 40 s (median of 3 similar runs here)`: what a page shows before launching."""
+        return f"about {duration_text(self.seconds)} ({self.basis})"
+
+
+def duration_text(seconds: float) -> str:
+    """40 -> `40 s`, 150 -> `2.5 min`, 7200 -> `2.0 h`: one significant rounding a person reads."""
+    if seconds < 90:
+        return f"{max(1, math.ceil(seconds))} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _get(kind: str, spec: dict[str, Any], name: str) -> Any:
+    """A field of a stored spec dict, or its default when the spec left it out."""
+    return spec[name] if name in spec else SPECS[kind].model_fields[name].default
+
+
+def _kernel_points(spec: dict[str, Any]) -> int:
+    dims = ("tokens", "sparsities", "layouts", "modes")
+    return max(1, len(_get("kernel", spec, "shapes"))) * math.prod(len(_get("kernel", spec, d)) for d in dims)
+
+
+SIZE: dict[str, Callable[[dict[str, Any]], float]] = {
+    "prune": lambda s: len(_get("prune", s, "sparsities")),
+    "sae": lambda s: _get("sae", s, "tokens"),
+    "kernel": lambda s: _kernel_points(s) * _get("kernel", s, "repeats"),
+    "explain": lambda s: 1,
+}
+SIZE_WORDS = {"prune": "the number of targets", "sae": "the token budget", "kernel": "sweep points x repeats"}
+
+SAME: dict[str, Callable[[dict[str, Any]], tuple]] = {
+    "prune": lambda s: (_get("prune", s, "schedule"), _get("prune", s, "recovery")),
+    "sae": lambda s: (),
+    "kernel": lambda s: (_get("kernel", s, "device"), _get("kernel", s, "parent_run") is not None),
+    "explain": lambda s: (bool(_get("explain", s, "captum")), _get("explain", s, "flip_fraction") > 0,
+                          _get("explain", s, "parent_run") is not None),
+}
+
+
+def estimate(spec: BaseSpec, history: pd.DataFrame) -> Optional[Estimate]:
+    """The expected duration of `spec` from `history` (columns HISTORY_COLUMNS, newest first; `spec`
+    a dict or JSON text as stored), or None when no similar run succeeded. See the module's rule."""
+    kind, new = spec.kind, spec.model_dump()
+    if history.empty:
+        return None
+    seconds = pd.to_numeric(history["duration_s"], errors="coerce")  # None (never started) -> NaN
+    rows = history[(history["kind"] == kind) & (history["model"] == spec.model) & (history["status"] == "succeeded")
+                   & history["method"].fillna("").eq(spec.method_name or "") & (seconds > 0)]
+    scaled = []
+    for stored, took in zip(rows["spec"], seconds[rows.index]):
+        old = json.loads(stored) if isinstance(stored, str) else dict(stored)
+        if SAME[kind](old) == SAME[kind](new) and SIZE[kind](old) > 0:
+            scaled.append(float(took) * SIZE[kind](new) / SIZE[kind](old))
+            if len(scaled) == RECENT:
+                break
+    if not scaled:
+        return None
+    n = len(scaled)
+    basis = f"median of {n} similar runs here" if n > 1 else "1 similar run here"
+    if kind in SIZE_WORDS:
+        basis += f", scaled by {SIZE_WORDS[kind]}"
+    return Estimate(float(pd.Series(scaled).median()), basis)
+
+
+def eta(started_at: Optional[datetime], progress_fraction: Optional[float], now: datetime) -> Optional[float]:
+    """Seconds left for a running run that started at `started_at` and is `progress_fraction` done
+    at `now`, assuming the rest goes as fast as what is done: elapsed x (1 - f) / f. None before
+    ETA_FROM done, with no progress or no start; 0 when done."""
+    if started_at is None or progress_fraction is None or progress_fraction < ETA_FROM:
+        return None
+    if progress_fraction >= 1:
+        return 0.0
+    elapsed = max(0.0, (now - started_at).total_seconds())
+    return elapsed * (1 - progress_fraction) / progress_fraction
