@@ -7,9 +7,18 @@ import streamlit as st
 
 from sparsity_core.reports import bundle, compare, html_report, loaders
 from sparsity_core.reports.explain import explanation_pair, explanation_pair_figure, same_example
-from sparsity_core.reports.figures import label, readable_table
+from sparsity_core.reports.figures import label, metric_help
 from sparsity_core.reports.pruning import layer_sparsity_pair
 from sparsity_core.reports.sae import match_histogram
+
+
+def summary_columns(summary: pd.DataFrame) -> dict:
+    """Numbers stay numbers (sortable); fractions read as percent, each column with its metric's help."""
+    keys = summary.attrs.get("metric_keys", {})
+    percent = set(compare.percent_columns(summary))
+    return {c: st.column_config.NumberColumn(c, help=metric_help(keys.get(c, c)) or None,
+                                             format="percent" if c in percent else "%.4g")
+            for c in summary.columns}
 
 VIEWS = {"table": "Tables", "curves": "Curves", "latency": "Quality vs latency",
          "parallel": "Parallel coordinates", "panels": "Two runs", "lineage": "Lineage", "share": "Export"}
@@ -103,7 +112,7 @@ def view_table() -> None:
                      format_func=lambda h: f"{h}: {SUMMARY_HELP[h]}" if h == "at" else h, help=str(SUMMARY_HELP))
     at_x = right.number_input("x (target sparsity)", 0.0, 1.0, step=0.05, key="cmp_x", disabled=how != "at")
     summary = compare.metric_summary(metrics, runs, how, at_x if how == "at" else None)
-    st.dataframe(readable_table(summary), width="stretch")
+    st.dataframe(summary, column_config=summary_columns(summary), width="stretch")
 
 
 def view_curves() -> None:
@@ -157,7 +166,8 @@ def view_panels() -> None:
     others = runs[runs["kind"] != "prune"]
     for kind, group in others.groupby("kind"):
         st.subheader(f"{kind} runs")
-        st.dataframe(readable_table(compare.metric_summary(metrics, group, "last")), width="stretch")
+        summary = compare.metric_summary(metrics, group, "last")
+        st.dataframe(summary, column_config=summary_columns(summary), width="stretch")
 
 
 def _explanation_pair() -> None:
