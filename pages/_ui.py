@@ -18,8 +18,12 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from db import repo
+from db.engine import database_url
+from db.models import utcnow
 from sparsity_core import jobs
-from sparsity_core.specs import BaseSpec, SpecError
+from sparsity_core.reports import loaders
+from sparsity_core.reports.estimate import duration_text, eta
+from sparsity_core.specs import BaseSpec, SpecError, parse_spec
 
 ACTIVE = ("queued", "running")
 # run kind -> the URL path of the lab page that shows it (app.py's st.Page file names; Pruning, the
@@ -171,8 +175,16 @@ def run_label(run) -> str:
     return f"#{run.id} {run.kind} {run.method or ''} · {run.model}{name} · {run.status}"
 
 
+def progress_text(run, now) -> str:
+    """`run #7 running: target 50%: pruning layer 3/36 · about 40 s left`: the lab's stage in its
+    own words, and the time left at the pace so far once 5% is done (nothing before: no guess)."""
+    text = f"run #{run.id} {run.status}: {run.message or ''}"
+    left = eta(run.started_at, run.progress, now) if run.status == "running" else None
+    return text if left is None else f"{text} · about {duration_text(left)} left"
+
+
 def _progress_line(run) -> None:
-    st.progress(run.progress, text=f"run #{run.id} {run.status}: {run.message or ''}")
+    st.progress(run.progress, text=progress_text(run, utcnow()))
 
 
 @st.fragment(run_every=1.0)
@@ -203,6 +215,26 @@ def follow_run(run_id: int, draw_results: Callable[[Any], None]) -> None:
     if run.status == "cancelled":
         st.warning(f"run #{run.id} was cancelled")
     draw_results(run)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _estimate_text(store: str, spec_json: str) -> Optional[str]:
+    # keyed by the store too: one server process can be pointed at another store (tests do)
+    found = loaders.estimate_for(parse_spec(spec_json))
+    return found.text if found else None
+
+
+def estimate_line(spec: dict[str, Any]) -> None:
+    """Before launching: how long the run the widgets describe takes here, from similar runs in the
+    store (`reports.estimate`); nothing while the spec does not validate or no similar run finished.
+    One store query, cached for 30 s per spec, so typing in a box stays fast."""
+    try:
+        parsed = parse_spec(spec)
+    except SpecError:
+        return
+    text = _estimate_text(database_url(), parsed.model_dump_json())
+    if text:
+        st.caption(f"⏱️ Expected time: {text}")
 
 
 def missing(run_id: int) -> str:
@@ -277,8 +309,6 @@ def show_url_run(kind: str, draw_results: Callable[[Any], None]) -> bool:
 
 def sidebar_status() -> None:
     from sqlalchemy.engine import make_url
-
-    from db.engine import database_url
 
     with st.sidebar:
         st.caption("Store")

@@ -4,11 +4,13 @@ import json
 
 import pandas as pd
 import streamlit as st
+from streamlit_drawable_canvas import st_canvas
 
 from db import repo
-from pages._ui import ErrorPlaces, preset_button, run_label, show_url_run
+from pages._ui import ErrorPlaces, estimate_line, preset_button, run_label, show_url_run
 from sparsity_core.catalog import MODELS, model_entry
 from sparsity_core.catalog.datasets import DATASETS, IMAGE_DATASETS, TEXT_DATASETS
+from sparsity_core.reports import digits
 from sparsity_core.reports import explain as fig
 from sparsity_core.specs import ExplainSpec
 
@@ -26,10 +28,14 @@ preset_button("explain")
 
 HF = "hf:<hub id or local path>"
 CLASSIFIERS = [m for m, info in MODELS.items() if info.task != "causal_lm"]
-BLANK_DIGIT = pd.DataFrame([[0] * 8 for _ in range(8)], columns=[str(c) for c in range(8)])
+CANVAS = 192  # pixels a side: 8 cells of 24, the size scikit-learn's 32x32 bitmaps were drawn at, x6
+STROKE = 22  # nearly a cell (24 px) wide: the digits data's pen strokes fill whole cells (values near 16)
+DRAWN = "e_drawn"  # the 8x8 input of the drawing (None: blank): the canvas sets it, Clear empties it
+# Clear gives the canvas a new key: a fresh, empty component (its own state cannot be reset from here)
+CANVAS_KEY = f"e_canvas_{st.session_state.setdefault('e_canvas_n', 0)}"
 # every field this page sends -> the widget that sets it (its message shows right below)
 PLACES = ErrorPlaces(ExplainSpec, {
-    "model": "e_model", "dataset": "e_dataset", "test_index": "e_index", "image": "e_digit", "text": "e_text",
+    "model": "e_model", "dataset": "e_dataset", "test_index": "e_index", "image": CANVAS_KEY, "text": "e_text",
     "lambda": "e_lambda", "top_k": "e_topk", "train_limit": "e_limit", "parent_run": "e_parent",
     "parent_sparsity": "e_parent", "captum": "e_captum", "flip_fraction": "e_flip", "seed": "e_seed"},
     fixed=("kind", "method"))
@@ -37,6 +43,47 @@ PLACES = ErrorPlaces(ExplainSpec, {
 
 def parent_choices(model: str) -> list:
     return [None] + [r for r in repo.list_runs(kind="prune", status="succeeded", limit=50) if r.model == model]
+
+
+@st.cache_data(show_spinner=False)
+def test_digits(dataset: str, seed: int) -> list:
+    return digits.gallery(dataset, seed)
+
+
+def pick(index: int) -> None:
+    st.session_state["e_index"] = index
+
+
+def digit_gallery(dataset: str, seed: int) -> None:
+    """The first test digit of each class as a picture with a button that picks its row."""
+    st.caption("Or pick a test digit (the button shows its true label):")
+    items = test_digits(dataset, seed)
+    for col, (index, label, image) in zip(st.columns(len(items), gap="small"), items):
+        col.image(digits.picture(image, scale=5), caption=f"#{index}")
+        col.button(label, key=f"e_pick_{index}", on_click=pick, args=(index,), help=f"explain test row {index}")
+
+
+def clear_drawing() -> None:
+    st.session_state[DRAWN] = None
+    st.session_state["e_canvas_n"] += 1
+
+
+def draw_digit() -> None:
+    """A canvas to draw on, read back as the model's 8x8 input (into session state `DRAWN`), with a
+    preview of that input and a Clear button."""
+    pad, preview = st.columns([3, 2])
+    with pad:
+        st.caption("Draw one digit, filling the box (mouse or finger)")
+        drawing = st_canvas(stroke_width=STROKE, stroke_color="#000000", background_color="#ffffff",
+                            height=CANVAS, width=CANVAS, return_image_data=True, key=CANVAS_KEY)
+        PLACES.field_error("image")
+    if drawing.image_data is not None:  # None until the canvas first sends a picture
+        st.session_state[DRAWN] = digits.drawing_input(drawing.image_data)
+    image = st.session_state.get(DRAWN)
+    with preview:
+        st.caption("What the model reads: 8x8, ink 0..16")
+        st.image(digits.picture(image if image is not None else [[0] * 8] * 8, scale=12))
+        st.button("Clear", key="e_clear", on_click=clear_drawing)
 
 
 left, right = st.columns(2)
@@ -55,15 +102,17 @@ with left:
     PLACES.field_error("dataset")
     modes = ["a test example", "draw a digit"] if image_model else ["a test example", "type a sentence"]
     mode = st.radio("Explain", modes, horizontal=True, key="e_mode")
+    if mode != "draw a digit":  # a canvas drawn again starts blank: forget the drawing it showed
+        st.session_state.pop(DRAWN, None)
     if mode == "a test example":
         point = {"test_index": int(st.number_input("Test example (row of the test split)", min_value=0, value=0,
                                                    key="e_index"))}
         PLACES.field_error("test_index")
+        if image_model:
+            digit_gallery(dataset, st.session_state.get("e_seed", 0))
     elif mode == "draw a digit":
-        st.caption("Type ink values 0 (white) to 16 (black) into the 8x8 grid.")
-        grid = st.data_editor(BLANK_DIGIT, key="e_digit", width="content")
-        point = {"image": [[float(v) for v in row] for row in grid.fillna(0).to_numpy().tolist()]}
-        PLACES.field_error("image")
+        draw_digit()
+        point = {"image": st.session_state.get(DRAWN)}
     else:
         point = {"text": st.text_area("Your sentence", "A warm, funny and surprisingly moving film.", key="e_text")}
         PLACES.field_error("text")
@@ -88,11 +137,15 @@ with right:
     seed = int(st.number_input("Seed", min_value=0, value=0, key="e_seed"))
     PLACES.field_error("seed")
 
+spec = {"kind": "explain", "method": "representer", "model": model, "dataset": dataset, "lambda": lam, **point,
+        "top_k": top_k, "train_limit": limit or None, "parent_run": parent.id if parent else None, "captum": captum,
+        "flip_fraction": flip, "seed": seed}
+estimate_line(spec)
 if st.button("Explain", type="primary", key="e_submit"):
-    PLACES.submit({"kind": "explain", "method": "representer", "model": model, "dataset": dataset, "lambda": lam,
-                   **point, "top_k": top_k,
-                   "train_limit": limit or None, "parent_run": parent.id if parent else None, "captum": captum,
-                   "flip_fraction": flip, "seed": seed})
+    if "image" in point and point["image"] is None:  # a blank canvas would explain test row 0 instead
+        PLACES.refuse({"image": "the canvas is blank: draw a digit first"})
+    else:
+        PLACES.submit(spec)
 PLACES.other_errors()
 
 

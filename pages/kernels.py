@@ -5,7 +5,7 @@ from typing import get_args
 import streamlit as st
 
 from db import repo
-from pages._ui import ErrorPlaces, preset_button, run_label, show_url_run
+from pages._ui import ErrorPlaces, estimate_line, preset_button, run_label, show_url_run
 from sparsity_core.catalog.kernels import LAYOUT_HELP, MODES, PRESETS
 from sparsity_core.reports import bundle
 from sparsity_core.reports.kernels import (
@@ -68,52 +68,51 @@ if "k_shapes" not in st.session_state:
     preset_shapes()
 parents = repo.list_runs(kind="prune", status="succeeded", limit=50)
 
-with st.form("kernel"):
-    left, right = st.columns(2)
-    with left:
-        shapes_text = st.text_input("Layer shapes (out x in)", key="k_shapes",
-                                    help="comma-separated, e.g. 3072x768, 768x3072; empty: the parent model only")
-        PLACES.field_error("shapes")
-        tokens_text = st.text_input("Tokens (rows of the input)", "32, 512", key="k_tokens")
-        PLACES.field_error("tokens")
-        sparsities_text = st.text_input("Sparsities", "0.5, 0.7, 0.9, 0.95", key="k_sparsities")
-        PLACES.field_error("sparsities")
-        layouts = st.multiselect("Layouts", list(LAYOUT_HELP), default=["dense", "csr", "shrunk"], key="k_layouts",
-                                 help="\n".join(f"- **{k}**: {v}" for k, v in LAYOUT_HELP.items()))
-        PLACES.field_error("layouts")
-    with right:
-        device = st.radio("Device", get_args(FIELDS["device"].annotation), horizontal=True, key="k_device")
-        PLACES.field_error("device")
-        dtype = st.selectbox("dtype", get_args(FIELDS["dtype"].annotation), key="k_dtype")
-        PLACES.field_error("dtype")
-        modes = st.multiselect("Launch modes", list(MODES), default=FIELDS["modes"].default, key="k_modes",
-                               help="CUDA graphs and torch.compile try to close the small-batch gap")
-        PLACES.field_error("modes")
-        block = st.number_input("BSR block", min_value=1, max_value=256, value=FIELDS["block"].default, key="k_block")
-        PLACES.field_error("block")
-        repeats = st.number_input("Repeats", min_value=3, max_value=1000, value=FIELDS["repeats"].default,
-                                  key="k_repeats")
-        PLACES.field_error("repeats")
-        parent = st.selectbox("Pruned model (parent run, optional)", [None, *parents], key="k_parent",
-                              format_func=lambda r: "none: layers only" if r is None else run_label(r))
-        PLACES.field_error("parent_run")
-        PLACES.field_error("model")
-        name = st.text_input("Run name (optional)", key="k_name")
-        PLACES.field_error("name")
-    submitted = st.form_submit_button("Measure", type="primary", key="k_submit")
+left, right = st.columns(2)
+with left:
+    shapes_text = st.text_input("Layer shapes (out x in)", key="k_shapes",
+                                help="comma-separated, e.g. 3072x768, 768x3072; empty: the parent model only")
+    PLACES.field_error("shapes")
+    tokens_text = st.text_input("Tokens (rows of the input)", "32, 512", key="k_tokens")
+    PLACES.field_error("tokens")
+    sparsities_text = st.text_input("Sparsities", "0.5, 0.7, 0.9, 0.95", key="k_sparsities")
+    PLACES.field_error("sparsities")
+    layouts = st.multiselect("Layouts", list(LAYOUT_HELP), default=["dense", "csr", "shrunk"], key="k_layouts",
+                             help="\n".join(f"- **{k}**: {v}" for k, v in LAYOUT_HELP.items()))
+    PLACES.field_error("layouts")
+with right:
+    device = st.radio("Device", get_args(FIELDS["device"].annotation), horizontal=True, key="k_device")
+    PLACES.field_error("device")
+    dtype = st.selectbox("dtype", get_args(FIELDS["dtype"].annotation), key="k_dtype")
+    PLACES.field_error("dtype")
+    modes = st.multiselect("Launch modes", list(MODES), default=FIELDS["modes"].default, key="k_modes",
+                           help="CUDA graphs and torch.compile try to close the small-batch gap")
+    PLACES.field_error("modes")
+    block = st.number_input("BSR block", min_value=1, max_value=256, value=FIELDS["block"].default, key="k_block")
+    PLACES.field_error("block")
+    repeats = st.number_input("Repeats", min_value=3, max_value=1000, value=FIELDS["repeats"].default,
+                              key="k_repeats")
+    PLACES.field_error("repeats")
+    parent = st.selectbox("Pruned model (parent run, optional)", [None, *parents], key="k_parent",
+                          format_func=lambda r: "none: layers only" if r is None else run_label(r))
+    PLACES.field_error("parent_run")
+    PLACES.field_error("model")
+    name = st.text_input("Run name (optional)", key="k_name")
+    PLACES.field_error("name")
 
-if submitted:
-    values = {"shapes": parse_shapes(shapes_text), "tokens": parse_list(tokens_text, int),
-              "sparsities": parse_list(sparsities_text, float)}
-    bad = {k: "not a list of numbers" for k, v in values.items() if v is None}
+values = {"shapes": parse_shapes(shapes_text), "tokens": parse_list(tokens_text, int),
+          "sparsities": parse_list(sparsities_text, float)}
+bad = {k: "not a list of numbers" for k, v in values.items() if v is None}
+spec = {"kind": "kernel", **values, "layouts": layouts, "device": device, "dtype": dtype, "modes": modes,
+        "block": int(block), "repeats": int(repeats), "name": name or None, "parent_run": parent.id if parent else None}
+if parent:
+    spec["model"] = parent.model
+if not bad:
+    estimate_line(spec)
+if st.button("Measure", type="primary", key="k_submit"):
     if bad:
         PLACES.refuse(bad)
     else:
-        spec = {"kind": "kernel", **values, "layouts": layouts, "device": device, "dtype": dtype,
-                "modes": modes, "block": int(block), "repeats": int(repeats), "name": name or None,
-                "parent_run": parent.id if parent else None}
-        if parent:
-            spec["model"] = parent.model
         PLACES.submit(spec)
 PLACES.other_errors()
 

@@ -5,7 +5,7 @@ import json
 import streamlit as st
 
 from db import repo
-from pages._ui import ErrorPlaces, model_widgets, preset_button, run_label, show_url_run
+from pages._ui import ErrorPlaces, estimate_line, model_widgets, preset_button, run_label, show_url_run
 from sparsity_core.catalog import METHODS, MODELS, caps
 from sparsity_core.catalog.pruning import RECOVERIES, SCHEDULES, SCOPES
 from sparsity_core.reports.figures import layer_sparsity_heatmap, metric_curve
@@ -103,17 +103,19 @@ with right:
     name = st.text_input("Run name (optional)", key="p_name")
     PLACES.field_error("name")
 
+sparsities = parse_sparsities(sparsities_text)
+spec = None if sparsities is None else {
+    "kind": "prune", "model": f"hf:{hf_ref.strip()}" if choice == HF else choice, "method": method,
+    "params": params, "pattern": pattern.strip(), "scope": scope, "sparsities": sparsities, **calibration,
+    "seed": int(seed), "name": name or None}
+if spec is not None and (schedule != "oneshot" or recovery != "none"):
+    spec.update(schedule=schedule, recovery=recovery, steps=steps, finetune_steps=finetune_steps, lr=float(train_lr))
+if spec is not None:
+    estimate_line(spec)
 if st.button("Run", type="primary", key="p_submit"):
-    sparsities = parse_sparsities(sparsities_text)
-    if sparsities is None:
+    if spec is None:
         PLACES.refuse({"sparsities": f"not a list of numbers: {sparsities_text!r}"})
     else:
-        spec = {"kind": "prune", "model": f"hf:{hf_ref.strip()}" if choice == HF else choice,
-                "method": method, "params": params, "pattern": pattern.strip(), "scope": scope,
-                "sparsities": sparsities, **calibration, "seed": int(seed), "name": name or None}
-        if schedule != "oneshot" or recovery != "none":
-            spec.update(schedule=schedule, recovery=recovery, steps=steps, finetune_steps=finetune_steps,
-                        lr=float(train_lr))
         PLACES.submit(spec)
 PLACES.other_errors()
 

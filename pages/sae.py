@@ -4,10 +4,10 @@ import pandas as pd
 import streamlit as st
 
 from db import repo
-from pages._ui import RUN_ID, ErrorPlaces, preset_button, run_label, show_url_run
+from pages._ui import RUN_ID, ErrorPlaces, estimate_line, preset_button, run_label, show_url_run
 from sparsity_core.catalog import MODELS, SITES, VARIANTS, caps
 from sparsity_core.catalog.sae import DATA
-from sparsity_core.reports import loaders
+from sparsity_core.reports import browser, loaders
 from sparsity_core.reports import sae as figs
 from sparsity_core.specs import SAESpec
 
@@ -30,63 +30,63 @@ PLACES = ErrorPlaces(SAESpec, {
     "batch_tokens": "sae_batch", "parent_run": "sae_parent", "parent_sparsity": "sae_parent_sparsity",
     "seed": "sae_seed", "name": "sae_name"})
 
-with st.form("sae"):
-    left, mid, right = st.columns(3)
-    with left:
-        choice = st.selectbox("Model", [*TEXT_MODELS, HF], key="sae_model")
-        hf_ref = st.text_input("Hub id or local path (for hf:)", placeholder="org/model or ./checkpoint", key="sae_hf")
-        PLACES.field_error("model")
-        layer = st.number_input("Block (layer index)", min_value=0, value=DEFAULTS["layer"], step=1, key="sae_layer")
-        PLACES.field_error("layer")
-        site = st.radio("Site", list(SITES), horizontal=True, key="sae_site",
-                        help="; ".join(f"{k}: {v}" for k, v in SITES.items()))
-        PLACES.field_error("site")
-        data = st.selectbox("Text", DATA, key="sae_data")
-        PLACES.field_error("data")
-    with mid:
-        variant = st.selectbox("Variant", list(VARIANTS), index=list(VARIANTS).index(DEFAULTS["variant"]),
-                               format_func=lambda v: f"{v} — {VARIANTS[v].description}", key="sae_variant")
-        PLACES.field_error("variant")
-        k = st.number_input("k (target active latents per token)", min_value=1, value=DEFAULTS["k"], step=1,
-                            key="sae_k")
-        PLACES.field_error("k")
-        expansion = st.number_input("Expansion (latents = expansion x width)", min_value=1,
-                                    value=DEFAULTS["expansion"], step=1, key="sae_expansion",
-                                    help=f"at most {caps.SAE_EXPANSION}")
-        PLACES.field_error("expansion")
-        l1 = st.number_input("Penalty coefficient (relu_l1, flops; 0 = steer to L0 = k)", min_value=0.0, value=0.0,
-                             key="sae_l1")
-        PLACES.field_error("l1_coeff")
-    with right:
-        tokens = st.number_input("Training tokens", min_value=4096, value=DEFAULTS["tokens"], step=50_000,
-                                 key="sae_tokens")
-        PLACES.field_error("tokens")
-        lr = st.number_input("Learning rate", min_value=1e-6, value=DEFAULTS["lr"], format="%.5f", key="sae_lr")
-        PLACES.field_error("lr")
-        batch = st.number_input("Tokens per step", min_value=64, value=DEFAULTS["batch_tokens"], step=256,
-                                key="sae_batch",
-                                help="a 1M-token budget needs small batches: the number of steps decides quality")
-        PLACES.field_error("batch_tokens")
-        prune_runs = repo.list_runs(kind="prune", status="succeeded", limit=50)
-        parent = st.selectbox("Pruned parent (optional)", [None, *prune_runs], key="sae_parent",
-                              format_func=lambda r: "none (dense model)" if r is None else run_label(r))
-        PLACES.field_error("parent_run")
-        parent_sparsity = st.number_input("Parent sparsity (-1 = its highest)", min_value=-1.0, max_value=0.99,
-                                          value=-1.0, key="sae_parent_sparsity")
-        PLACES.field_error("parent_sparsity")
-        seed = st.number_input("Seed", min_value=0, value=0, step=1, key="sae_seed")
-        PLACES.field_error("seed")
-        name = st.text_input("Run name (optional)", key="sae_name")
-        PLACES.field_error("name")
-    submitted = st.form_submit_button("Train", type="primary", key="sae_submit")
+left, mid, right = st.columns(3)
+with left:
+    choice = st.selectbox("Model", [*TEXT_MODELS, HF], key="sae_model")
+    hf_ref = st.text_input("Hub id or local path (for hf:)", placeholder="org/model or ./checkpoint", key="sae_hf")
+    PLACES.field_error("model")
+    layer = st.number_input("Block (layer index)", min_value=0, value=DEFAULTS["layer"], step=1, key="sae_layer")
+    PLACES.field_error("layer")
+    site = st.radio("Site", list(SITES), horizontal=True, key="sae_site",
+                    help="; ".join(f"{k}: {v}" for k, v in SITES.items()))
+    PLACES.field_error("site")
+    data = st.selectbox("Text", DATA, key="sae_data")
+    PLACES.field_error("data")
+with mid:
+    variant = st.selectbox("Variant", list(VARIANTS), index=list(VARIANTS).index(DEFAULTS["variant"]),
+                           format_func=lambda v: f"{v} — {VARIANTS[v].description}", key="sae_variant")
+    PLACES.field_error("variant")
+    k = st.number_input("k (target active latents per token)", min_value=1, value=DEFAULTS["k"], step=1,
+                        key="sae_k")
+    PLACES.field_error("k")
+    expansion = st.number_input("Expansion (latents = expansion x width)", min_value=1,
+                                value=DEFAULTS["expansion"], step=1, key="sae_expansion",
+                                help=f"at most {caps.SAE_EXPANSION}")
+    PLACES.field_error("expansion")
+    l1 = st.number_input("Penalty coefficient (relu_l1, flops; 0 = steer to L0 = k)", min_value=0.0, value=0.0,
+                         key="sae_l1")
+    PLACES.field_error("l1_coeff")
+with right:
+    tokens = st.number_input("Training tokens", min_value=4096, value=DEFAULTS["tokens"], step=50_000,
+                             key="sae_tokens")
+    PLACES.field_error("tokens")
+    lr = st.number_input("Learning rate", min_value=1e-6, value=DEFAULTS["lr"], format="%.5f", key="sae_lr")
+    PLACES.field_error("lr")
+    batch = st.number_input("Tokens per step", min_value=64, value=DEFAULTS["batch_tokens"], step=256,
+                            key="sae_batch",
+                            help="a 1M-token budget needs small batches: the number of steps decides quality")
+    PLACES.field_error("batch_tokens")
+    prune_runs = repo.list_runs(kind="prune", status="succeeded", limit=50)
+    parent = st.selectbox("Pruned parent (optional)", [None, *prune_runs], key="sae_parent",
+                          format_func=lambda r: "none (dense model)" if r is None else run_label(r))
+    PLACES.field_error("parent_run")
+    parent_sparsity = st.number_input("Parent sparsity (-1 = its highest)", min_value=-1.0, max_value=0.99,
+                                      value=-1.0, key="sae_parent_sparsity")
+    PLACES.field_error("parent_sparsity")
+    seed = st.number_input("Seed", min_value=0, value=0, step=1, key="sae_seed")
+    PLACES.field_error("seed")
+    name = st.text_input("Run name (optional)", key="sae_name")
+    PLACES.field_error("name")
 
-if submitted:
-    PLACES.submit({
-        "kind": "sae", "model": f"hf:{hf_ref.strip()}" if choice == HF else choice, "variant": variant,
-        "layer": int(layer), "site": site, "data": data, "tokens": int(tokens), "expansion": int(expansion),
-        "k": int(k), "l1_coeff": float(l1) or None, "lr": float(lr), "batch_tokens": int(batch), "seed": int(seed),
-        "name": name or None, "parent_run": parent.id if parent else None,
-        "parent_sparsity": None if parent_sparsity < 0 else float(parent_sparsity)})
+spec = {
+    "kind": "sae", "model": f"hf:{hf_ref.strip()}" if choice == HF else choice, "variant": variant,
+    "layer": int(layer), "site": site, "data": data, "tokens": int(tokens), "expansion": int(expansion),
+    "k": int(k), "l1_coeff": float(l1) or None, "lr": float(lr), "batch_tokens": int(batch), "seed": int(seed),
+    "name": name or None, "parent_run": parent.id if parent else None,
+    "parent_sparsity": None if parent_sparsity < 0 else float(parent_sparsity)}
+estimate_line(spec)
+if st.button("Train", type="primary", key="sae_submit"):
+    PLACES.submit(spec)
 PLACES.other_errors()
 
 
@@ -110,21 +110,34 @@ def url_latent(features: pd.DataFrame):
 def draw_browser(run) -> None:
     features, contexts = _table(run.id, "features"), _table(run.id, "contexts")
     st.subheader("Feature browser")
-    c1, c2, c3 = st.columns([2, 1, 1])
+    c1, c2, c3, c4 = st.columns([3, 2, 2, 2])
     query = c1.text_input("Search latents by token or text", key="sae-query")
     by = c2.radio("Match", ["token", "text"], horizontal=True, key="sae-by")
-    order = c3.selectbox("Sort by", ["density (high first)", "density (low first)", "latent"], key="sae-order")
-    found = figs.search_features(features, contexts, query, by)
-    if order != "latent" and "matches" not in found:
-        found = found.sort_values("density", ascending=order.endswith("(low first)"))
-    cols = [c for c in ("latent", "density", "max_activation", "top_tokens", "promoted", "matches") if c in found]
-    st.dataframe(found[cols].head(500), width="stretch", hide_index=True)
+    order = c3.selectbox("Sort by", list(browser.ORDERS), key="sae-order", help=browser.ORDER_HELP)
+    limit = c4.number_input("Hide denser than (% of tokens)", 0.0, 100.0,
+                            100 * browser.MAX_DENSITY, step=0.5, format="%g", key="sae-max-density",
+                            help="latents that fire on more than this share of held-out tokens are left out of "
+                                 "the list: dense ones (punctuation, a text's first token) are seldom the ones "
+                                 "worth reading first; 100 shows every latent")
+    found, hidden = browser.browsable(figs.search_features(features, contexts, query, by), contexts,
+                                      limit / 100, order)
+    if "matches" in found:  # a search lists the latents with most matching contexts first
+        found = found.sort_values("matches", ascending=False, kind="stable")
+    if hidden:
+        st.caption(f"{hidden} of {len(features)} latents fire on more than {limit:g}% of tokens and are hidden "
+                   "(raise the limit to list them)")
+    cols = [c for c in ("latent", "density", "selectivity", "max_activation", "top_tokens", "promoted", "matches")
+            if c in found]
+    st.dataframe(found[cols].head(500), width="stretch", hide_index=True,
+                 column_config={"density": st.column_config.NumberColumn("fires on (% of tokens)", format="percent"),
+                                "selectivity": st.column_config.NumberColumn(format="%.2f"),
+                                "max_activation": st.column_config.NumberColumn("max activation", format="%.2f")})
     if found.empty:
         st.info("no latent matches")
         return
     options = found["latent"].head(500).tolist()
     wanted = url_latent(features)
-    if wanted is not None and wanted not in options and not query:  # sorted out of the first 500, not searched away
+    if wanted is not None and wanted not in options and not query:  # sorted or filtered out, not searched away
         options.insert(0, wanted)
     if wanted in options and "sae-latent" not in st.session_state:  # a fresh page opens the URL's latent
         st.session_state["sae-latent"] = wanted
@@ -132,10 +145,14 @@ def draw_browser(run) -> None:
     if st.query_params.get("latent") != str(latent):  # the address always names the latent shown
         st.query_params["latent"] = str(latent)
     row = features[features["latent"] == latent].iloc[0]
+    mine = contexts[contexts["latent"] == latent]
     left, right = st.columns([3, 2])
     with left:
-        st.markdown(f"**Latent {latent}** · fires on {row['density']:.3%} of held-out tokens")
-        st.html(figs.context_html(contexts[contexts["latent"] == latent]))
+        st.markdown(f"**Latent {latent}** · fires on {row['density']:.3%} of held-out tokens · max activation "
+                    f"{row['max_activation']:.2f}, mean when firing {row['mean_activation']:.2f}")
+        st.caption("Its top contexts: the number is the latent's activation on the shaded token "
+                   "(darker = stronger; hover for the value)")
+        st.html(browser.contexts_html(mine))
     with right:
         st.plotly_chart(figs.activation_histogram(row), key="sae-acthist")
         if "promoted" in row:

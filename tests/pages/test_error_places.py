@@ -35,7 +35,9 @@ CASES = {
     "sae": (SAESpec, "sae_submit", {"defaults": []}),
     "explain": (ExplainSpec, "e_submit", {
         "digits, a test example": [],
-        "digits, drawn": [_set("e_mode", "draw a digit", "radio")],
+        # the canvas's 8x8 input, where the (AppTest-inert) canvas component puts a drawing
+        "digits, drawn": [_set("e_mode", "draw a digit", "radio"),
+                          lambda at: at.session_state.__setitem__("e_drawn", [[8.0] * 8] * 8)],
         "text, typed": [_set("e_model", "minilm-l6-rt"), _set("e_mode", "type a sentence", "radio")],
     }),
     "kernels": (KernelSpec, "k_submit", {

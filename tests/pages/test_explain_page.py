@@ -1,5 +1,5 @@
-"""The Explanations page in AppTest: bad input shows beside its widget and queues nothing, a drawn
-digit becomes a spec, and a finished run draws pictures, the self-check and the global view."""
+"""The Explanations page in AppTest: bad input shows beside its widget and queues nothing, and a
+finished run draws pictures, the self-check and the global view (drawing: test_digit_canvas.py)."""
 
 from pathlib import Path
 
@@ -30,15 +30,6 @@ def test_bad_lambda_and_test_index_are_shown_and_nothing_is_queued():
     at.button(key="e_submit").click().run()
     assert any("test split has 359 rows" in e.value for e in at.error)
     assert repo.list_runs() == []
-
-
-def test_a_drawn_digit_is_queued_as_an_image():
-    at = _open()
-    at.radio(key="e_mode").set_value("draw a digit").run()
-    at.button(key="e_submit").click().run()
-    (run,) = repo.list_runs(kind="explain")
-    assert run.spec["image"] == [[0.0] * 8] * 8 and run.spec["lambda"] == 0.003
-    assert at.query_params == {"run": str(run.id)}  # a reload keeps it
 
 
 def test_a_finished_run_draws_its_figures():

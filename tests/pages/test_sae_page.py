@@ -36,11 +36,17 @@ def _fake_finished_run(home: Path, decoder=None) -> int:
                     status="running", worker="test")
     folder = home / "artifacts" / f"run-{run_id:06d}"
     folder.mkdir(parents=True, exist_ok=True)
-    features = pd.DataFrame({"latent": [0, 1], "density": [0.1, 0.01], "log10_density": [-1.0, -2.0],
-                             "mean_activation": [1.0, 2.0], "max_activation": [2.0, 3.0],
-                             "top_tokens": ["movie", "bad"], "act_hist": [[0] * 35, [1] * 35]})
-    contexts = pd.DataFrame({"latent": [0, 1], "rank": [0, 0], "activation": [2.0, 3.0],
-                             "left": ["a great", "a really"], "token": ["movie", "bad"], "right": ["!", "film"]})
+    # latent 0 fires on 10% of tokens (dense: hidden by default); selectivity = mean top-context
+    # activation / mean activation: latent 0: 2.0 / 1.0 = 2, latent 1: (3 + 1) / 2 / 2.0 = 1,
+    # latent 2: (2.5 + 1.5) / 2 / 0.5 = 4, the most selective: the browser opens on it
+    features = pd.DataFrame({"latent": [0, 1, 2], "density": [0.1, 0.01, 0.004], "log10_density": [-1.0, -2.0, -2.4],
+                             "mean_activation": [1.0, 2.0, 0.5], "max_activation": [2.0, 3.0, 2.5],
+                             "top_tokens": ["movie", "bad", "<script>"], "act_hist": [[0] * 35, [1] * 35, [2] * 35]})
+    contexts = pd.DataFrame({"latent": [0, 1, 1, 2, 2], "rank": [0, 0, 1, 0, 1],
+                             "activation": [2.0, 3.0, 1.0, 2.5, 1.5],
+                             "left": ["a great", "a really", "not", "see <b>", "the"],
+                             "token": ["movie", "bad", "bad", "<script>", "tag"],
+                             "right": ["!", "film", "at all", "alert(1)", "& co"]})
     for name, frame in (("features", features), ("contexts", contexts)):
         frame.to_parquet(folder / f"{name}.parquet")
         repo.add_artifact(run_id, name, folder / f"{name}.parquet", "parquet")
@@ -93,9 +99,52 @@ def test_the_url_names_the_latent_shown_and_a_change_updates_it(store):
     assert not at.exception
     assert at.selectbox(key="sae-latent").value == 1  # not the densest (latent 0), the one linked
     assert any("**Latent 1** · fires on 1.000%" in m.value for m in at.markdown)
-    at.selectbox(key="sae-latent").set_value(0).run()
-    assert at.query_params == {"run": str(run_id), "latent": "0"}  # a reload opens latent 0
-    assert any(f"[Link to this run](sae?run={run_id}&latent=0)" in m.value for m in at.markdown)
+    at.selectbox(key="sae-latent").set_value(2).run()
+    assert at.query_params == {"run": str(run_id), "latent": "2"}  # a reload opens latent 2
+    assert any(f"[Link to this run](sae?run={run_id}&latent=2)" in m.value for m in at.markdown)
+
+
+def test_a_linked_dense_latent_opens_though_the_list_hides_dense_ones(store):
+    run_id = _fake_finished_run(store)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params.update(run=str(run_id), latent="0")
+    at.run()
+    assert not at.exception and at.selectbox(key="sae-latent").value == 0
+
+
+def test_the_browser_opens_on_the_most_selective_latent_and_hides_dense_ones(store):
+    run_id = _fake_finished_run(store)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="sae-order").value == "selectivity (high first)"
+    assert at.number_input(key="sae-max-density").value == 1.0  # percent of tokens
+    listed = at.dataframe[1].value
+    assert list(listed["latent"]) == [2, 1]  # selectivity 4, then 1; latent 0 (10% of tokens) hidden
+    assert list(listed["selectivity"]) == [4.0, 1.0]
+    assert at.selectbox(key="sae-latent").value == 2
+    assert at.query_params["latent"] == "2"
+    assert "1 of 3 latents fire on more than 1% of tokens and are hidden (raise the limit to list them)" in [
+        c.value for c in at.caption]
+    at.number_input(key="sae-max-density").set_value(100.0).run()
+    assert list(at.dataframe[1].value["latent"]) == [2, 0, 1]
+    assert not any("are hidden" in c.value for c in at.caption)
+
+
+def test_contexts_shade_the_firing_token_escaped_with_its_value(store):
+    run_id = _fake_finished_run(store)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    shown = at.html[0].value  # latent 2's contexts, the strongest first
+    assert "<script>" not in shown and "<b>" not in shown.replace("<b style", "")
+    assert "&lt;script&gt;" in shown and "see &lt;b&gt;" in shown and "&amp; co" in shown
+    assert shown.index("2.50</b>") < shown.index("1.50</b>")  # the activation of each context, shown
+    # the firing token's shade is its share of the strongest context; hovering shows the value
+    assert "title=\"activation 2.5 (100% of this latent&#x27;s top context)\"" in shown
+    assert "title=\"activation 1.5 (60% of this latent&#x27;s top context)\"" in shown
+    assert "rgba(255,140,0,1.00)" in shown and "rgba(255,140,0,0.66)" in shown  # 0.15 + 0.85 x 0.6
 
 
 def test_a_latent_the_run_does_not_have_says_so(store):
