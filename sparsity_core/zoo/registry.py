@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
 from sparsity_core.catalog.models import MODELS, ModelEntry, Task, check_model_name
+
 
 @dataclass
 class ModelHandle:
