@@ -175,7 +175,8 @@ def format_metric(key: str, value: Any) -> str:
 def axis_format(key: str) -> dict[str, str]:
     """Tick format of an axis (or colour bar) that shows `key`: percent for fractions, else plain
     numbers (plotly's default writes 0.0003 as '300μ')."""
-    return {"tickformat": ".0%"} if is_percent(key) else {"tickformat": "~g"}
+    # ".2~%": 50%, 12.3%, 0.05% (".0%" wrote every tick of a 0..0.1% dead-latent axis as "0%")
+    return {"tickformat": ".2~%"} if is_percent(key) else {"tickformat": "~g"}
 
 
 def text(value: Any) -> str:

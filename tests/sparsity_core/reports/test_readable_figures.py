@@ -75,7 +75,7 @@ def test_values_read_as_percent_plain_decimals_or_nothing():
     assert F.format_metric("fve", -0.13) == "-0.13 (worse than predicting the mean)"
     assert F.format_metric("fve", 0.87) == "0.87"
     assert F.format_metric("accuracy", float("nan")) == "" and F.format_metric("accuracy", None) == ""
-    assert F.axis_format("sparsity") == {"tickformat": ".0%"} and F.axis_format("rel_error") == {"tickformat": "~g"}
+    assert F.axis_format("sparsity") == {"tickformat": ".2~%"} and F.axis_format("rel_error") == {"tickformat": "~g"}
 
 
 def test_every_metric_the_labs_write_has_a_label_and_help():
@@ -108,7 +108,7 @@ def test_run_labels_have_no_nan_and_no_float_ids():
 def test_curve_uses_percent_axes_plain_titles_distinct_colours_and_a_legend_below():
     rows = [(r, "accuracy", "", s, 0.9 - r * s / 10) for r in (1, 2, 3) for s in (0.0, 0.5, 0.9)]
     fig = F.metric_curve(frame(rows), "accuracy", {1: "#1 magnitude", 2: "#2 wanda", 3: "#3 sparsegpt"})
-    assert fig.layout.xaxis.tickformat == ".0%" and fig.layout.yaxis.tickformat == ".0%"
+    assert fig.layout.xaxis.tickformat == ".0%" and fig.layout.yaxis.tickformat == ".2~%"
     assert fig.layout.xaxis.title.text == "target sparsity" and fig.layout.yaxis.title.text == "accuracy"
     assert len({t.line.color for t in fig.data}) == 3
     assert fig.layout.legend.orientation == "h" and fig.layout.legend.y < 0
@@ -225,8 +225,8 @@ def test_sae_curves_and_tables_use_plain_labels():
     rows = [(1, "dead_fraction", "", 4096.0, 0.2), (1, "dead_fraction", "", 8192.0, 0.1),
             (1, "fve", "", np.nan, -0.13), (1, "l0", "", np.nan, 32.0), (1, "log_density", "", -1.0, 0.5)]
     fig = sae.training_curve(frame(rows), "dead_fraction")
-    assert fig.layout.yaxis.tickformat == ".0%" and fig.layout.yaxis.title.text == "dead latents"
-    assert fig.layout.xaxis.title.text == "training tokens seen" and fig.layout.xaxis.tickformat != ".0%"
+    assert fig.layout.yaxis.tickformat == ".2~%" and fig.layout.yaxis.title.text == "dead latents"
+    assert fig.layout.xaxis.title.text == "training tokens seen" and "%" not in fig.layout.xaxis.tickformat
     assert sae.final_metrics(frame(rows)).columns.tolist() == ["l0", "fve"]
     plain = sae.final_metrics(frame(rows), plain=True)
     assert plain.columns.tolist() == ["L0 (active latents per token)", "FVE (fraction of variance explained)"]
@@ -287,7 +287,7 @@ def test_parallel_coordinates_draw_at_most_the_chosen_axes():
     labels = [d.label for d in fig.data[0].dimensions]
     assert len(labels) == compare.MAX_PARALLEL_AXES and "accuracy" in labels
     accuracy = next(d for d in fig.data[0].dimensions if d.label == "accuracy")
-    assert accuracy.tickformat == ".0%"
+    assert accuracy.tickformat == ".2~%"
     assert fig.data[0].line.colorbar.title.text == "accuracy"  # coloured by the first metric, quality first
     chosen = compare.parallel_figure(runs, summary, axes=["method", "m3"])
     assert [d.label for d in chosen.data[0].dimensions] == ["method", "m3"]
