@@ -36,13 +36,14 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from serving import wait_healthy  # noqa: E402  (benchmarks/serving.py)
 
 from sparsity_core.catalog.presets import FAST_S, Preset, presets  # noqa: E402  (torch-free)
 
@@ -165,16 +166,7 @@ def served(home: Path):
                 procs[name] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                start_new_session=True)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
-        while True:
-            dead = [f"the {name} exited" for name, proc in procs.items() if proc.poll() is not None]
-            if dead or time.monotonic() > deadline:
-                raise RuntimeError(f"the app did not start ({', '.join(dead) or 'no answer in 90 s'}): see {logs}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
+        wait_healthy(url, procs, str(logs))
         yield url
     finally:
         _stop(list(procs.values()))
