@@ -113,6 +113,8 @@ def view_table() -> None:
     at_x = right.number_input("x (target sparsity)", 0.0, 1.0, step=0.05, key="cmp_x", disabled=how != "at")
     summary = compare.metric_summary(metrics, runs, how, at_x if how == "at" else None)
     st.dataframe(summary, column_config=summary_columns(summary), width="stretch")
+    if compare.has_failed(runs):
+        st.caption(compare.PARTIAL_NOTE)
 
 
 def view_curves() -> None:
@@ -165,13 +167,16 @@ def view_panels() -> None:
     _sae_pair()
     others = runs[runs["kind"] != "prune"]
     for kind, group in others.groupby("kind"):
-        st.subheader(f"{kind} runs")
+        st.subheader(f"{compare.md_text(kind)} runs")
         summary = compare.metric_summary(metrics, group, "last")
         st.dataframe(summary, column_config=summary_columns(summary), width="stretch")
 
 
 def _explanation_pair() -> None:
-    found = loaders.explanations(runs.loc[runs["kind"] == "explain", "id"])
+    skipped: list[str] = []
+    found = loaders.explanations(runs.loc[runs["kind"] == "explain", "id"], skipped)
+    if skipped:
+        st.warning(compare.md_text(f"not an explanation (not JSON, or fields missing), left out: {', '.join(skipped)}"))
     if len(found) < 2:
         return
     st.subheader("Two explanations of one test example")
@@ -185,7 +190,8 @@ def _explanation_pair() -> None:
     second = right.selectbox("Explanation B", same, key="cmp_expl_b")
     a, b = dict(found)[first], dict(found)[second]
     table, overlap = explanation_pair(a, b)
-    st.caption(f"A predicts {a['prediction']['name']}, B predicts {b['prediction']['name']}; "
+    st.caption(f"A predicts {compare.md_text(a['prediction']['name'])}, "
+               f"B predicts {compare.md_text(b['prediction']['name'])}; "
                f"top-k shared: excitatory {overlap['excitatory']:.0%}, inhibitory {overlap['inhibitory']:.0%}")
     st.plotly_chart(explanation_pair_figure(a, b, (first, second)), key="cmp-expl")
     st.dataframe(table, hide_index=True, width="stretch")
@@ -202,7 +208,7 @@ def _sae_pair() -> None:
     try:
         matches = loaders.sae_matches(first, second)
     except ValueError as exc:
-        st.warning(str(exc))
+        st.warning(compare.md_text(exc))
         return
     if matches is None:
         st.info("one of these runs saved no decoder (W_dec) to match features on")
@@ -213,12 +219,13 @@ def _sae_pair() -> None:
 def view_lineage() -> None:
     for run_id in selected:
         parent, kids = loaders.lineage(run_id)
-        st.markdown(f"**{labels.get(run_id, f'#{run_id}')}**")
+        st.markdown(f"**{compare.md_text(labels.get(run_id, f'#{run_id}'))}**")  # a name is text, never markdown
         related = ([("parent", parent)] if parent else []) + [("child", k) for k in kids]
         if not related:
             st.caption("no parent, no children")
         for i, (role, other) in enumerate(related):
-            st.button(f"add {role} #{other.id} {other.kind} {other.method or ''}", key=f"lin-{run_id}-{i}",
+            st.button(compare.md_text(f"add {role} #{other.id} {other.kind} {other.method or ''}"),
+                      key=f"lin-{run_id}-{i}",
                       on_click=_add, args=([other.id],), disabled=other.id in selected)
 
 
@@ -239,7 +246,7 @@ def view_share() -> None:
     st.button("Import", key="cmp_import", on_click=_import, disabled=st.session_state.get("cmp_upload") is None)
     if st.session_state.get("cmp_import_msg"):
         ok, message = st.session_state.pop("cmp_import_msg")
-        (st.success if ok else st.error)(message)
+        (st.success if ok else st.error)(compare.md_text(message))  # it may quote the bundle's own strings
 
 
 def _bundle_text(ids: list[int]) -> str:

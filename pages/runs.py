@@ -5,6 +5,7 @@ import streamlit as st
 
 from db import repo
 from pages._ui import LAB_PAGES, run_label
+from sparsity_core.reports.compare import md_text
 
 
 def lab_url(run) -> str | None:
@@ -77,7 +78,7 @@ with st.form(f"text-{run.id}"):  # name and notes travel with the run: compare p
 st.page_link("pages/compare.py", label="Compare this run with others", query_params={"runs": str(run.id)})
 
 if run.error:
-    st.error(run.error)
+    st.error(md_text(run.error))  # an imported run's error is somebody else's text: never markdown
     if run.traceback:
         with st.expander("traceback"):
             st.code(run.traceback)

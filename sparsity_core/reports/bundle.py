@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from db import repo
 from db.models import FINISHED, RUN_STATUSES
@@ -45,7 +45,17 @@ MAX_BUNDLE_BYTES = 512 * 2**20  # a bundle with artifacts can be large; beyond t
 MAX_ARTIFACT_BYTES = 256 * 2**20  # one embedded file (pruning masks of a 135M model are ~20 MB)
 MAX_RUNS = 10_000
 MAX_METRICS_PER_RUN = 1_000_000  # per-layer metrics of a 30-layer LM over 20 sparsities are ~5k
+MAX_SPEC_VERSION = 10_000  # far above any release's SCHEMA_VERSION; 1e30 is a clear refusal, not an OverflowError
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._@:+=-][A-Za-z0-9._@:+= -]{0,199}$")
+
+
+def _version_in_range(value: Any) -> Any:
+    """spec_version must be a whole number 1..MAX_SPEC_VERSION; 1e30 or 2**70 reads as one clear
+    line here, before int conversion can overflow (pydantic's own words for that are obscure)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (1 <= value <= MAX_SPEC_VERSION) \
+            or value != int(value):
+        raise ValueError(f"spec_version {str(value)[:40]} is not a whole number from 1 to {MAX_SPEC_VERSION}")
+    return int(value)
 
 
 class BundleError(ValueError):
@@ -88,8 +98,9 @@ class BundleRun(_Strict):
     model: str = Field(min_length=1, max_length=500)
     method: Optional[str] = Field(None, max_length=64)
     spec: dict[str, Any]
-    spec_version: int = Field(ge=1)
+    spec_version: int = Field(ge=1, le=MAX_SPEC_VERSION)
     status: Literal[RUN_STATUSES]  # type: ignore[valid-type]
+    _spec_version = field_validator("spec_version", mode="before")(_version_in_range)
     parent_run: Optional[int] = Field(None, ge=1)
     created_at: datetime
     started_at: Optional[datetime] = None
@@ -98,6 +109,22 @@ class BundleRun(_Strict):
     info: dict[str, Any] = {}
     metrics: list[BundleMetric] = Field([], max_length=MAX_METRICS_PER_RUN)
     artifacts: list[BundleArtifact] = Field([], max_length=1000)
+
+    @model_validator(mode="after")
+    def _whole(self) -> "BundleRun":
+        # NaN / Inf are refused, not stored: the store has no way to show them, and a sum over them is junk
+        for m in self.metrics:
+            if not math.isfinite(m.value) or (m.x is not None and not math.isfinite(m.x)):
+                raise ValueError(f"run {self.id} metric {m.key!r}: value {m.value} at x {m.x} is not finite "
+                                 "(NaN / Inf are refused)")
+        # two files with one path (or name) would overwrite each other and leave a sha256 that no longer matches
+        for field in ("path", "name"):
+            seen: set[str] = set()
+            for art in self.artifacts:
+                if getattr(art, field) in seen:
+                    raise ValueError(f"run {self.id} has two artifacts with {field} {getattr(art, field)[:80]!r}")
+                seen.add(getattr(art, field))
+        return self
 
 
 class Bundle(_Strict):
@@ -111,6 +138,16 @@ class Bundle(_Strict):
     def _unique_ids(cls, runs: list[BundleRun]) -> list[BundleRun]:
         if len({r.id for r in runs}) != len(runs):
             raise ValueError("two runs share one id")
+        parent = {r.id: r.parent_run for r in runs}
+        acyclic: set[int] = set()  # runs whose parent chain is known to leave the bundle: each walked once
+        for run in runs:  # lineage is a tree: following parents inside the bundle must leave it, never loop
+            path, at = [run.id], parent[run.id]
+            while at in parent and at not in acyclic:
+                if at in path:
+                    raise ValueError(f"parent runs form a cycle: {' -> '.join(map(str, [*path, at]))}")
+                path.append(at)
+                at = parent[at]
+            acyclic.update(path)
         return runs
 
 
@@ -120,7 +157,8 @@ class KernelBundle(_Strict):
     format: Literal["sparsity-lab/kernel-bundle"]
     version: Literal[1]
     spec: dict[str, Any]
-    spec_version: int = Field(1, ge=1)  # kernel bundles written before they said so hold version-1 specs
+    spec_version: int = Field(1, ge=1, le=MAX_SPEC_VERSION)  # kernel bundles written before they said so hold version-1 specs
+    _spec_version = field_validator("spec_version", mode="before")(_version_in_range)
     info: dict[str, Any] = {}
     metrics: list[BundleMetric] = Field([], max_length=MAX_METRICS_PER_RUN)
     sweep: list[dict[str, Any]] = Field([], max_length=MAX_SWEEP_ROWS)
@@ -218,7 +256,17 @@ def metrics_csv(run_ids: list[int]) -> str:
     names = {r.id: (r.name or "", r.kind) for r in repo.list_runs(ids=run_ids)}
     frame.insert(1, "run_name", frame["run_id"].map(lambda i: names.get(i, ("", ""))[0]))
     frame.insert(2, "kind", frame["run_id"].map(lambda i: names.get(i, ("", ""))[1]))
-    return frame.to_csv(index=False)
+    for column in frame.select_dtypes(exclude="number").columns:
+        frame[column] = frame[column].map(_inert_cell)
+    # RFC 4180's CRLF: with it the csv writer also quotes a cell holding a lone CR, which with "\n"
+    # endings it writes bare, and a spreadsheet then splits the row
+    return frame.to_csv(index=False, lineterminator="\r\n")
+
+
+def _inert_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading
+    quote, so it opens as the text it is (OWASP's CSV injection advice); numbers are left alone."""
+    return f"'{value}" if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 # ---------------------------------------------------------------- import

@@ -47,6 +47,8 @@ MAX_PARALLEL_AXES = 6  # more axes than this and parallel coordinates become a t
 PARALLEL_FIRST = ("accuracy", "perplexity", "probe_accuracy", "embedding_cosine", "fve", "ce_recovered", "l0",
                   "speedup", "latency_ms", "sparsity", "pearson_test", "mislabel_auc")
 HIDDEN_SETTINGS = ("status", "name", "parent_run")  # one value per run: no pattern to follow across runs
+FAILED_MARK = " (failed)"
+PARTIAL_NOTE = "Runs marked (failed) stopped early: their metrics are partial, only the targets they reached."
 
 
 class Selection(NamedTuple):
@@ -192,10 +194,24 @@ def metric_summary(metrics: pd.DataFrame, runs: pd.DataFrame, how: str = "last",
     for (run_id, key, series), idx in metrics.groupby(["run_id", "key", "series"], sort=False).indices.items():
         if (key, series) in col_of:
             cells[row_of[int(run_id)], col_of[(key, series)]] = summarise(xs[idx], values[idx], how, at_x)
-    out = pd.DataFrame(cells, index=pd.Index([run_ref(i) for i in runs["id"]], name="run"),
+    # a failed run's numbers are what it measured before it stopped: marked, so nobody reads them as whole
+    failed = set(runs.loc[runs["status"] == "failed", "id"].astype(int)) if "status" in runs else set()
+    rows = [run_ref(i) + (FAILED_MARK if int(i) in failed else "") for i in runs["id"]]
+    out = pd.DataFrame(cells, index=pd.Index(rows, name="run"),
                        columns=[metric_column(k, s) for k, s in keys])
     out.attrs["metric_keys"] = {metric_column(k, s): k for k, s in keys}
     return out
+
+
+def has_failed(runs: pd.DataFrame) -> bool:
+    return bool((runs["status"] == "failed").any()) if "status" in runs else False
+
+
+def md_text(value: Any) -> str:
+    """Markdown source that shows `value` as the literal text it is: every character but letters,
+    digits and spaces becomes a numeric character reference, so no link, image, HTML tag, emphasis
+    or bare-URL autolink can form from a run name, note or imported string."""
+    return "".join(c if c.isalnum() or c == " " else f"&#{ord(c)};" for c in str(value))
 
 
 def x_values(metrics: pd.DataFrame) -> list[float]:

@@ -58,6 +58,7 @@ TEMPLATE = """<!doctype html>
 <details><summary>All settings</summary>{{ config_all }}</details>
 
 <h2>Metrics ({{ summary_title }})</h2>
+{% if partial %}<p class="muted">{{ partial }}</p>{% endif %}
 {{ summary }}
 
 {% for title, fig in figures %}<h2>{{ title }}</h2>
@@ -147,6 +148,6 @@ def render_html(selection: compare.Selection, how: str = "last", at_x: Optional[
         config_diff=_table(compare.config_table(runs, differences_only=True)),
         config_all=_table(compare.config_table(runs)),
         summary_title=f"value at target sparsity {at_x:.0%}" if how == "at" else f"{how} value",
-        summary=_table(summary),
+        summary=_table(summary), partial=compare.PARTIAL_NOTE if compare.has_failed(runs) else "",
         figures=[(t, _figure(f)) for t, f in report_figures(runs, children, metrics, summary,
                                                               quality_metric(metrics))])

@@ -54,16 +54,41 @@ def lineage(run_id: int) -> tuple[Optional[Any], list[Any]]:
     return parent, list(reversed(repo.list_runs(parent_run_id=run_id)))
 
 
-def explanations(run_ids: Iterable[int]) -> list[tuple[str, dict[str, Any]]]:
+def explanations(run_ids: Iterable[int], skipped: Optional[list[str]] = None) -> list[tuple[str, dict[str, Any]]]:
     """(`#run variant`, explanation) for every `explanation@<variant>` JSON artifact of the runs
-    (an explain run writes one for the dense model and one for its pruned parent)."""
+    (an explain run writes one for the dense model and one for its pruned parent). An artifact that
+    is not an explanation (not JSON, or missing its fields: an imported bundle may hold anything) is
+    left out, its `#run variant` appended to `skipped` when given, so a page says so and draws the rest."""
     out = []
     for run_id in run_ids:
         for art in repo.list_artifacts(int(run_id)):
             if art.kind == "json" and art.name.startswith("explanation@"):
-                data = json.loads(repo.artifact_path(int(run_id), art.name).read_text())
-                out.append((f"#{run_id} {art.name.split('@', 1)[1]}", data))
+                name = f"#{run_id} {art.name.split('@', 1)[1]}"
+                try:
+                    data = json.loads(repo.artifact_path(int(run_id), art.name).read_bytes())
+                except (OSError, ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                    data = None
+                if _is_explanation(data):
+                    out.append((name, data))
+                elif skipped is not None:
+                    skipped.append(name)
     return out
+
+
+def _is_explanation(data: Any) -> bool:
+    """The fields the compare page reads, with the types it reads them as."""
+    if not (isinstance(data, dict) and isinstance(data.get("input"), dict) and isinstance(data.get("prediction"), dict)
+            and "name" in data["prediction"] and isinstance(data.get("per_label", {}), dict)):
+        return False
+    if not all(isinstance(v, (int, float)) for v in data.get("per_label", {}).values()):
+        return False
+    for side in ("excitatory", "inhibitory"):
+        items = data.get(side, [])
+        if not isinstance(items, list) or not all(
+                isinstance(i, dict) and isinstance(i.get("index"), int)
+                and isinstance(i.get("value", 0), (int, float, type(None))) for i in items):
+            return False
+    return True
 
 
 def sae_decoder(run_id: int) -> Optional[np.ndarray]:

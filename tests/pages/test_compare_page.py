@@ -121,3 +121,66 @@ def test_panels_show_explanation_and_sae_pairs(runs):
     titles = [h.value for h in at.subheader]
     assert "Two explanations of one test example" in titles and "Matched features of two SAEs" in titles
     assert "top-k shared: excitatory 100%" in " ".join(c.value for c in at.caption)
+
+
+EVIL = "[x](http://evil.example) ![i](http://evil.example/i.png) <script>alert(1)</script>"
+
+
+def _markdown_bodies(at) -> list[str]:
+    """The markdown source of every element Streamlit renders as markdown (button labels too)."""
+    elements = [*at.markdown, *at.caption, *at.title, *at.header, *at.subheader, *at.info, *at.warning,
+                *at.error, *at.success, *at.toast]
+    return [e.value for e in elements] + [b.label for b in at.button]
+
+
+def test_hostile_names_are_text_in_every_view(runs, tmp_path):
+    """An imported bundle whose run name and method are markdown and HTML: no view renders a live
+    link, image, script or bare-URL autolink from them; the failed run's partial row is marked."""
+    import json
+
+    from sparsity_core.reports import bundle
+
+    a, _ = runs
+    child = repo.list_children([a])[0].id
+    data = bundle.bundle_dict([a, child])
+    data["runs"][0]["name"] = data["runs"][1]["name"] = EVIL
+    data["runs"][1]["method"] = "[m](http://evil.example)"
+    data["runs"][0]["status"] = "failed"
+    new_a, new_child = bundle.import_bytes(json.dumps(data).encode())
+    at = _open({"runs": f"{new_a},{new_child}"})
+    for view in VIEWS_TO_CHECK:
+        at.radio(key="cmp_view").set_value(view).run()
+        assert not at.exception, view
+        for body in _markdown_bodies(at):
+            assert "evil.example" not in body and "<script" not in body and "![" not in body, (view, body)
+        if view == "table":
+            assert f"#{new_a} (failed)" in list(at.dataframe[1].value.index)
+            assert any("metrics are partial" in c.value for c in at.caption)
+        if view == "lineage":
+            shown = " ".join(m.value for m in at.markdown)
+            assert "&#91;x&#93;&#40;http&#58;" in shown  # the name is there, as entities for its characters
+            assert any("&#91;m&#93;" in b.label for b in at.button)
+
+
+VIEWS_TO_CHECK = ("table", "curves", "latency", "parallel", "panels", "lineage", "share")
+
+
+def test_imported_explanations_that_are_not_explanations_are_left_out_not_a_crash(runs):
+    from sparsity_core.paths import artifacts_dir
+    from sparsity_core.specs import SCHEMA_VERSION
+
+    explain = repo.create_run(kind="explain", model="digits-mlp", spec={}, spec_version=SCHEMA_VERSION)
+    good = {"input": {"item": [1, 2]}, "prediction": {"class": 1, "name": "one"}, "per_label": {"1": 0.9},
+            "excitatory": [{"index": 3, "label": "1", "value": 0.5}], "inhibitory": []}
+    _json_artifact(explain, "explanation@dense", good)
+    _json_artifact(explain, "explanation@pruned", good)
+    _json_artifact(explain, "explanation@nokey", {k: v for k, v in good.items() if k != "prediction"})
+    binary = artifacts_dir(explain) / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00 not json")
+    repo.add_artifact(explain, "explanation@binary", binary, "json")
+    at = _open({"runs": str(explain), "view": "panels"})
+    assert not at.exception
+    warning = at.warning[0].value
+    assert "nokey" in warning and "binary" in warning and "dense" not in warning
+    assert "Two explanations of one test example" in [h.value for h in at.subheader]
+    assert "top-k shared: excitatory 100%" in " ".join(c.value for c in at.caption)

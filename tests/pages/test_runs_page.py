@@ -78,3 +78,11 @@ def test_cancel_a_queued_run_then_delete_it_after_confirming(store):
     at.button(key="delete-yes").click().run()
     assert not at.exception and repo.get_run(run_id) is None and not folder.exists()
     assert repo.get_run(child).parent_run_id is None
+
+
+def test_a_hostile_error_is_shown_as_text():
+    make("running", error="[x](http://evil.example) ![i](http://evil.example/i.png) <script>alert(1)</script>")
+    at = page()
+    bodies = [e.value for e in [*at.error, *at.markdown, *at.caption, *at.warning, *at.info]]
+    assert any("&#91;x&#93;" in b for b in bodies)  # the error is on the page, its characters as entities
+    assert not any("evil.example" in b or "<script" in b or "![" in b for b in bodies)
