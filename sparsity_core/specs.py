@@ -58,7 +58,8 @@ class PruneSpec(BaseSpec):
     pattern: str = Field("unstructured", validate_default=True,
                          description="unstructured | N:M | block:RxC | heads | neurons")
     eval_samples: Optional[int] = Field(
-        None, ge=16, description="cap on evaluation rows (None: the whole test split)")
+        None, ge=16, description="cap on evaluation rows, or 512-token windows for a causal LM "
+                                 "(None: the whole test split; 16 windows for a causal LM)")
     params: dict[str, Any] = Field({}, validate_default=True, description="the method's own parameters, e.g. dsnot's initial")
     calibration_samples: int = Field(64, ge=1, le=4096, description="calibration sequences (or rows)")
     seq_len: int = Field(256, ge=8, le=4096, description="tokens per calibration sequence")

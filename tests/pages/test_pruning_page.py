@@ -70,3 +70,16 @@ def test_a_finished_run_draws_its_figures():
     assert not at.exception
     # accuracy curve, per-layer heatmap, weight histogram, mask view, size bars
     assert len(at.get("plotly_chart")) == 5
+
+
+def test_the_evaluation_size_follows_the_model():
+    at = _open()
+    assert at.number_input(key="p_eval").value is None  # the default digits-mlp scores its whole test split
+    at.selectbox(key="p_model").set_value("smollm2-135m").run()
+    assert at.number_input(key="p_eval").value == 16  # a causal LM starts at 16 windows: fast on a CPU
+    at.text_input(key="p_sparsities").set_value("0, 0.5")
+    at.button(key="p_submit").click().run()
+    (run,) = repo.list_runs(kind="prune")
+    assert (run.model, run.spec["eval_samples"]) == ("smollm2-135m", 16)
+    at.selectbox(key="p_model").set_value("digits-mlp").run()
+    assert at.number_input(key="p_eval").value is None  # back to "all" for a small classifier
