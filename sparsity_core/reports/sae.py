@@ -64,20 +64,6 @@ def activation_histogram(row: pd.Series) -> go.Figure:
     return fig
 
 
-def context_html(contexts: pd.DataFrame) -> str:
-    """Top-activating contexts as HTML lines with the token highlighted (opacity ~ activation)."""
-    if contexts.empty:
-        return "<i>this latent never fired on the held-out tokens</i>"
-    top = float(contexts["activation"].max()) or 1.0
-    lines = []
-    for r in contexts.itertuples():
-        alpha = 0.25 + 0.75 * float(r.activation) / top
-        lines.append(f"<div style='font-family:monospace'><b>{r.activation:.2f}</b>&nbsp; "
-                     f"{html.escape(r.left)} <mark style='background:rgba(255,140,0,{alpha:.2f})'>"
-                     f"{html.escape(r.token)}</mark> {html.escape(r.right)}</div>")
-    return "\n".join(lines)
-
-
 def search_features(features: pd.DataFrame, contexts: pd.DataFrame, query: str, by: str = "token") -> pd.DataFrame:
     """Latents whose top contexts contain `query`: as the highlighted token, or anywhere in the text."""
     q = query.strip().lower()

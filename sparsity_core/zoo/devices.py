@@ -26,7 +26,7 @@ def resolve_device(name: str = "auto", field: str = "device") -> torch.device:
         if count == 0:
             raise SpecError({field: f"{name} was asked for but this machine has no CUDA GPU"})
         if device.index is not None and device.index >= count:
-            raise SpecError({field: f"{name} does not exist: this machine has GPUs cuda:0..cuda:{count - 1}"})
+            raise SpecError({field: f"{name} does not exist: this machine has {count} GPU(s), indices 0..{count - 1}"})
     elif device.type != "cpu":
         raise SpecError({field: f"device must be auto, cpu or cuda[:index], got {name!r}"})
     return device
