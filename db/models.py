@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -54,6 +54,10 @@ class Run(Base):
     error: Mapped[Optional[str]] = mapped_column(Text)
     traceback: Mapped[Optional[str]] = mapped_column(Text)
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)  # run-level facts: eval setup, device
+    # the claim that owns a running run (uuid4 hex, new at every claim): job writes and the final
+    # status carry it, so a stale child of an earlier claim can never write after it was re-queued
+    claim_token: Mapped[Optional[str]] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")  # claims that ran; 2: no re-queue
 
     # lazy="raise": rows leave their session (db/repo.py), so a relationship is loaded by the
     # function that says it is (`repo.get_run_with_artifacts`) or touching it fails loudly, at once
@@ -96,7 +100,7 @@ class Artifact(Base):
     kind: Mapped[str] = mapped_column(String(32))  # safetensors | parquet | json | dir
     path: Mapped[str] = mapped_column(Text)  # relative to SPARSITY_HOME
     sha256: Mapped[str] = mapped_column(String(64))
-    bytes: Mapped[int]
+    bytes: Mapped[int] = mapped_column(BigInteger)  # a 1.7B-parameter folder is over 2**31 bytes
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     run: Mapped[Run] = relationship(back_populates="artifacts", lazy="raise")

@@ -9,21 +9,23 @@ rather than a query against a closed session. Metrics come as frames (`metrics_f
 
 from __future__ import annotations
 
-import hashlib
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, NamedTuple, Optional
 
 import pandas as pd
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
+from db import artifacts
 from db.engine import session
 from db.models import FINISHED, Artifact, Metric, Run, Worker, utcnow
 
 METRIC_COLUMNS = ["run_id", "key", "series", "x", "value"]
+MAX_ATTEMPTS = 2  # the orphan policy: a run whose worker vanished is re-queued once, then failed
 
 
 # ---------------------------------------------------------------- runs
@@ -45,6 +47,7 @@ def create_run(
         parent_run_id=parent_run_id, status=status, created_at=now, info={},
         started_at=now if status == "running" else None,
         heartbeat_at=now if status == "running" else None, worker=worker,
+        attempts=1 if status == "running" else 0,  # a run created running (CLI foreground) started once
     )
     with session() as s:
         s.add(run)
@@ -90,30 +93,55 @@ def list_children(run_ids: Iterable[int]) -> list[Run]:
 
 
 def claim_next(worker_id: str) -> Optional[Run]:
-    """Claim the oldest queued run for `worker_id`, or None. Compare-and-set on the status column:
-    of two workers racing for one row exactly one UPDATE matches, on SQLite and PostgreSQL alike."""
+    """Claim the oldest queued run for `worker_id`, or None: it becomes `running` with a fresh
+    `claim_token` and one more attempt. On PostgreSQL the candidate row is read `FOR UPDATE SKIP
+    LOCKED`, so racing workers each lock a different row instead of queueing on one; on SQLite
+    (which has no row locks and ignores that clause) the UPDATE is a compare-and-set on the status,
+    and of two workers racing for one row exactly one matches. Never one run to two workers."""
     with session() as s:
         while True:
-            run_id = s.scalar(select(Run.id).where(Run.status == "queued").order_by(Run.id).limit(1))
+            run_id = s.scalar(select(Run.id).where(Run.status == "queued").order_by(Run.id).limit(1)
+                              .with_for_update(skip_locked=True))
             if run_id is None:
+                s.commit()
                 return None
             now = utcnow()
             claimed = s.execute(
                 update(Run)
                 .where(Run.id == run_id, Run.status == "queued")
-                .values(status="running", worker=worker_id, started_at=now, heartbeat_at=now)
+                .values(status="running", worker=worker_id, started_at=now, heartbeat_at=now, child_pid=None,
+                        claim_token=uuid.uuid4().hex, attempts=Run.attempts + 1)
             ).rowcount
             s.commit()
             if claimed == 1:
                 return s.get(Run, run_id, populate_existing=True)
 
 
+def _owned(run_id: int, token: Optional[str]) -> list:
+    """The WHERE clause of a write that only the claim `token` may make (none without a token)."""
+    if token is None:
+        return [Run.id == run_id]
+    return [Run.id == run_id, Run.status == "running", Run.claim_token == token]
+
+
+def _hold(s: Session, run_id: int, token: Optional[str]) -> bool:
+    """Inside session `s`, make sure the run is still `running` under `token` and keep it so until
+    `s` commits. The no-op UPDATE is the lock: on PostgreSQL it locks the row (a concurrent re-queue
+    waits, or if it came first, this matches nothing); on SQLite it takes the database's write lock.
+    So a write checked here can never land after the run was re-queued or closed. No token: True."""
+    if token is None:
+        return True
+    return s.execute(update(Run).where(*_owned(run_id, token)).values(claim_token=Run.claim_token)).rowcount == 1
+
+
 def finish_run(
-    run_id: int, status: str, *, error: Optional[str] = None, traceback: Optional[str] = None,
-    message: Optional[str] = None,
+    run_id: int, status: str, *, token: Optional[str] = None, error: Optional[str] = None,
+    traceback: Optional[str] = None, message: Optional[str] = None,
 ) -> bool:
-    """Move a run that is not finished yet to a final status. Returns False if it already was
-    (a run ends once: a late crash report never overwrites a cancellation)."""
+    """Move a run to a final status. With the claim's `token`: only while it is `running` under
+    that token, so a stale child can never close a run that was re-queued or closed meanwhile.
+    Without (a queued run's cancel, the CLI's foreground run): any run not finished yet. Returns
+    False when nothing matched (a run ends once: a late crash report never overwrites a cancel)."""
     assert status in FINISHED, status
     values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error,
                               "traceback": traceback}
@@ -121,38 +149,53 @@ def finish_run(
         values["progress"] = 1.0
     if message is not None:
         values["message"] = message
+    where = _owned(run_id, token) if token is not None else [Run.id == run_id, Run.status.not_in(FINISHED)]
     with session() as s:
-        done = s.execute(
-            update(Run).where(Run.id == run_id, Run.status.not_in(FINISHED)).values(**values)
-        ).rowcount
+        done = s.execute(update(Run).where(*where).values(**values)).rowcount
         s.commit()
         return done == 1
 
 
-def heartbeat(run_id: int, child_pid: Optional[int] = None) -> None:
+def heartbeat(run_id: int, child_pid: Optional[int] = None, *, token: Optional[str] = None) -> bool:
+    """The supervising worker says it is alive (and which child runs the job). With `token`, only
+    while its claim owns the run: a worker that was paused past the orphan timeout cannot keep a run
+    another worker now holds alive, nor overwrite its child_pid. Returns whether it was written."""
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if child_pid is not None:
         values["child_pid"] = child_pid
     with session() as s:
-        s.execute(update(Run).where(Run.id == run_id).values(**values))
+        done = s.execute(update(Run).where(*_owned(run_id, token)).values(**values)).rowcount
         s.commit()
+        return done == 1
 
 
-def set_progress(run_id: int, fraction: float, message: Optional[str] = None) -> None:
+def set_progress(run_id: int, fraction: float, message: Optional[str] = None, *,
+                 token: Optional[str] = None) -> bool:
+    """Returns whether it was written (with `token`: only while that claim owns the running run)."""
     values: dict[str, Any] = {"progress": max(0.0, min(1.0, float(fraction)))}
     if message is not None:
         values["message"] = message
     with session() as s:
-        s.execute(update(Run).where(Run.id == run_id).values(**values))
+        done = s.execute(update(Run).where(*_owned(run_id, token)).values(**values)).rowcount
         s.commit()
+        return done == 1
 
 
-def update_info(run_id: int, **facts: Any) -> None:
-    """Merge facts (evaluation setup, device fingerprint, ...) into the run's `info` JSON."""
+def update_info(run_id: int, *, token: Optional[str] = None, **facts: Any) -> bool:
+    """Merge facts (evaluation setup, device, `executor`: name/node/host/device) into the run's
+    `info` JSON. The row is read FOR UPDATE (PostgreSQL), so two writers merge rather than one
+    losing the other's facts. With `token`, nothing is written unless that claim owns the running
+    run. Returns whether it was written; KeyError for no such run."""
     with session() as s:
-        run = s.get(Run, run_id)
+        if not _hold(s, run_id, token):
+            s.rollback()
+            return False
+        run = s.get(Run, run_id, with_for_update=True, populate_existing=True)
+        if run is None:
+            raise KeyError(f"no run {run_id}")
         run.info = {**(run.info or {}), **facts}
         s.commit()
+        return True
 
 
 def update_run_text(run_id: int, *, name: Optional[str] = None, notes: Optional[str] = None) -> None:
@@ -199,6 +242,7 @@ class DeletePlan:
     bytes: int
     children: tuple[int, ...]  # runs that name it as parent: they stay, unlinked
     paths: tuple[Path, ...]
+    keys: tuple[str, ...] = ()  # what goes from a shared SPARSITY_ARTIFACTS root (db.artifacts)
 
     @property
     def summary(self) -> str:
@@ -212,6 +256,10 @@ def _run_folder(run_id: int) -> Path:
     from sparsity_core.paths import home
 
     return home() / "artifacts" / f"run-{run_id:06d}"  # the layout of sparsity_core.paths.artifacts_dir
+
+
+def _run_key(run_id: int) -> str:
+    return f"artifacts/run-{run_id:06d}"  # _run_folder relative to SPARSITY_HOME: the artifacts' key prefix
 
 
 def _files(path: Path) -> list[Path]:
@@ -231,13 +279,14 @@ def delete_plan(run_id: int) -> DeletePlan:
         if run is None:
             raise KeyError(f"no run {run_id}")
         metrics = s.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run_id))
-        recorded = [home() / p for p in s.scalars(select(Artifact.path).where(Artifact.run_id == run_id))]
+        keys = list(s.scalars(select(Artifact.path).where(Artifact.run_id == run_id)))
+        recorded = [home() / k for k in keys]
         children = tuple(s.scalars(select(Run.id).where(Run.parent_run_id == run_id).order_by(Run.id)))
     folder = _run_folder(run_id)
     paths = [folder] + [p for p in recorded if not p.is_relative_to(folder)]  # an import may point elsewhere
     files = {f for path in paths for f in _files(path)}
     return DeletePlan(run_id, run.status, metrics, len(files), sum(f.stat().st_size for f in files),
-                      children, tuple(p for p in paths if p.exists()))
+                      children, tuple(p for p in paths if p.exists()), (_run_key(run_id), *keys))
 
 
 def delete_run(run_id: int) -> DeletePlan:
@@ -260,36 +309,95 @@ def delete_run(run_id: int) -> DeletePlan:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+    artifacts.remove(list(plan.keys))
     return plan
 
 
-def forget_worker_process(host: str, pid: int, error: str) -> list[int]:
+class Orphan(NamedTuple):
+    """A run whose worker went away, and what the store did with it: "requeued" or "failed". The
+    worker and child pid say which processes the caller should end, where it can reach them."""
+
+    run_id: int
+    worker: Optional[str]
+    child_pid: Optional[int]
+    action: str
+
+
+def _remove_partial_results(s: Session, run_id: int) -> None:
+    """Inside the transaction that puts the run back in the queue (so nobody can claim it yet):
+    its metric and artifact rows and its artifact folder go, and the next attempt starts clean."""
+    s.execute(delete(Metric).where(Metric.run_id == run_id))
+    s.execute(delete(Artifact).where(Artifact.run_id == run_id))
+    shutil.rmtree(_run_folder(run_id), ignore_errors=True)
+    artifacts.remove([_run_key(run_id)])  # and its copies under a shared SPARSITY_ARTIFACTS root
+
+
+def _back_to_queue(s: Session, run_id: int, where: list, message: str, attempts=Run.attempts) -> bool:
+    """Put run `run_id` back to `queued` if it matches `where`, without its claim or partial results."""
+    done = s.execute(update(Run).where(*where).values(
+        status="queued", claim_token=None, worker=None, child_pid=None, progress=0.0, started_at=None,
+        heartbeat_at=None, message=message, attempts=attempts)).rowcount == 1
+    if done:
+        _remove_partial_results(s, run_id)
+    return done
+
+
+def requeue_run(run_id: int, token: str, reason: str) -> bool:
+    """A graceful stop (SIGTERM or Ctrl-C of the worker): the running run goes back to the queue,
+    its message `reason`, its partial metrics and artifacts removed, and the attempt not counted
+    (attempts - 1). Only the claim `token` can do it; returns whether it did."""
+    with session() as s:
+        done = _back_to_queue(s, run_id, _owned(run_id, token), reason, attempts=Run.attempts - 1)
+        s.commit()
+        return done
+
+
+def _orphan(s: Session, run: Run, where: list, requeue_message: str, fail_error: str) -> Optional[Orphan]:
+    """The orphan policy for one run whose worker is gone: re-queued if it has run fewer than
+    MAX_ATTEMPTS times, else failed. `where` also holds the staleness test, re-checked in the UPDATE:
+    a run that heartbeated (or ended) meanwhile matches nothing and is left alone (None)."""
+    run_id, worker, child_pid = run.id, run.worker, run.child_pid  # before the UPDATE refreshes `run`
+    where = [Run.id == run_id, Run.status == "running", *where]
+    if _back_to_queue(s, run_id, [*where, Run.attempts < MAX_ATTEMPTS], requeue_message):
+        return Orphan(run_id, worker, child_pid, "requeued")
+    failed = s.execute(update(Run).where(*where, Run.attempts >= MAX_ATTEMPTS).values(
+        status="failed", finished_at=utcnow(), error=fail_error)).rowcount == 1
+    return Orphan(run_id, worker, child_pid, "failed") if failed else None
+
+
+def _apply_orphan_policy(s: Session, runs: list[Run], where: list, requeue_message: str,
+                         fail_error: Callable[[Run], str]) -> list[Orphan]:
+    orphans = [_orphan(s, run, where, requeue_message, fail_error(run)) for run in runs]
+    s.commit()
+    return [o for o in orphans if o is not None]
+
+
+def forget_worker_process(host: str, pid: int, error: str) -> list[Orphan]:
     """A worker process died without cleaning up (kill -9): drop its liveness rows, so nobody counts
-    it as alive, and fail the runs it held at once instead of after the orphan timeout. Worker ids
-    are "host:pid:n" (sparsity_core.jobs.worker.Worker). Returns the ids of the runs failed."""
+    it as alive, and apply the orphan policy to the runs it held at once instead of after the orphan
+    timeout: re-queued once (message "re-queued: <error>"), failed the second time (error "<error>
+    (attempt 2: not re-queued again)"). Worker ids are "host:pid:n" (sparsity_core.jobs.worker)."""
     prefix = f"{host}:{pid}:"
+    held = [Run.worker.startswith(prefix, autoescape=True)]
     with session() as s:
         s.execute(delete(Worker).where(Worker.id.startswith(prefix, autoescape=True)))
-        ids = list(s.scalars(select(Run.id).where(Run.status == "running",
-                                                   Run.worker.startswith(prefix, autoescape=True))))
-        if ids:
-            s.execute(update(Run).where(Run.id.in_(ids), Run.status == "running")
-                      .values(status="failed", finished_at=utcnow(), error=error))
-        s.commit()
-        return ids
+        runs = list(s.scalars(select(Run).where(Run.status == "running", *held).order_by(Run.id)
+                              .with_for_update(skip_locked=True)))
+        return _apply_orphan_policy(s, runs, held, f"re-queued: {error}",
+                                    lambda run: f"{error} (attempt {run.attempts}: not re-queued again)")
 
 
-def mark_orphans(stale_after_s: float) -> list[int]:
-    """Runs left `running` by a worker that stopped heartbeating end as failed."""
-    cutoff = utcnow() - timedelta(seconds=stale_after_s)
+def mark_orphans(stale_after_s: float) -> list[Orphan]:
+    """Runs left `running` by a worker that stopped heartbeating for `stale_after_s`: re-queued
+    once ("re-queued: its worker stopped heartbeating"), failed the second time ("orphaned: its
+    worker stopped heartbeating twice"). Rows are locked SKIP LOCKED on PostgreSQL, so two workers
+    recovering at once never both act on one run. Returns what was done, oldest run first."""
+    stale = [Run.heartbeat_at < utcnow() - timedelta(seconds=stale_after_s)]
     with session() as s:
-        ids = list(s.scalars(select(Run.id).where(Run.status == "running", Run.heartbeat_at < cutoff)))
-        for run_id in ids:
-            s.execute(update(Run).where(Run.id == run_id, Run.status == "running").values(
-                status="failed", finished_at=utcnow(),
-                error=f"orphaned: its worker stopped heartbeating for over {stale_after_s:.0f} s"))
-        s.commit()
-        return ids
+        runs = list(s.scalars(select(Run).where(Run.status == "running", *stale).order_by(Run.id)
+                              .with_for_update(skip_locked=True)))
+        return _apply_orphan_policy(s, runs, stale, "re-queued: its worker stopped heartbeating",
+                                    lambda _run: "orphaned: its worker stopped heartbeating twice")
 
 
 def import_runs(rows: list[dict[str, Any]], write_files: Callable[[dict[int, int]], list[dict[str, Any]]]) -> list[int]:
@@ -315,14 +423,19 @@ def import_runs(rows: list[dict[str, Any]], write_files: Callable[[dict[int, int
 
 
 # ---------------------------------------------------------------- metrics
-def add_metrics(run_id: int, rows: Iterable[dict[str, Any]]) -> None:
-    """rows: dicts with key, value and optional series, x."""
+def add_metrics(run_id: int, rows: Iterable[dict[str, Any]], *, token: Optional[str] = None) -> bool:
+    """rows: dicts with key, value and optional series, x. With `token`, nothing is written unless
+    that claim still owns the running run (checked in the same transaction). Returns whether written."""
     items = [Metric(run_id=run_id, key=r["key"], series=r.get("series") or "",
                     x=None if r.get("x") is None else float(r["x"]), value=float(r["value"]))
              for r in rows]
     with session() as s:
+        if not _hold(s, run_id, token):
+            s.rollback()
+            return False
         s.add_all(items)
         s.commit()
+        return True
 
 
 def metrics_frame(run_ids: Iterable[int], key: Optional[str] = None) -> pd.DataFrame:
@@ -337,30 +450,28 @@ def metrics_frame(run_ids: Iterable[int], key: Optional[str] = None) -> pd.DataF
 
 # ---------------------------------------------------------------- artifacts
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode())
-        with open(file, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    return artifacts.sha256_of(Path(path))
 
 
-def add_artifact(run_id: int, name: str, path: Path, kind: str) -> int:
-    """Record a file (or a directory, e.g. a save_pretrained folder) the run wrote."""
-    from sparsity_core.paths import home
-
-    path = Path(path).resolve()
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() \
-        else path.stat().st_size
-    row = Artifact(run_id=run_id, name=name, kind=kind, path=str(path.relative_to(home())),
-                   sha256=sha256_of(path), bytes=size)
+def add_artifact(run_id: int, name: str, path: Path, kind: str, token: Optional[str] = None) -> Optional[int]:
+    """Record a file (or a directory, e.g. a save_pretrained folder) the run wrote. With `token`,
+    nothing is recorded (None) unless that claim still owns the running run."""
+    if token is not None and not _claim_holds(run_id, token):
+        return None  # a stale child: do not even upload
+    key, sha256, size = artifacts.store(Path(path))  # uploaded when SPARSITY_ARTIFACTS is shared
     with session() as s:
+        if not _hold(s, run_id, token):  # re-checked under the row lock, with the insert
+            s.rollback()
+            return None
+        row = Artifact(run_id=run_id, name=name, kind=kind, path=key, sha256=sha256, bytes=size)
         s.add(row)
         s.commit()
         return row.id
+
+
+def _claim_holds(run_id: int, token: str) -> bool:
+    with session() as s:
+        return s.scalar(select(Run.id).where(*_owned(run_id, token))) is not None
 
 
 def list_artifacts(run_id: int) -> list[Artifact]:
@@ -369,12 +480,12 @@ def list_artifacts(run_id: int) -> list[Artifact]:
 
 
 def artifact_path(run_id: int, name: str) -> Path:
-    """Absolute path of a run's artifact by name; KeyError if the run has none of that name."""
-    from sparsity_core.paths import home
-
+    """A local, sha256-checked path of a run's artifact by name (downloaded from a shared artifact
+    root when this node lacks it); KeyError if the run has none of that name, ArtifactError when
+    no intact copy exists."""
     for art in list_artifacts(run_id):
         if art.name == name:
-            return home() / art.path
+            return artifacts.local_path(art.path, art.sha256)
     raise KeyError(f"run {run_id} has no artifact {name!r}")
 
 

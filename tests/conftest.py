@@ -36,3 +36,43 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- PostgreSQL, for real
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """One throwaway PostgreSQL server for the whole session (db/pgserver.py), removed afterwards.
+    Without the binaries the tests that need it skip, unless SPARSITY_REQUIRE_PG=1 (CI): then fail."""
+    import os
+
+    from db import pgserver
+
+    if pgserver.binaries() is None:
+        reason = "PostgreSQL is not installed (Debian: apt-get install postgresql)"
+        if os.environ.get("SPARSITY_REQUIRE_PG") == "1":
+            pytest.fail(f"SPARSITY_REQUIRE_PG=1 but {reason}")
+        pytest.skip(reason)
+    server = pgserver.start(tmp_path_factory.mktemp("pg"))
+    yield server
+    server.stop()
+
+
+_databases = iter(range(1, 10**9))
+
+
+@pytest.fixture
+def pg_url(pg_server, store, monkeypatch):
+    """A fresh, empty database on the session's server, made the store (SPARSITY_DB_URL)."""
+    url = pg_server.create_database(f"test_{next(_databases)}")
+    monkeypatch.setenv("SPARSITY_DB_URL", url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, store):
+    """Runs the test once on SQLite (the autouse `store`) and once on a fresh PostgreSQL database."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_url")
+    import os
+
+    return os.environ["SPARSITY_DB_URL"]

@@ -1,5 +1,6 @@
 """Migrations keep what a store already holds: a store made at 0001 upgrades with every row."""
 
+import pytest
 from sqlalchemy import text
 
 from db import repo
@@ -10,7 +11,9 @@ RUN = ("INSERT INTO runs (id, kind, model, spec, spec_version, status, created_a
        "'{}', :parent)")
 
 
-def test_a_0001_store_upgrades_keeping_its_rows_then_never_reuses_ids(store, monkeypatch):
+def test_a_0001_store_upgrades_keeping_its_rows_then_never_reuses_ids(store, monkeypatch, db_url):
+    if not db_url.startswith("sqlite"):
+        pytest.skip("the SQLite AUTOINCREMENT rebuild; PostgreSQL's upgrade: test_a_0001_store_upgrades_to_head")
     url = f"sqlite:///{store / 'old.db'}"
     old = make_engine(url)  # foreign keys on, as every connection of the app has them
     migrate(old, "0001")
@@ -26,7 +29,7 @@ def test_a_0001_store_upgrades_keeping_its_rows_then_never_reuses_ids(store, mon
     migrate(old)
 
     with old.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
         assert "AUTOINCREMENT" in conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'runs'")).scalar()
         assert conn.execute(text("SELECT id, parent_run_id FROM runs ORDER BY id")).all() == [(1, None), (2, 1)]
         assert conn.execute(text("SELECT run_id, value FROM metrics ORDER BY id")).all() == [(1, 0.9), (2, 0.8)]
@@ -50,4 +53,22 @@ def test_migrating_at_head_is_a_no_op(store):
     migrate(engine)
     migrate(engine)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+
+
+def test_a_0001_store_upgrades_to_head(db_url):
+    """On either database: 0001 with a started and a queued run -> head; the started one counts one
+    attempt, the queued none, and both keep their rows; run ids come from the store, never reused."""
+    engine = make_engine(db_url)
+    migrate(engine, "0001")
+    insert = ("INSERT INTO runs (kind, model, spec, spec_version, status, created_at, started_at, cancel_requested, "
+              "progress, info) VALUES ('prune', 'digits-mlp', '{}', 2, :status, '2025-01-01', :started, false, 0.0, '{}')")
+    with engine.begin() as conn:
+        conn.execute(text(insert), {"status": "succeeded", "started": "2025-01-01"})
+        conn.execute(text(insert), {"status": "queued", "started": None})
+    migrate(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT id, status, attempts, claim_token FROM runs ORDER BY id")).all() == [
+            (1, "succeeded", 1, None), (2, "queued", 0, None)]
+    engine.dispose()
