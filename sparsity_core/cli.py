@@ -163,7 +163,11 @@ def cmd_import(args) -> int:
 def cmd_worker(args) -> int:
     from sparsity_core.jobs.worker import main
 
-    main()
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise CLIError("--max-concurrent must be at least 1")
+    if args.executor != "ray" and (args.ray_address or args.max_concurrent):
+        raise CLIError("--ray-address and --max-concurrent need --executor ray")
+    main(args.executor, args.ray_address, args.max_concurrent)
     return 0
 
 
@@ -243,35 +247,46 @@ def _exit_words(code: int) -> str:
 
 
 def _forget_dead_worker(pid: int, code: int) -> None:
-    """Drop a dead worker's liveness row and fail the run it held, so the sidebar and the run say so now."""
+    """Drop a dead worker's liveness row and re-queue (once, then fail) the runs it held, ending any
+    process of theirs still alive, so the sidebar and the runs say so now."""
     from db import repo
+    from sparsity_core.jobs.worker import end_orphan_processes
 
     try:
-        failed = repo.forget_worker_process(socket.gethostname(), pid,
-                                            f"the worker running it died ({_exit_words(code)})")
+        orphans = repo.forget_worker_process(socket.gethostname(), pid,
+                                             f"the worker running it died ({_exit_words(code)})")
+        end_orphan_processes(orphans)
     except Exception as exc:  # noqa: BLE001  (the store's trouble must not stop the supervisor)
         print(f"serve: could not record the dead worker in the store: {_one_line(exc)}", file=sys.stderr)
         return
-    if failed:
-        print(f"serve: marked run(s) {', '.join(map(str, failed))} failed: their worker died", file=sys.stderr)
+    for orphan in orphans:
+        print(f"serve: run {orphan.run_id} {orphan.action}: its worker died", file=sys.stderr)
 
 
 def cmd_serve(args) -> int:
     """Keep the worker and the Streamlit app running until Ctrl-C or SIGTERM, then stop both: the
     worker first (it ends its job and records it), then the app. A child that dies is restarted."""
     root = Path(__file__).resolve().parent.parent
+    problem = access_problem(args.host, os.environ.get("SPARSITY_TOKEN"), _auth_section(root))
+    if problem:
+        raise CLIError(problem)
+    if not is_loopback(args.host):
+        os.environ["SPARSITY_EXPOSED"] = "1"  # the app and worker limit hf: paths (SPARSITY_MODEL_DIRS)
     py = sys.executable
     worker = _Child("worker", [py, "-m", "sparsity_core", "worker"], root)
     # an explicit address (127.0.0.1 unless told) also keeps Streamlit from looking up an external IP
     app = _Child("app", [py, "-m", "streamlit", "run", str(root / "app.py"), "--server.port", str(args.port),
-                         "--server.address", args.address, "--server.headless", "true",
-                         "--browser.gatherUsageStats", "false"], root)
+                         "--server.address", args.host, "--server.headless", "true",
+                         "--browser.gatherUsageStats", "false", "--server.showEmailPrompt", "false",
+                         # set by hand, so the start banner prints it and never looks up an external IP
+                         "--browser.serverAddress", "localhost" if args.host in ("0.0.0.0", "::") else args.host],
+                 root)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     for child in (worker, app):
         child.start()
-    print(f"Sparsity Lab on http://{args.address}:{args.port}  (Ctrl-C stops the app and the worker)", flush=True)
+    print(f"Sparsity Lab on http://{args.host}:{args.port}  (Ctrl-C stops the app and the worker)", flush=True)
     code = 0
     try:
         while not stop.wait(0.5):
@@ -293,9 +308,65 @@ def cmd_serve(args) -> int:
                 print(f"serve: the {child.name} (pid {old}) exited with {_exit_words(died)}; "
                       f"restarted it as pid {child.proc.pid}", file=sys.stderr, flush=True)
     finally:
-        worker.stop(grace_s=20)  # a running job is ended and recorded as failed by the worker itself
+        worker.stop(grace_s=20)  # SIGTERM: the worker ends its job and puts the run back in the queue
         app.stop(grace_s=10)
     return code
+
+
+MIN_TOKEN_CHARS = 16  # a shared secret a visitor cannot guess by trying
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can reach `host` ("" binds every interface)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _auth_section(root: Path) -> Optional[dict]:
+    """The [auth] section of Streamlit's secrets.toml (user-wide, then the project's), if any."""
+    import tomllib
+
+    found = None
+    for path in (Path.home() / ".streamlit" / "secrets.toml", root / ".streamlit" / "secrets.toml"):
+        if path.is_file():
+            try:
+                found = tomllib.loads(path.read_text()).get("auth", found)
+            except (OSError, ValueError) as exc:
+                raise CLIError(f"{path} cannot be read: {_one_line(exc)}") from None
+    return found
+
+
+def access_problem(host: str, token: Optional[str], auth: Optional[dict]) -> Optional[str]:
+    """Why `serve --host HOST` must not start (one line), or None: beyond loopback it needs a token
+    of MIN_TOKEN_CHARS or more, or a complete st.login [auth] section with Authlib installed."""
+    import importlib.util
+
+    if is_loopback(host):
+        return None
+    if token:
+        if len(token) < MIN_TOKEN_CHARS:
+            return (f"SPARSITY_TOKEN has {len(token)} characters: use at least {MIN_TOKEN_CHARS} "
+                    "(python -c 'import secrets; print(secrets.token_urlsafe(24))')")
+        return None
+    if auth:
+        provider = ("client_id", "client_secret", "server_metadata_url")
+        complete = {"redirect_uri", "cookie_secret"} <= set(auth) and (
+            all(k in auth for k in provider)
+            or any(isinstance(v, dict) and all(k in v for k in provider) for v in auth.values()))
+        if not complete:
+            return ("[auth] in secrets.toml needs redirect_uri, cookie_secret and a provider's "
+                    "client_id, client_secret, server_metadata_url (Streamlit's st.login docs)")
+        if importlib.util.find_spec("authlib") is None:
+            return "st.login needs Authlib>=1.3.2: pip install 'streamlit[auth]'"
+        return None
+    return (f"--host {host or '(every interface)'} lets other machines reach the app: set SPARSITY_TOKEN "
+            f"({MIN_TOKEN_CHARS}+ characters) or configure st.login ([auth] in .streamlit/secrets.toml)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,11 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="do not ask")
     p.set_defaults(fn=cmd_delete)
     p = sub.add_parser("worker", help="run the background worker")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: one child process at a time; ray: Ray tasks, several at once")
+    p.add_argument("--ray-address", help="the Ray cluster (auto: the one this machine belongs to; none: start one)")
+    p.add_argument("--max-concurrent", type=int, help="cap on runs at once with Ray (default: the cluster's CPUs)")
     p.set_defaults(fn=cmd_worker)
     p = sub.add_parser("serve", help="start the worker and the app")
     p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--address", default="127.0.0.1",
-                   help="the address the app binds; serving others needs access control (ARCHITECTURE.md)")
+    p.add_argument("--host", "--address", dest="host", default="127.0.0.1",
+                   help="the address the app binds; beyond loopback it needs SPARSITY_TOKEN or st.login ([auth])")
     p.set_defaults(fn=cmd_serve)
     return parser
 

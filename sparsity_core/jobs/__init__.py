@@ -11,7 +11,20 @@ does not drag `db` in with it.
 
 from importlib import import_module
 
-__all__ = ["cancel", "load_pruned_run", "preflight", "status", "submit"]
+__all__ = ["cancel", "cluster_status", "load_pruned_run", "preflight", "status", "submit"]
+
+
+def cluster_status(within_s: float = 30.0):
+    """The Ray cluster's resources as the live Ray worker last reported them, or None (no Ray
+    worker, or a store without `workers.info`): {"executor": "ray", "cluster": {"total": {...},
+    "available": {...}, "nodes": [{"node", "host", "resources"}], "host": ...}}."""
+    from db import repo
+
+    for row in repo.live_workers(within_s):
+        info = getattr(row, "info", None) or {}
+        if info.get("executor") == "ray":
+            return info
+    return None
 
 
 def __getattr__(name: str):

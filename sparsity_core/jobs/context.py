@@ -21,7 +21,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from sparsity_core.specs import SpecError
 
@@ -30,7 +30,8 @@ from sparsity_core.specs import SpecError
 class ParentArtifact:
     name: str
     kind: str  # safetensors | parquet | json | dir
-    path: Path
+    path: Path  # where the writer put it
+    fetch: Optional[Callable[[], Path]] = field(default=None, compare=False)  # a checked local copy, made on first use (a store's artifact)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class ParentRun:
         """The file (or folder) of artifact `name`; KeyError naming what the run has."""
         if name not in self.artifacts:
             raise KeyError(f"run {self.id} has no artifact {name!r}")
-        return self.artifacts[name].path
+        art = self.artifacts[name]
+        return art.fetch() if art.fetch is not None else art.path
 
     def targets(self, prefix: str = "pruned") -> list[float]:
         """Sparsities with an artifact `<prefix>@<x>`: for a pruning run, what `load_pruned` rebuilds."""

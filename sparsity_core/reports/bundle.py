@@ -31,10 +31,10 @@ from typing import Any, Literal, Optional
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from db import repo
+from db import artifacts, repo
 from db.models import FINISHED, RUN_STATUSES
 from sparsity_core.jobs.context import RunContext
-from sparsity_core.paths import artifacts_dir, home
+from sparsity_core.paths import artifacts_dir
 from sparsity_core.specs import SCHEMA_VERSION, KernelSpec, SpecError, upgrade_spec
 
 FORMAT = "sparsity-lab-bundle"
@@ -240,7 +240,7 @@ def _artifact_dict(art, with_data: bool) -> dict[str, Any]:
     row = {"name": art.name, "kind": art.kind, "path": Path(art.path).name, "sha256": art.sha256,
            "bytes": art.bytes}
     if with_data:
-        row["data_b64"] = base64.b64encode((home() / art.path).read_bytes()).decode()
+        row["data_b64"] = base64.b64encode(repo.artifact_path(art.run_id, art.name).read_bytes()).decode()
     return row
 
 
@@ -345,8 +345,9 @@ def import_parsed(bundle: Bundle) -> list[int]:
                     written.append(folder)
                     target = folder / art.path
                     target.write_bytes(payloads[run.id][art.name])
+                    key, _, _ = artifacts.store(target)  # uploaded when SPARSITY_ARTIFACTS is shared
                     rows.append({"run_id": new_ids[run.id], "name": art.name, "kind": art.kind,
-                                 "path": str(target.relative_to(home())), "sha256": art.sha256,
+                                 "path": key, "sha256": art.sha256,
                                  "bytes": art.bytes})
         return rows
 

@@ -91,12 +91,17 @@ def test_a_spec_from_a_newer_release_fails_the_run_saying_so():
     assert repo.metrics_frame([run_id]).empty  # the job never started
 
 
-def test_a_starting_worker_marks_orphans():
-    run_id = repo.create_run(kind="prune", model="digits-mlp", spec=SPEC, spec_version=1,
-                             status="running", worker="dead-host:1")
+def test_a_starting_worker_requeues_an_orphan_once_then_fails_it():
+    run_id = submit(SPEC)
+    repo.claim_next("dead-host:1:1")  # attempt 1, then its worker stops heartbeating
     time.sleep(1.1)
     assert Worker(stale_after_s=1.0).recover() == [run_id]
-    assert repo.get_run(run_id).status == "failed"
+    assert repo.get_run(run_id).status == "queued"  # re-queued once
+    repo.claim_next("dead-host:2:1")  # attempt 2, orphaned again
+    time.sleep(1.1)
+    assert Worker(stale_after_s=1.0).recover() == [run_id]
+    run = repo.get_run(run_id)
+    assert run.status == "failed" and run.error.startswith("orphaned")
 
 
 def _claim_all(url_env: dict, out):
