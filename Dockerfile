@@ -18,7 +18,7 @@ RUN pip install --no-cache-dir -r requirements.txt \
 COPY . .
 VOLUME /data
 EXPOSE 8501
-# serve binds 127.0.0.1 by default; inside the container it must bind 0.0.0.0 for a published port
-# (`docker run -p 127.0.0.1:8501:8501 ...` keeps it on the host's loopback). There is no access
-# control yet: do not publish it beyond the host.
-CMD ["python", "-m", "sparsity_core", "serve", "--port", "8501", "--address", "0.0.0.0"]
+# serve binds 127.0.0.1 by default; inside the container it must bind 0.0.0.0 for a published port,
+# and then it refuses to start without an access control:
+#   docker run -e SPARSITY_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(24))') -p 8501:8501 ...
+CMD ["python", "-m", "sparsity_core", "serve", "--port", "8501", "--host", "0.0.0.0"]

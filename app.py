@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from pages._access import gate
 from pages._ui import sidebar_status
 
 st.set_page_config(page_title="Sparsity Lab", page_icon="🕸️", layout="wide")
@@ -22,5 +23,6 @@ PAGES = {
     ],
 }
 
+gate()  # before any page, sidebar content or run data
 sidebar_status()
 st.navigation(PAGES).run()

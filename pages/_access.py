@@ -1,0 +1,78 @@
+"""Who may use this app, checked by app.py before any page or sidebar renders.
+
+With SPARSITY_TOKEN set, a browser session must give the token once (a password field, or
+`?token=` in the URL, removed from the URL at once); it is compared in constant time and remembered
+in st.session_state. Without a token but with an [auth] section in secrets.toml, Streamlit's
+st.login is the control. With neither, the app is local (serve refuses to bind beyond 127.0.0.1).
+`may_change()` is what destructive actions (delete, import, cancel) ask.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from typing import Optional
+
+import streamlit as st
+
+_GRANTED = "_access_granted"
+WRONG = "That token is not right: ask whoever runs this server for it."
+
+
+def token() -> Optional[str]:
+    return os.environ.get("SPARSITY_TOKEN") or None
+
+
+def login_configured() -> bool:
+    """An [auth] section in secrets.toml: an identity provider for st.login."""
+    return bool(st.secrets.load_if_toml_exists() and "auth" in st.secrets)
+
+
+def _matches(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def may_change() -> bool:
+    """Whether this session may delete, import or cancel runs."""
+    if token():
+        return bool(st.session_state.get(_GRANTED))
+    if login_configured():
+        return bool(st.user.is_logged_in)
+    return True
+
+
+def gate() -> None:
+    """Stop the script (nothing else renders) unless this session has access."""
+    expected = token()
+    if expected:
+        _token_gate(expected)
+    elif login_configured() and not st.user.is_logged_in:
+        st.title("Sparsity Lab")
+        st.button("Log in", on_click=st.login)
+        st.stop()
+
+
+def _token_gate(expected: str) -> None:
+    wrong = False
+    from_url = st.query_params.get("token")
+    if from_url is not None:
+        del st.query_params["token"]  # a token never stays in an address that may be shared
+        if _matches(from_url, expected):
+            st.session_state[_GRANTED] = True
+        else:
+            wrong = True
+    if st.session_state.get(_GRANTED):
+        return
+    box = st.empty()  # the form, cleared in this same run once the token is right
+    with box.container():
+        st.title("Sparsity Lab")
+        with st.form("access", clear_on_submit=True):
+            given = st.text_input("Access token", type="password")
+            submitted = st.form_submit_button("Open")
+    if submitted and _matches(given, expected):
+        st.session_state[_GRANTED] = True
+        box.empty()
+        return
+    if submitted or wrong:
+        st.error(WRONG)
+    st.stop()
