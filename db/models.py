@@ -115,3 +115,4 @@ class Worker(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
     current_run_id: Mapped[Optional[int]]
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)  # executor facts: the Ray cluster's resources

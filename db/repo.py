@@ -490,14 +490,18 @@ def artifact_path(run_id: int, name: str) -> Path:
 
 
 # ---------------------------------------------------------------- workers
-def worker_heartbeat(worker_id: str, current_run_id: Optional[int] = None) -> None:
+def worker_heartbeat(worker_id: str, current_run_id: Optional[int] = None, *,
+                     info: Optional[dict[str, Any]] = None) -> None:
+    """The worker is alive (and busy with `current_run_id`); `info` replaces what it says of itself."""
     with session() as s:
         row = s.get(Worker, worker_id)
         if row is None:
-            s.add(Worker(id=worker_id, current_run_id=current_run_id))
+            s.add(Worker(id=worker_id, current_run_id=current_run_id, info=info or {}))
         else:
             row.heartbeat_at = utcnow()
             row.current_run_id = current_run_id
+            if info is not None:
+                row.info = info
         s.commit()
 
 

@@ -307,6 +307,18 @@ def show_url_run(kind: str, draw_results: Callable[[Any], None]) -> bool:
     return True
 
 
+def cluster_text(workers) -> Optional[str]:
+    """"Ray: 2 nodes, 1 of 2 CPUs free, 0 of 0 GPUs free", from what a Ray worker last reported."""
+    for w in workers:
+        info = w.info or {}
+        if info.get("executor") == "ray" and info.get("cluster"):
+            cluster = info["cluster"]
+            total, free = cluster.get("total") or {}, cluster.get("available") or {}
+            parts = [f"{free.get(r, 0):g} of {total.get(r, 0):g} {r}s free" for r in ("CPU", "GPU")]
+            return f"Ray: {len(cluster.get('nodes') or [])} node(s), " + ", ".join(parts)
+    return None
+
+
 def sidebar_status() -> None:
     from sqlalchemy.engine import make_url
 
@@ -319,6 +331,8 @@ def sidebar_status() -> None:
         if workers:
             busy = [w for w in workers if w.current_run_id]
             st.success(f"{len(workers)} worker(s) alive, {len(busy)} busy", icon="🟢")
+            if (cluster := cluster_text(workers)) is not None:
+                st.caption(cluster)
         else:
             st.warning("no worker is running: queued runs wait. Start one with "
                        "`python -m sparsity_core worker`", icon="🟠")

@@ -8,6 +8,12 @@ from pages._ui import LAB_PAGES, run_label
 from sparsity_core.reports.compare import md_text
 
 
+def ran_on(run) -> str:
+    """Where the run executed, from the facts its executor recorded: "ray · host-2 · cuda:0"."""
+    where = (run.info or {}).get("executor") or {}
+    return " · ".join(str(where[k]) for k in ("name", "host", "device") if where.get(k))
+
+
 def lab_url(run) -> str | None:
     """The run's address, relative to this page so it holds under any base URL path."""
     page = LAB_PAGES.get(run.kind)
@@ -28,7 +34,7 @@ table = pd.DataFrame([{
     "id": r.id, "open": lab_url(r), "kind": r.kind, "name": r.name or "", "model": r.model, "method": r.method or "",
     "status": r.status, "progress": r.progress, "duration s": None if r.duration_s is None else round(r.duration_s, 1),
     "created (UTC)": r.created_at.strftime("%Y-%m-%d %H:%M:%S"), "parent": r.parent_run_id,
-    "error": r.error or "",
+    "ran on": ran_on(r), "error": r.error or "",
 } for r in runs])
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     "progress": st.column_config.ProgressColumn(min_value=0, max_value=1),

@@ -29,7 +29,7 @@ def test_a_0001_store_upgrades_keeping_its_rows_then_never_reuses_ids(store, mon
     migrate(old)
 
     with old.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
         assert "AUTOINCREMENT" in conn.execute(text("SELECT sql FROM sqlite_master WHERE name = 'runs'")).scalar()
         assert conn.execute(text("SELECT id, parent_run_id FROM runs ORDER BY id")).all() == [(1, None), (2, 1)]
         assert conn.execute(text("SELECT run_id, value FROM metrics ORDER BY id")).all() == [(1, 0.9), (2, 0.8)]
@@ -53,7 +53,7 @@ def test_migrating_at_head_is_a_no_op(store):
     migrate(engine)
     migrate(engine)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
 
 
 def test_a_0001_store_upgrades_to_head(db_url):
@@ -68,7 +68,7 @@ def test_a_0001_store_upgrades_to_head(db_url):
         conn.execute(text(insert), {"status": "queued", "started": None})
     migrate(engine)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
         assert conn.execute(text("SELECT id, status, attempts, claim_token FROM runs ORDER BY id")).all() == [
             (1, "succeeded", 1, None), (2, "queued", 0, None)]
     engine.dispose()

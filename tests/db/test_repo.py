@@ -290,3 +290,10 @@ def test_relationships_load_only_where_a_function_says_so(store):
     with pytest.raises(InvalidRequestError, match="lazy='raise'"):
         len(plain.artifacts)  # not loaded: says so at once instead of querying a closed session
     assert repo.get_run_with_artifacts(999) is None
+
+
+def test_a_worker_row_keeps_what_the_worker_says_of_itself():
+    repo.worker_heartbeat("w1", None, info={"executor": "ray", "cluster": {"available": {"CPU": 1.0}}})
+    repo.worker_heartbeat("w1", 7)  # a heartbeat without info keeps the last one
+    (row,) = repo.live_workers()
+    assert row.current_run_id == 7 and row.info["cluster"]["available"] == {"CPU": 1.0}

@@ -86,3 +86,21 @@ def test_a_hostile_error_is_shown_as_text():
     bodies = [e.value for e in [*at.error, *at.markdown, *at.caption, *at.warning, *at.info]]
     assert any("&#91;x&#93;" in b for b in bodies)  # the error is on the page, its characters as entities
     assert not any("evil.example" in b or "<script" in b or "![" in b for b in bodies)
+
+
+def test_the_sidebar_shows_the_ray_clusters_free_resources():
+    from pages._ui import cluster_text
+
+    repo.worker_heartbeat("head:1:1", None, info={"executor": "ray", "cluster": {
+        "total": {"CPU": 2.0, "GPU": 1.0}, "available": {"CPU": 1.0, "GPU": 0.0},
+        "nodes": [{"node": "a"}, {"node": "b"}]}})
+    assert cluster_text(repo.live_workers()) == "Ray: 2 node(s), 1 of 2 CPUs free, 0 of 1 GPUs free"
+
+
+def test_the_runs_table_says_where_each_run_ran():
+    on_ray, local = make("queued"), make("queued")
+    repo.update_info(on_ray, executor={"name": "ray", "node": "ab12", "host": "gpu-box", "device": "cuda:0"})
+    repo.update_info(local, executor={"name": "local", "node": None, "host": "laptop", "device": "cpu"})
+    table = page().dataframe[0].value.set_index("id")
+    assert table.loc[on_ray, "ran on"] == "ray · gpu-box · cuda:0"
+    assert table.loc[local, "ran on"] == "local · laptop · cpu"
