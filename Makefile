@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run worker test lint bench clean
+.PHONY: install run cluster worker test lint bench clean
 
 $(STAMP): requirements.txt requirements-bundled.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ install: $(STAMP)
 
 run: install  ## worker + app on http://localhost:8501 (SQLite under ./data); Ctrl-C stops both
 	$(PY) -m sparsity_core serve --port 8501
+
+cluster: install  ## PostgreSQL + Ray head + Ray-executor worker + app, all on loopback; Ctrl-C stops them
+	$(PY) -m sparsity_core serve --port 8501 --cluster
 
 worker: install
 	$(PY) -m sparsity_core worker

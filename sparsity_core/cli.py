@@ -273,7 +273,12 @@ def cmd_serve(args) -> int:
     if not is_loopback(args.host):
         os.environ["SPARSITY_EXPOSED"] = "1"  # the app and worker limit hf: paths (SPARSITY_MODEL_DIRS)
     py = sys.executable
-    worker = _Child("worker", [py, "-m", "sparsity_core", "worker"], root)
+    worker_argv = [py, "-m", "sparsity_core", "worker"]
+    store = None
+    if args.cluster:  # a local cluster: PostgreSQL, and a worker that starts a Ray head and sends runs to it
+        store = _cluster_store()
+        worker_argv += ["--executor", "ray"]
+    worker = _Child("worker", worker_argv, root)
     # an explicit address (127.0.0.1 unless told) also keeps Streamlit from looking up an external IP
     app = _Child("app", [py, "-m", "streamlit", "run", str(root / "app.py"), "--server.port", str(args.port),
                          "--server.address", args.host, "--server.headless", "true",
@@ -310,7 +315,25 @@ def cmd_serve(args) -> int:
     finally:
         worker.stop(grace_s=20)  # SIGTERM: the worker ends its job and puts the run back in the queue
         app.stop(grace_s=10)
+        if store is not None:
+            store.stop()
     return code
+
+
+def _cluster_store():
+    """`serve --cluster`'s store: a PostgreSQL server kept under SPARSITY_HOME/cluster-pg (its data
+    survives restarts), on a free loopback port; the app, the worker and Ray's tasks inherit its
+    URL through SPARSITY_DB_URL."""
+    from db import pgserver
+    from sparsity_core.paths import home
+
+    try:
+        server = pgserver.start(folder=home() / "cluster-pg", keep=True, fast=False)
+    except pgserver.PgServerError as exc:
+        raise CLIError(f"serve --cluster: {exc}") from None
+    os.environ["SPARSITY_DB_URL"] = server.url
+    print(f"serve: PostgreSQL store on 127.0.0.1:{server.port} (data in {server.folder})", flush=True)
+    return server
 
 
 MIN_TOKEN_CHARS = 16  # a shared secret a visitor cannot guess by trying
@@ -413,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--host", "--address", dest="host", default="127.0.0.1",
                    help="the address the app binds; beyond loopback it needs SPARSITY_TOKEN or st.login ([auth])")
+    p.add_argument("--cluster", action="store_true",
+                   help="a local cluster: PostgreSQL store, Ray head and a Ray-executor worker (make cluster)")
     p.set_defaults(fn=cmd_serve)
     return parser
 
