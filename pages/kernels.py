@@ -6,6 +6,7 @@ import streamlit as st
 
 from db import repo
 from pages._ui import ErrorPlaces, estimate_line, preset_button, run_label, show_url_run
+from sparsity_core.catalog import caps
 from sparsity_core.catalog.kernels import LAYOUT_HELP, MODES, PRESETS
 from sparsity_core.reports import bundle
 from sparsity_core.reports.kernels import (
@@ -71,11 +72,18 @@ parents = repo.list_runs(kind="prune", status="succeeded", limit=50)
 left, right = st.columns(2)
 with left:
     shapes_text = st.text_input("Layer shapes (out x in)", key="k_shapes",
-                                help="comma-separated, e.g. 3072x768, 768x3072; empty: the parent model only")
+                                help=f"comma-separated, e.g. 3072x768, 768x3072; empty: the parent model only. "
+                                     f"At most {caps.KERNEL_SHAPES} shapes of {caps.KERNEL_WEIGHTS / 1e6:.0f}M "
+                                     f"weights each; the sweep (shapes x tokens x sparsities x layouts x modes) "
+                                     f"is at most {caps.KERNEL_SWEEP_POINTS} points, and its largest point must "
+                                     f"fit in {caps.KERNEL_MEMORY_SHARE:.0%} of the free memory where it runs")
     PLACES.field_error("shapes")
-    tokens_text = st.text_input("Tokens (rows of the input)", "32, 512", key="k_tokens")
+    tokens_text = st.text_input("Tokens (rows of the input)", "32, 512", key="k_tokens",
+                                help=f"comma-separated, each 1 to {caps.KERNEL_TOKENS}; at most "
+                                     f"{caps.KERNEL_TOKEN_COUNTS} counts")
     PLACES.field_error("tokens")
-    sparsities_text = st.text_input("Sparsities", "0.5, 0.7, 0.9, 0.95", key="k_sparsities")
+    sparsities_text = st.text_input("Sparsities", "0.5, 0.7, 0.9, 0.95", key="k_sparsities",
+                                    help=f"comma-separated, each in [0, 1); at most {caps.KERNEL_SPARSITIES}")
     PLACES.field_error("sparsities")
     layouts = st.multiselect("Layouts", list(LAYOUT_HELP), default=["dense", "csr", "shrunk"], key="k_layouts",
                              help="\n".join(f"- **{k}**: {v}" for k, v in LAYOUT_HELP.items()))
@@ -90,8 +98,9 @@ with right:
     PLACES.field_error("modes")
     block = st.number_input("BSR block", min_value=1, max_value=256, value=FIELDS["block"].default, key="k_block")
     PLACES.field_error("block")
-    repeats = st.number_input("Repeats", min_value=3, max_value=1000, value=FIELDS["repeats"].default,
-                              key="k_repeats")
+    repeats = st.number_input("Repeats", min_value=caps.KERNEL_REPEATS[0], max_value=caps.KERNEL_REPEATS[1],
+                              value=FIELDS["repeats"].default, key="k_repeats",
+                              help=f"timed rounds per point, {caps.KERNEL_REPEATS[0]} to {caps.KERNEL_REPEATS[1]}")
     PLACES.field_error("repeats")
     parent = st.selectbox("Pruned model (parent run, optional)", [None, *parents], key="k_parent",
                           format_func=lambda r: "none: layers only" if r is None else run_label(r))

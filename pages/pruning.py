@@ -86,14 +86,15 @@ with left:
     PLACES.field_error("scope")
 with right:
     sparsities_text = st.text_input("Target sparsities", "0, 0.5, 0.7", key="p_sparsities",
-                                    help="comma-separated, each in [0, 1); 0 is the dense reference")
+                                    help=f"comma-separated, each in [0, 1); 0 is the dense reference; at most "
+                                         f"{caps.SPARSITIES} targets")
     PLACES.field_error("sparsities")
     st.session_state.setdefault("p_eval", eval_default(choice))  # set here, so a model change can reset it
     eval_samples = st.number_input(
         "Evaluation size", min_value=16, value=None, step=1, key="p_eval", placeholder="all",
         help="test rows scored at each sparsity; for a language model, 512-token windows of BBC News test. "
              "Empty: the whole test split (a language model then scores 16 windows). Fewer is faster, "
-             "noisier.")
+             f"noisier. At most {caps.MAX_ROWS:,}.")
     PLACES.field_error("eval_samples")
     calibration = {}
     if METHODS[method].needs_calibration:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from sparsity_core.catalog import caps
-from sparsity_core.catalog.kernels import LAYOUT_HELP
+from sparsity_core.catalog.kernels import LAYOUT_HELP, MODES
 from sparsity_core.catalog.models import check_model_name
 from sparsity_core.catalog.pruning import METHODS, STRUCTURED, parse_pattern
 from sparsity_core.catalog.sae import VARIANTS
@@ -40,7 +40,14 @@ class BaseSpec(BaseModel):
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        return check_model_name(value)
+        if len(value) > caps.MODEL_CHARS:
+            raise ValueError(f"a model name is at most {caps.MODEL_CHARS} characters, got {len(value)}")
+        if any(ord(c) < 32 for c in value):
+            raise ValueError("a model name has no control characters")
+        try:
+            return check_model_name(value)
+        except (OSError, RuntimeError) as exc:  # a path the OS refuses to look at; `~nobody/x`
+            raise ValueError(f"hf path {value[3:83]!r} cannot be read here: {type(exc).__name__}") from None
 
     @property
     def method_name(self) -> Optional[str]:
@@ -54,29 +61,30 @@ class PruneSpec(BaseSpec):
     method: str = Field("magnitude", description="a registered pruning method")
     scope: Literal["layer", "global"] = Field(
         "layer", description="layer: every layer at the target; global: one threshold for all")
-    sparsities: list[float] = Field(..., min_length=1, description="target fractions of zeros")
+    sparsities: list[float] = Field(..., min_length=1, max_length=caps.SPARSITIES,
+                                    description="target fractions of zeros")
     pattern: str = Field("unstructured", validate_default=True,
                          description="unstructured | N:M | block:RxC | heads | neurons")
     eval_samples: Optional[int] = Field(
-        None, ge=16, description="cap on evaluation rows, or 512-token windows for a causal LM "
+        None, ge=16, le=caps.MAX_ROWS, description="cap on evaluation rows, or 512-token windows for a causal LM "
                                  "(None: the whole test split; 16 windows for a causal LM)")
     params: dict[str, Any] = Field({}, validate_default=True, description="the method's own parameters, e.g. dsnot's initial")
-    calibration_samples: int = Field(64, ge=1, le=4096, description="calibration sequences (or rows)")
-    seq_len: int = Field(256, ge=8, le=4096, description="tokens per calibration sequence")
+    calibration_samples: int = Field(64, ge=1, le=caps.CALIBRATION_SAMPLES, description="calibration sequences (or rows)")
+    seq_len: int = Field(256, ge=8, le=caps.SEQ_LEN, description="tokens per calibration sequence")
     # schedule and recovery (pruning/recovery.py): train while pruning, or after a one-shot prune
     schedule: Literal["oneshot", "gradual"] = Field(
         "oneshot", description="oneshot: prune at once; gradual: cubic sparsity ramp while training")
     recovery: Literal["none", "finetune", "distill"] = Field(
         "none", description="train after/while pruning: labels only, or distil from the dense teacher")
-    steps: int = Field(200, ge=1, le=100_000,
+    steps: int = Field(200, ge=1, le=caps.TRAIN_STEPS,
                        description="optimizer steps per target: the gradual ramp, or one-shot recovery")
-    finetune_steps: int = Field(100, ge=0, le=100_000,
+    finetune_steps: int = Field(100, ge=0, le=caps.TRAIN_STEPS,
                                 description="gradual: steps at each final sparsity with the mask fixed")
     # 1e-3, not dense fine-tuning's 5e-5: minilm-l6-rt ramped to 90% in 250 steps reached 0.712 at
     # 3e-4 x 100 steps and 0.760 (= dense) at 1e-3 x 250 (benchmarks/pruning_recovery.py)
     lr: float = Field(1e-3, gt=0, le=1.0, description="AdamW peak learning rate (warmup, linear decay)")
-    batch_size: int = Field(32, ge=1, le=4096, description="training rows per step")
-    train_rows: Optional[int] = Field(None, ge=16, description="cap on training rows (None: whole split)")
+    batch_size: int = Field(32, ge=1, le=caps.BATCH_ROWS, description="training rows per step")
+    train_rows: Optional[int] = Field(None, ge=16, le=caps.MAX_ROWS, description="cap on training rows (None: whole split)")
     distill_temperature: float = Field(2.0, gt=0, le=100, description="softens both models' logits")
     distill_alpha: float = Field(0.9, ge=0, le=1, description="weight of KL; 1 - alpha on label cross-entropy")
     distill_hidden_weight: float = Field(1.0, ge=0, le=1000, description="weight of the hidden-state MSE")
@@ -150,20 +158,25 @@ class KernelSpec(BaseSpec):
 
     kind: Literal["kernel"] = "kernel"
     model: str = Field("minilm-l6", description="the model of the parent run (unused by the sweep)")
-    shapes: list[list[int]] = Field([[3072, 768]], description="layer shapes [out, in] to sweep ([] with a parent_run: the model only)")
-    tokens: list[int] = Field([32], min_length=1, description="rows of the input (batch x sequence)")
-    sparsities: list[float] = Field([0.5, 0.9], min_length=1, description="fractions of zeros to sweep")
-    layouts: list[str] = Field(["dense", "csr"], min_length=1, description="registered layouts to time")
+    shapes: list[list[int]] = Field([[3072, 768]], max_length=caps.KERNEL_SHAPES,
+                                    description="layer shapes [out, in] to sweep ([] with a parent_run: the model only)")
+    tokens: list[int] = Field([32], min_length=1, max_length=caps.KERNEL_TOKEN_COUNTS,
+                              description="rows of the input (batch x sequence)")
+    sparsities: list[float] = Field([0.5, 0.9], min_length=1, max_length=caps.KERNEL_SPARSITIES,
+                                    description="fractions of zeros to sweep")
+    layouts: list[str] = Field(["dense", "csr"], min_length=1, max_length=len(LAYOUT_HELP),
+                               description="registered layouts to time")
     block: int = Field(32, description="BSR block size (block x block)")
     device: Literal["cpu", "cuda"] = "cpu"
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     modes: list[Literal["eager", "cuda_graph", "compile"]] = Field(
-        ["eager"], min_length=1, description="how each call is launched (graphs/compile: the small-batch gap)")
-    warmup: int = Field(5, ge=1, le=1000)
-    repeats: int = Field(30, ge=3, le=10000, description="timed rounds (median and IQR over them)")
-    threads: Optional[int] = Field(None, ge=1, le=1024, description="CPU threads (None: torch's default)")
+        ["eager"], min_length=1, max_length=len(MODES), description="how each call is launched (graphs/compile: the small-batch gap)")
+    warmup: int = Field(5, ge=caps.KERNEL_WARMUP[0], le=caps.KERNEL_WARMUP[1])
+    repeats: int = Field(30, ge=caps.KERNEL_REPEATS[0], le=caps.KERNEL_REPEATS[1],
+                         description="timed rounds (median and IQR over them)")
+    threads: Optional[int] = Field(None, ge=1, le=caps.KERNEL_THREADS, description="CPU threads (None: torch's default)")
     l2_flush: bool = Field(False, description="CUDA: flush the L2 cache before every timed call")
-    batch: int = Field(32, ge=1, le=1024, description="sentences (or images) per forward for parent_run")
+    batch: int = Field(32, ge=1, le=caps.KERNEL_BATCH, description="sentences (or images) per forward for parent_run")
 
     @field_validator("shapes")
     @classmethod
@@ -171,15 +184,16 @@ class KernelSpec(BaseSpec):
         for shape in values:
             if len(shape) != 2 or min(shape) < 1:
                 raise ValueError(f"each shape is [out, in] with two positive sizes, got {shape}")
-            if shape[0] * shape[1] > 1 << 28:  # 268M weights = 1 GiB in fp32: beyond any real layer
-                raise ValueError(f"shape {shape[0]}x{shape[1]} is too large (over 268M weights)")
+            if shape[0] * shape[1] > caps.KERNEL_WEIGHTS:
+                raise ValueError(f"shape {shape[0]}x{shape[1]} is too large (over {caps.KERNEL_WEIGHTS / 1e6:.0f}M "
+                                 "weights)")
         return values
 
     @field_validator("tokens")
     @classmethod
     def _tokens(cls, values: list[int]) -> list[int]:
-        if any(not 1 <= t <= 65536 for t in values):
-            raise ValueError("each token count must be between 1 and 65536")
+        if any(not 1 <= t <= caps.KERNEL_TOKENS for t in values):
+            raise ValueError(f"each token count must be between 1 and {caps.KERNEL_TOKENS}")
         return sorted(set(values))
 
     @field_validator("sparsities")
@@ -205,6 +219,20 @@ class KernelSpec(BaseSpec):
         # dense always runs: it is what every speedup divides by
         return ["dense", *dict.fromkeys(v for v in values if v != "dense")]
 
+    @model_validator(mode="after")
+    def _sweep_size(self) -> "KernelSpec":
+        if self.points > caps.KERNEL_SWEEP_POINTS:
+            axes = (f"{len(self.shapes)} shapes x {len(self.tokens)} token counts x {len(self.sparsities)} "
+                    f"sparsities x {len(self.layouts)} layouts x {len(self.modes)} modes")
+            raise FieldsError({"shapes": f"the sweep is {axes} = {self.points} points; at most "
+                                         f"{caps.KERNEL_SWEEP_POINTS} (split it into several runs)"})
+        return self
+
+    @property
+    def points(self) -> int:
+        """Timed points of the sweep: the product of its axes (each runs `repeats` rounds)."""
+        return len(self.shapes) * len(self.tokens) * len(self.sparsities) * len(self.layouts) * len(self.modes)
+
 
 class ExplainSpec(BaseSpec):
     """Explain a classifier's prediction by representer points, with captum alongside (kind `explain`).
@@ -218,15 +246,15 @@ class ExplainSpec(BaseSpec):
     method: Literal["representer"] = "representer"
     model: str = Field("digits-mlp", description="a classifier, or an encoder (a head is trained on it)")
     dataset: Literal["digits", "rotten_tomatoes", "bbc_news", "tweets"] = "digits"
-    lam: float = Field(0.003, alias="lambda", description="L2 strength of the last-layer fit (paper: 0.003)")
-    test_index: int = Field(0, ge=0, description="row of the test split to explain")
-    text: Optional[str] = Field(None, max_length=5000, description="a typed sentence instead of a test row")
+    lam: float = Field(0.003, alias="lambda", le=caps.LAMBDA, description="L2 strength of the last-layer fit (paper: 0.003)")
+    test_index: int = Field(0, ge=0, le=caps.MAX_ROWS, description="row of the test split to explain")
+    text: Optional[str] = Field(None, max_length=caps.TEXT_CHARS, description="a typed sentence instead of a test row")
     image: Optional[list[list[float]]] = Field(None, description="a drawn 8x8 digit (0..16) instead of a test row")
-    top_k: int = Field(10, ge=1, le=100, description="excitatory / inhibitory examples to show")
-    train_limit: Optional[int] = Field(None, ge=10, description="cap on training points (None: all)")
+    top_k: int = Field(10, ge=1, le=caps.TOP_K, description="excitatory / inhibitory examples to show")
+    train_limit: Optional[int] = Field(None, ge=10, le=caps.MAX_ROWS, description="cap on training points (None: all)")
     parent_sparsity: Optional[float] = Field(None, ge=0, lt=1, description="which sparsity of the parent run (None: highest)")
     captum: bool = Field(True, description="also run captum attributions and influence")
-    ig_steps: int = Field(50, ge=4, le=512, description="integration steps of (Layer)IntegratedGradients")
+    ig_steps: int = Field(50, ge=caps.IG_STEPS[0], le=caps.IG_STEPS[1], description="integration steps of (Layer)IntegratedGradients")
     flip_fraction: float = Field(0.1, ge=0, le=0.5, description="labels flipped for the debugging experiment (0: skip)")
 
     @field_validator("lam")
@@ -299,7 +327,7 @@ SPECS: dict[str, type[BaseSpec]] = {"prune": PruneSpec, "kernel": KernelSpec, "e
 
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v1 stored a pruning method's parameters as given ({} for the defaults); v2 stores them all."""
-    if data.get("kind") == "prune" and data.get("method") in METHODS:
+    if data.get("kind") == "prune" and isinstance(data.get("method"), str) and data["method"] in METHODS:
         data = {**data, "params": {**METHODS[data["method"]].defaults(), **(data.get("params") or {})}}
     return data
 
@@ -323,21 +351,39 @@ def parse_spec(data: dict[str, Any] | str | BaseSpec, version: int = SCHEMA_VERS
     older `version` is upgraded first."""
     if isinstance(data, BaseSpec):
         return data
+    check_size(data)
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
         except (json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
-            raise SpecError({"": f"not valid JSON: {exc}"}) from None
+            raise SpecError({"": f"not valid JSON: {str(exc)[:200]}"}) from None
     if not isinstance(data, dict):
         raise SpecError({"": "a spec is a JSON object"})
     data = upgrade_spec(data, version)
     kind = data.get("kind")
-    if kind not in SPECS:
-        raise SpecError({"kind": f"unknown kind {kind!r}; known: {', '.join(SPECS)}"})
+    if not isinstance(kind, str) or kind not in SPECS:  # a list or dict is unhashable: no `in` on it
+        raise SpecError({"kind": f"unknown kind {str(kind)[:40]!r}; known: {', '.join(SPECS)}"})
     try:
         return SPECS[kind].model_validate(data)
     except ValidationError as exc:
         raise SpecError(field_errors(exc)) from None
+
+
+def check_size(data: Any) -> None:
+    """Refuse a spec over caps.SPEC_BYTES of JSON before pydantic reads it: a 10 MB spec was
+    stored once, and the Runs page then took 11 s to render. A dict is measured as the JSON the
+    store would keep; one that is no JSON at all (a set, nested past the recursion limit) is refused."""
+    if isinstance(data, (str, bytes)):
+        size = len(data.encode() if isinstance(data, str) else data)
+    else:
+        try:
+            size = len(json.dumps(data, allow_nan=True).encode())
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise SpecError({"": f"a spec is plain JSON (objects, lists, strings, numbers): "
+                                 f"{type(exc).__name__}: {str(exc)[:120]}"}) from None
+    if size > caps.SPEC_BYTES:
+        raise SpecError({"": f"the spec is {size / 1024:,.0f} KB of JSON; a spec is at most "
+                             f"{caps.SPEC_BYTES // 1024} KB"})
 
 
 class SpecError(ValueError):
@@ -348,23 +394,28 @@ class SpecError(ValueError):
         super().__init__("; ".join(f"{k}: {v}" if k else v for k, v in errors.items()))
 
 
-class ParamsError(ValueError):
-    """A method's parameters that do not validate; `.errors` maps parameter -> message."""
+class FieldsError(ValueError):
+    """Raised inside a validator to put its messages on named fields; `.errors`: field -> message."""
 
     def __init__(self, errors: dict[str, str]):
         self.errors = errors
         super().__init__("; ".join(f"{k}: {v}" if k else v for k, v in errors.items()))
 
 
+class ParamsError(FieldsError):
+    """A method's parameters that do not validate; `.errors` maps parameter -> message."""
+
+
 def field_errors(exc: ValidationError) -> dict[str, str]:
-    """{field: first message}; a method parameter's message under `params.<name>`."""
+    """{field: first message}; a method parameter's message under `params.<name>`, a whole-spec
+    check's (a FieldsError of a model validator) under the field it names."""
     out: dict[str, str] = {}
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else ""
         inner = (err.get("ctx") or {}).get("error")
-        if isinstance(inner, ParamsError):
+        if isinstance(inner, FieldsError):
             for name, msg in inner.errors.items():
-                out.setdefault(f"{field}.{name}" if name else field, msg)
+                out.setdefault(".".join(p for p in (field, name) if p), msg)
             continue
         msg = err["msg"].removeprefix("Value error, ")
         out.setdefault(field, msg)

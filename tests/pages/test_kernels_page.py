@@ -50,3 +50,13 @@ def test_a_finished_run_draws_its_figures():
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # speedup vs sparsity, tokens x sparsity heatmap
     assert any("could not run here" in e.label for e in at.expander)
+
+
+def test_the_caps_are_in_the_help():
+    from sparsity_core.catalog import caps
+
+    at = _open()
+    shapes = at.text_input(key="k_shapes").help
+    assert f"at most {caps.KERNEL_SWEEP_POINTS} points" in shapes and f"{caps.KERNEL_SHAPES} shapes" in shapes
+    assert f"1 to {caps.KERNEL_TOKENS}" in at.text_input(key="k_tokens").help
+    assert f"at most {caps.KERNEL_SPARSITIES}" in at.text_input(key="k_sparsities").help

@@ -93,3 +93,45 @@ def test_specs_import_no_torch():
     code = "import sys, sparsity_core.specs, sparsity_core.catalog; print(sorted({'torch', 'transformers', 'db'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("spec, field, words", [
+    ({**GOOD, "sparsities": [i / 100 for i in range(33)]}, "sparsities", "at most 32"),
+    ({**GOOD, "eval_samples": 10**30}, "eval_samples", "less than or equal"),
+    ({"kind": "kernel", "shapes": [[8, 8]] * 65}, "shapes", "at most 64"),
+    ({"kind": "kernel", "tokens": list(range(1, 34))}, "tokens", "at most 32"),
+    # 40 shapes x 10 token counts x 2 sparsities x 2 layouts x 1 mode = 1600 points: fits; x 3 layouts: 2400
+    ({"kind": "kernel", "shapes": [[8, 8 + i] for i in range(40)], "tokens": list(range(1, 11)),
+      "layouts": ["dense", "csr", "coo"]}, "shapes", "= 2400 points; at most 2000"),
+    ({"kind": "explain", "lambda": float("inf")}, "lambda", "less than or equal to 1000000"),
+    ({**GOOD, "model": "hf:" + "a" * 400}, "model", "cannot be read here"),
+    ({**GOOD, "model": "hf:~no-such-user/x"}, "model", "cannot be read here"),
+    ({**GOOD, "model": "hf:" + "a" * 600}, "model", "at most 500 characters"),
+    ({**GOOD, "kind": ["prune"]}, "kind", "unknown kind"),
+])
+def test_every_input_is_bounded(spec, field, words):
+    with pytest.raises(SpecError) as err:
+        parse_spec(spec)
+    assert words in err.value.errors[field]
+
+
+def test_a_sweep_at_the_point_cap_is_accepted():
+    # 25 shapes x 20 token counts x 2 sparsities (the default) x 2 layouts x 1 mode
+    spec = parse_spec({"kind": "kernel", "shapes": [[8, 8 + i] for i in range(25)], "tokens": list(range(1, 21)),
+                       "layouts": ["dense", "csr"]})
+    assert spec.points == 2000
+
+
+@pytest.mark.parametrize("text", ["x" * (64 * 1024 + 1), {**GOOD, "name": None, "notes_pad": "x" * 70_000}])
+def test_a_spec_over_64_kb_is_refused_before_it_is_read(text):
+    with pytest.raises(SpecError, match="KB of JSON; a spec is at most 64 KB"):
+        parse_spec(text)
+
+
+def test_a_spec_that_is_no_json_is_one_line():
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    for bad in ({**GOOD, "params": {"x": {1, 2}}}, {**GOOD, "params": {"x": deep}}):
+        with pytest.raises(SpecError, match="a spec is plain JSON"):
+            parse_spec(bad)
