@@ -48,7 +48,8 @@ def wait_for(check, timeout_s: float = 60.0):
     raise AssertionError(f"not within {timeout_s} s")
 
 
-def test_ten_runs_spread_over_both_nodes(cluster):
+def test_ten_runs_spread_over_both_nodes(cluster, db_url):
+    """On SQLite and on the real PostgreSQL store: the Ray tasks write to the store they are given."""
     c, second = cluster
     ids = [submit(SPEC) for _ in range(10)]
     worker, thread = start_worker("magnitude_job")
@@ -66,6 +67,28 @@ def test_ten_runs_spread_over_both_nodes(cluster):
     assert nodes == {c.head_node.node_id, second.node_id}  # both nodes ran some
     assert {r.info["executor"]["name"] for r in runs} == {"ray"}
     assert {r.info["executor"]["device"] for r in runs} == {"cpu"}
+
+
+def test_a_real_digits_prune_runs_on_ray_with_the_postgresql_store(cluster, pg_url):
+    """The real core function (sparsity_core.pruning.run), not a test job: the digits-mlp model is
+    pruned on a Ray node and its accuracy lands in PostgreSQL."""
+    run_id = submit({"kind": "prune", "model": "digits-mlp", "method": "magnitude", "sparsities": [0.5]})
+    worker = Worker(poll_s=0.05, heartbeat_s=0.2, executor=RayExecutor(max_concurrent=1))
+    thread = threading.Thread(target=worker.run_forever, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: repo.get_run(run_id).status not in ("queued", "running"), 180)
+    finally:
+        worker.stop.set()
+        thread.join(timeout=30)
+    run = repo.get_run(run_id)
+    assert run.status == "succeeded", run.error
+    assert run.info["executor"]["name"] == "ray" and repo.get_run(run_id).worker == worker.id
+    accuracy = repo.metrics_frame([run_id], "accuracy").set_index("x")["value"]
+    assert 0.1 < accuracy[0.5] <= 1.0  # top-1 on the 359 test digits, above chance (10 classes)
+    sparsity = repo.metrics_frame([run_id], "sparsity").set_index("x")["value"]
+    assert sparsity[0.5] == pytest.approx(0.5, abs=0.01)  # what it measured in the pruned weights
+    assert {a.name for a in repo.list_artifacts(run_id)} >= {"masks@0.5", "pruned@0.5"}
 
 
 def test_cancel_ends_the_running_task(cluster):
