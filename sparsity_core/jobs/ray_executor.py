@@ -38,8 +38,8 @@ def _run_task(run_id: int, token: str, target: Optional[str], device: str) -> bo
     from db import repo
     from sparsity_core.jobs.worker import execute
 
-    if device == "cuda":
-        device = "cuda:0"  # Ray sets CUDA_VISIBLE_DEVICES to the GPU it gave the task
+    if device == "cuda":  # name the node's GPU that Ray gave the task (it sets CUDA_VISIBLE_DEVICES to it)
+        device = "cuda (GPU " + ",".join(str(g) for g in ray.get_gpu_ids()) + ")"
     node = ray.get_runtime_context().get_node_id()
     repo.update_info(run_id, token=token, executor=where_it_ran("ray", node, device))
     return execute(run_id, token, target)

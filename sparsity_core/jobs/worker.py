@@ -16,7 +16,6 @@ down, a job never outlives its supervision, and status is always a column its ow
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import signal
@@ -208,7 +207,7 @@ class Worker:
     def _beat_worker(self) -> None:
         current = next(iter(self.active), None)
         status = getattr(self.executor, "status", None)
-        if status is not None and "info" in inspect.signature(repo.worker_heartbeat).parameters:
+        if status is not None:  # the Ray executor: the sidebar shows the cluster's free resources
             repo.worker_heartbeat(self.id, current, info={"executor": self.executor.name, "cluster": status()})
         else:
             repo.worker_heartbeat(self.id, current)
