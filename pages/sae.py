@@ -6,7 +6,7 @@ import streamlit as st
 from db import repo
 from pages._ui import RUN_ID, ErrorPlaces, estimate_line, preset_button, run_label, show_url_run
 from sparsity_core.catalog import MODELS, SITES, VARIANTS, caps
-from sparsity_core.catalog.sae import DATA
+from sparsity_core.catalog.sae import CORPORA, HIDDEN_LAYERS, IMAGE_DATA, TEXT_SITES
 from sparsity_core.reports import browser, loaders
 from sparsity_core.reports import sae as figs
 from sparsity_core.specs import SAESpec
@@ -22,6 +22,7 @@ preset_button("sae")
 
 HF = "hf:<hub id or local path>"
 TEXT_MODELS = [m for m, info in MODELS.items() if info.task in ("encoder", "causal_lm")]
+IMAGE_MODELS = list(HIDDEN_LAYERS)  # MLP classifiers: their hidden layers, on their own images
 DEFAULTS = {name: info.default for name, info in SAESpec.model_fields.items()}
 # every field this page sends -> the widget that sets it (its message shows right below)
 PLACES = ErrorPlaces(SAESpec, {
@@ -32,15 +33,26 @@ PLACES = ErrorPlaces(SAESpec, {
 
 left, mid, right = st.columns(3)
 with left:
-    choice = st.selectbox("Model", [*TEXT_MODELS, HF], key="sae_model")
+    choice = st.selectbox("Model", [*TEXT_MODELS, *IMAGE_MODELS, HF], key="sae_model",
+                          format_func=lambda m: f"{m} (hidden layers, 8x8 digits)" if m in IMAGE_MODELS else m)
     hf_ref = st.text_input("Hub id or local path (for hf:)", placeholder="org/model or ./checkpoint", key="sae_hf")
     PLACES.field_error("model")
-    layer = st.number_input("Block (layer index)", min_value=0, value=DEFAULTS["layer"], step=1, key="sae_layer")
+    image = choice in IMAGE_MODELS
+    widths = HIDDEN_LAYERS.get(choice, ())
+    sites = ["hidden"] if image else list(TEXT_SITES)
+    datas = [IMAGE_DATA[choice]] if image else ["all", *CORPORA]
+    if st.session_state.get("_sae_image") != image:  # text <-> image model: that kind's layer, site and data
+        st.session_state.update(_sae_image=image, sae_layer=len(widths) - 1 if image else DEFAULTS["layer"],
+                                sae_site=sites[0], sae_data=datas[0])
+    layer = st.number_input("Hidden layer" if image else "Block (layer index)", min_value=0, step=1, key="sae_layer",
+                            help=("widths " + ", ".join(f"{i}: {w}" for i, w in enumerate(widths))) if image else None)
     PLACES.field_error("layer")
-    site = st.radio("Site", list(SITES), horizontal=True, key="sae_site",
-                    help="; ".join(f"{k}: {v}" for k, v in SITES.items()))
+    site = st.radio("Site", sites, horizontal=True, key="sae_site",
+                    help="; ".join(f"{k}: {SITES[k]}" for k in sites))
     PLACES.field_error("site")
-    data = st.selectbox("Text", DATA, key="sae_data")
+    data = st.selectbox("Data", datas, key="sae_data",
+                        help="the images the classifier was trained on" if image else
+                             "the text corpus (all: the three interleaved)")
     PLACES.field_error("data")
 with mid:
     variant = st.selectbox("Variant", list(VARIANTS), index=list(VARIANTS).index(DEFAULTS["variant"]),
@@ -114,8 +126,9 @@ def draw_browser(run) -> None:
     query = c1.text_input("Search latents by token or text", key="sae-query")
     by = c2.radio("Match", ["token", "text"], horizontal=True, key="sae-by")
     order = c3.selectbox("Sort by", list(browser.ORDERS), key="sae-order", help=browser.ORDER_HELP)
-    limit = c4.number_input("Hide denser than (% of tokens)", 0.0, 100.0,
-                            100 * browser.MAX_DENSITY, step=0.5, format="%g", key="sae-max-density",
+    unit = "images" if "pixels" in contexts else "tokens"
+    limit = c4.number_input(f"Hide denser than (% of {unit})", 0.0, 100.0,
+                            100 * browser.default_max_density(contexts), step=0.5, format="%g", key="sae-max-density",
                             help="latents that fire on more than this share of held-out tokens are left out of "
                                  "the list: dense ones (punctuation, a text's first token) are seldom the ones "
                                  "worth reading first; 100 shows every latent")
@@ -124,12 +137,13 @@ def draw_browser(run) -> None:
     if "matches" in found:  # a search lists the latents with most matching contexts first
         found = found.sort_values("matches", ascending=False, kind="stable")
     if hidden:
-        st.caption(f"{hidden} of {len(features)} latents fire on more than {limit:g}% of tokens and are hidden "
+        st.caption(f"{hidden} of {len(features)} latents fire on more than {limit:g}% of {unit} and are hidden "
                    "(raise the limit to list them)")
     cols = [c for c in ("latent", "density", "selectivity", "max_activation", "top_tokens", "promoted", "matches")
             if c in found]
     st.dataframe(found[cols].head(500), width="stretch", hide_index=True,
-                 column_config={"density": st.column_config.NumberColumn("fires on (% of tokens)", format="percent"),
+                 column_config={"density": st.column_config.NumberColumn(f"fires on (% of {unit})", format="percent"),
+                                "top_tokens": "top labels" if unit == "images" else "top tokens",
                                 "selectivity": st.column_config.NumberColumn(format="%.2f"),
                                 "max_activation": st.column_config.NumberColumn("max activation", format="%.2f")})
     if found.empty:
@@ -148,16 +162,18 @@ def draw_browser(run) -> None:
     mine = contexts[contexts["latent"] == latent]
     left, right = st.columns([3, 2])
     with left:
-        st.markdown(f"**Latent {latent}** · fires on {row['density']:.3%} of held-out tokens · max activation "
+        st.markdown(f"**Latent {latent}** · fires on {row['density']:.3%} of held-out {unit} · max activation "
                     f"{row['max_activation']:.2f}, mean when firing {row['mean_activation']:.2f}")
-        st.caption("Its top contexts: the number is the latent's activation on the shaded token "
-                   "(darker = stronger; hover for the value)")
+        st.caption("Its top images: the test digits that switch it on most, with their labels" if unit == "images"
+                   else "Its top contexts: the number is the latent's activation on the bold token; every token "
+                        "is shaded by the latent's activation on it (darker = stronger; hover for the value)")
         st.html(browser.contexts_html(mine))
     with right:
         st.plotly_chart(figs.activation_histogram(row), key="sae-acthist")
         if "promoted" in row:
-            st.markdown(f"**Promotes:** {row['promoted']}")
-            st.markdown(f"**Suppresses:** {row['suppressed']}")
+            what = "classes" if unit == "images" else "tokens"
+            st.text(f"Promotes ({what}): {row['promoted']}")  # text, not markdown: a vocabulary may hold anything
+            st.text(f"Suppresses ({what}): {row['suppressed']}")
 
 
 def draw_compare(run) -> None:

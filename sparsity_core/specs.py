@@ -291,8 +291,10 @@ class SAESpec(BaseSpec):
     model: str = Field("minilm-l6", description="a bundled model name, or hf:<hub-id-or-local-path>")
     variant: str = Field("topk", description="a registered SAE variant")
     layer: int = Field(3, ge=0, description="block index; activations are read after/inside this block")
-    site: Literal["resid", "mlp", "attn"] = Field("resid", description="residual stream, MLP or attention output")
-    data: Literal["all", "rotten_tomatoes", "bbc_news", "tweets"] = Field("all", description="text corpus")
+    site: Literal["resid", "mlp", "attn", "hidden"] = Field(
+        "resid", description="residual stream, MLP or attention output; hidden: an MLP classifier's hidden layer")
+    data: Literal["all", "rotten_tomatoes", "bbc_news", "tweets", "digits"] = Field(
+        "all", description="text corpus; digits: the 8x8 images, for digits-mlp")
     context: int = Field(128, ge=8, le=4096, description="tokens per window fed to the model")
     tokens: int = Field(200_000, ge=4096, le=100_000_000, description="training tokens (the token budget)")
     expansion: int = Field(8, ge=1, le=256, description="latents = expansion x activation width")

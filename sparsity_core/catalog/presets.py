@@ -89,7 +89,33 @@ register_preset("pruning", Preset(
     [{"kind": "prune", "model": "smollm2-135m", "method": method, "sparsities": [0.0, 0.5],
       "name": f"preset: SmolLM2 {method} 50%"} for method in ("magnitude", "wanda", "sparsegpt")]))
 
-# ---------------------------------------------------------------- SAE (minilm-l6, small budgets)
+# ---------------------------------------------------------------- SAE (digits-mlp, then minilm-l6)
+# The digits classifier's last hidden layer (128 ReLU units) on its 1,258 training images: the SAE
+# makes ~80 passes over them in seconds, and each latent's top images are pictures a student reads
+DIGITS_SAE = {"kind": "sae", "model": "digits-mlp", "layer": 1, "site": "hidden", "data": "digits",
+              "tokens": 100_000, "batch_tokens": 256, "k": 8}
+
+register_preset("sae", Preset(
+    "What an SAE learns inside the digits classifier",
+    "TopK autoencoders, 8 active latents per image, on the classifier's two hidden layers (256 and "
+    "128 units). Notice in each one's feature browser: on the last layer many latents' top images are all "
+    "one digit (a '3' latent, a '5' latent) and 'promotes' names the classes a latent pushes the "
+    "classifier toward; the first layer's latents mix digits more, as strokes they share. Spliced "
+    "into the model both SAEs keep the test accuracy (97-98%) that zeroing the layer destroys (8-12%).",
+    15,
+    [{**DIGITS_SAE, "layer": layer, "variant": "topk", "expansion": 1, "name": f"preset: digits TopK layer {layer}"}
+     for layer in (0, 1)]))
+
+register_preset("sae", Preset(
+    "Dead latents: TopK vs feature choice on digits",
+    "Twice as many latents (256) as hidden units. TopK lets each image pick its latents and most "
+    "latents are never picked (dead); feature choice lets each latent pick its images, so almost "
+    "none is dead. Notice the price in the table: feature choice rebuilds the layer less well "
+    "(lower FVE, lower accuracy with the SAE spliced in).",
+    14,
+    [{**DIGITS_SAE, "variant": variant, "expansion": 2, "name": f"preset: digits {variant}"}
+     for variant in ("topk", "feature_choice")]))
+
 # 16k training tokens: a budget that trains in seconds here, enough for the L0 / FVE contrast to show
 SMALL_SAE = {"kind": "sae", "model": "minilm-l6", "layer": 3, "tokens": 16_384, "expansion": 4}
 

@@ -28,7 +28,13 @@ SITES: dict[str, str] = {
     "resid": "residual stream after the block",
     "mlp": "output of the block's MLP",
     "attn": "output of the block's attention",
+    "hidden": "a hidden layer's ReLU output (MLP classifiers: digits-mlp)",
 }
+TEXT_SITES = ("resid", "mlp", "attn")
+# MLP classifiers read images, not text: their sites are the hidden layers (widths by layer index,
+# checked against the model by a test); their data is the labelled image set they were trained on
+HIDDEN_LAYERS: dict[str, tuple[int, ...]] = {"digits-mlp": (256, 128)}
+IMAGE_DATA: dict[str, str] = {"digits-mlp": "digits"}
 
 CORPORA = ("rotten_tomatoes", "bbc_news", "tweets")  # `data: all` interleaves the three
-DATA = ("all", *CORPORA)
+DATA = ("all", *CORPORA, "digits")  # digits: images, for the MLP classifiers only

@@ -4,7 +4,9 @@
     acts = load_activations(handle, key, n_tokens=200_000)   # captured once, then read from disk
 
 Sites: `resid` is the residual stream after block `layer` (the block's output), `mlp` and `attn`
-the MLP and attention outputs before they are added back. Text is cut into windows of `context`
+the MLP and attention outputs before they are added back; `hidden` is an MLP classifier's hidden
+layer `layer` after its ReLU (digits-mlp: 256 then 128 units), read on whole image splits
+(`image_activations`, one row per image, no cache: 1,797 digits take milliseconds). Text is cut into windows of `context`
 tokens (`corpus.py`; each window gets the tokenizer's special tokens), every real token of a window
 is one row.
 Shards are safetensors under cache_dir("activations", <key hash>), written in window order with a
@@ -26,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from sparsity_core.data import digits
 from sparsity_core.paths import cache_dir
 from sparsity_core.sae.corpus import corpus_texts, iter_windows
 from sparsity_core.zoo import ModelHandle, blocks
@@ -65,6 +68,7 @@ class Activations:
     acts: Tensor  # (n, d) float16
     token_ids: Tensor  # (n,) int64
     window: Tensor  # (n,) int64: which window each row came from (contexts never cross windows)
+    images: Optional[Tensor] = None  # (n, 8, 8) pixels when rows are images (token_ids then hold labels)
 
     def __len__(self) -> int:
         return len(self.acts)
@@ -72,6 +76,8 @@ class Activations:
 
 # ------------------------------------------------------------------ sites and hooks
 def site_module(handle: ModelHandle, layer: int, site: str) -> nn.Module:
+    if site == "hidden":
+        return hidden_module(handle, layer)
     found = blocks(handle)
     if not found:
         raise ValueError(f"{handle.name} has no transformer blocks to read activations from")
@@ -85,6 +91,40 @@ def site_module(handle: ModelHandle, layer: int, site: str) -> nn.Module:
         if module is not None:
             return module
     raise ValueError(f"no {site} output found in a {handle.family} block")
+
+
+def hidden_module(handle: ModelHandle, layer: int) -> nn.Module:
+    """The ReLU after hidden layer `layer` of an MLP classifier (its `body` is Linear, ReLU, ...)."""
+    relus = [m for m in getattr(handle.model, "body", ()) if isinstance(m, nn.ReLU)]
+    if not relus:
+        raise ValueError(f"{handle.name} has no MLP hidden layers to read activations from")
+    if not 0 <= layer < len(relus):
+        raise ValueError(f"layer {layer} is out of range: {handle.name} has hidden layers 0..{len(relus) - 1}")
+    return relus[layer]
+
+
+IMAGE_SEED = 0  # the digits split digits-mlp was trained on: its test images are new to model and SAE alike
+
+
+@torch.no_grad()
+def image_activations(handle: ModelHandle, layer: int, split: str) -> Activations:
+    """Hidden layer `layer` of an MLP classifier on every image of a digits split: one row per
+    image, its label in `token_ids`, each image its own window, the pixels alongside."""
+    data = digits(split, seed=IMAGE_SEED)
+    images = torch.from_numpy(data.images)
+    got: list[Tensor] = []
+
+    def hook(_mod, _inp, output):
+        got.append(output.detach())
+        raise _StopForward
+
+    with hooked(hidden_module(handle, layer), hook):
+        try:
+            handle.model(images.to(handle.device))
+        except _StopForward:
+            pass
+    acts = got[0].to("cpu", torch.float16)
+    return Activations(acts, torch.from_numpy(data.labels), torch.arange(len(acts)), images)
 
 
 def first_tensor(output) -> Tensor:

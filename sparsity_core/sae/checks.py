@@ -13,25 +13,36 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from sparsity_core.catalog.models import MODELS, model_entry
+from sparsity_core.catalog.sae import CORPORA, HIDDEN_LAYERS, IMAGE_DATA, TEXT_SITES
 from sparsity_core.jobs.context import ParentRun, check_parent
 from sparsity_core.sae.corpus import cached_token_count, token_count
 from sparsity_core.specs import SAESpec, SpecError
 
 
 def preflight_sae(spec: SAESpec, parent: Optional[ParentRun]) -> None:
-    """A text model with blocks, the layer in range, k within the latents, a token budget the
-    corpus can fill, a usable parent."""
+    """A text model with blocks (or an MLP classifier with hidden layers), the layer in range, the
+    site and data the model has, k within the latents, a token budget the corpus can fill, a usable parent."""
     errors: dict[str, str] = {}
     if spec.parent_run is not None:
         try:
             check_parent(parent, spec, sparsity=spec.parent_sparsity)
         except SpecError as exc:
             errors.update(exc.errors)
+    if spec.model in HIDDEN_LAYERS:
+        errors.update(_image_problems(spec))
+        if errors:
+            raise SpecError(errors)
+        return
+    if spec.site not in TEXT_SITES:
+        errors["site"] = (f"site {spec.site} is an MLP classifier's hidden layer ({', '.join(HIDDEN_LAYERS)}); "
+                          f"{spec.model} has {', '.join(TEXT_SITES)}")
+    if spec.data not in (*CORPORA, "all"):
+        errors["data"] = f"{spec.data} holds images, for {', '.join(HIDDEN_LAYERS)}; {spec.model} reads text"
     blocks, hidden, has_tokenizer, held = _facts(spec)
     if blocks == 0:
-        readers = ", ".join(n for n, e in MODELS.items() if e.blocks and e.tokenizer)
-        raise SpecError({**errors, "model": f"{spec.model} has no transformer blocks: the SAE lab reads the "
-                                            f"activations of text models ({readers} or an hf: checkpoint)"})
+        readers = ", ".join([*(n for n, e in MODELS.items() if e.blocks and e.tokenizer), *HIDDEN_LAYERS])
+        raise SpecError({**errors, "model": f"{spec.model} has no transformer blocks or hidden layers the SAE lab "
+                                            f"reads: pick one of {readers} or an hf: checkpoint"})
     if not has_tokenizer:
         errors["model"] = f"{spec.model} has no tokenizer, so no text can be fed to it"
     if spec.layer >= blocks:
@@ -45,6 +56,25 @@ def preflight_sae(spec: SAESpec, parent: Optional[ParentRun]) -> None:
         errors["tokens"] = problem
     if errors:
         raise SpecError(errors)
+
+
+def _image_problems(spec: SAESpec) -> dict[str, str]:
+    """An MLP classifier: site `hidden`, its own image data, a hidden layer it has, k within the latents."""
+    widths, data = HIDDEN_LAYERS[spec.model], IMAGE_DATA[spec.model]
+    errors: dict[str, str] = {}
+    if spec.site != "hidden":
+        errors["site"] = f"{spec.model} is an MLP: its sites are its hidden layers (site hidden), not {spec.site}"
+    if spec.data != data:
+        errors["data"] = f"{spec.model} reads {data} images: data must be {data}"
+    if spec.layer >= len(widths):
+        errors["layer"] = (f"layer {spec.layer} is out of range: {spec.model} has hidden layers "
+                           f"0..{len(widths) - 1} (widths {', '.join(map(str, widths))})")
+    elif spec.k > spec.expansion * widths[spec.layer]:
+        latents = spec.expansion * widths[spec.layer]
+        errors["k"] = f"k={spec.k} is larger than the number of latents ({spec.expansion} x {widths[spec.layer]} = {latents})"
+    if spec.batch_tokens > spec.tokens:
+        errors["batch_tokens"] = f"a batch of {spec.batch_tokens:,} images is more than the budget ({spec.tokens:,})"
+    return errors
 
 
 def budget_problem(spec: SAESpec, held: Optional[int]) -> Optional[str]:

@@ -68,7 +68,7 @@ def export_saelens(sae: SAE, folder: Path, scale: float, *, model: str, hook_nam
 def hook_name(family: str, layer: int, site: str) -> str:
     """TransformerLens-style hook names, which SAELens configs use."""
     return {"resid": f"blocks.{layer}.hook_resid_post", "mlp": f"blocks.{layer}.hook_mlp_out",
-            "attn": f"blocks.{layer}.hook_attn_out"}[site]
+            "attn": f"blocks.{layer}.hook_attn_out", "hidden": f"hidden.{layer}.hook_post"}[site]
 
 
 def load_saelens_weights(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -4,7 +4,10 @@
 histogram of its log10 activations, the tokens it fires on most, and for LMs the tokens its
 decoder direction promotes and suppresses through the unembedding (the logit lens).
 `contexts.parquet`: the top-activating tokens of each latent with their context (left, token,
-right), over held-out text. The browser only reads these files, so browsing is instant.
+right), over held-out text, and the context as tokens with the latent's activation on each
+(`tokens`, `acts`, `focus` = the index of the top token), so the browser shades every token; for
+image rows (an MLP classifier's hidden layer) the token is the digit's label and `pixels` holds
+its 8x8 picture. The browser only reads these files, so browsing is instant.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def feature_tables(sae: SAE, data: Activations, scale: float, tokenizer, unembed
     # Step 2: contexts of the top activations (never crossing a window)
     strings = _token_strings(tokenizer, data.token_ids)
     windows = data.window.numpy()
-    rows, top_tokens = [], []
+    rows, spans, top_tokens = [], [], []
     tv, ti = top_v.cpu().numpy(), top_i.cpu().numpy()
     for j in range(m):
         fired = [(float(tv[r, j]), int(ti[r, j])) for r in range(TOP) if tv[r, j] > 0]
@@ -63,7 +66,13 @@ def feature_tables(sae: SAE, data: Activations, scale: float, tokenizer, unembed
             while hi + 1 < n and hi - pos < RIGHT and windows[hi + 1] == windows[pos]:
                 hi += 1
             rows.append({"latent": j, "rank": rank, "activation": value,
-                         "left": _join(strings[lo:pos]), "token": strings[pos], "right": _join(strings[pos + 1:hi + 1])})
+                         "left": _join(strings[lo:pos]), "token": strings[pos], "right": _join(strings[pos + 1:hi + 1]),
+                         "tokens": _pieces(strings[lo:hi + 1]), "focus": pos - lo})
+            if data.images is not None:
+                rows[-1]["pixels"] = data.images[pos].flatten().round().to(torch.int64).tolist()
+            spans.append((lo, hi + 1, j))
+    for row, acts in zip(rows, context_activations(sae, data, scale, spans)):
+        row["acts"] = acts
     # Step 3: the per-latent table
     density = (counts / n).cpu().numpy()
     features = pd.DataFrame({
@@ -76,18 +85,43 @@ def feature_tables(sae: SAE, data: Activations, scale: float, tokenizer, unembed
     if unembed is not None:
         promoted, suppressed = logit_lens(sae.W_dec.detach(), unembed.to(device), tokenizer)
         features["promoted"], features["suppressed"] = promoted, suppressed
-    contexts = pd.DataFrame(rows, columns=["latent", "rank", "activation", "left", "token", "right"])
+    columns = ["latent", "rank", "activation", "left", "token", "right", "tokens", "acts", "focus"]
+    contexts = pd.DataFrame(rows, columns=columns + (["pixels"] if data.images is not None else []))
     return features, contexts
 
 
+@torch.no_grad()
+def context_activations(sae: SAE, data: Activations, scale: float,
+                        spans: list[tuple[int, int, int]]) -> list[list[float]]:
+    """For each (start, stop, latent): the latent's activation on rows start..stop-1, encoding each
+    needed row once (a second pass over at most the held-out tokens)."""
+    if not spans:
+        return []
+    rows = np.concatenate([np.arange(a, b) for a, b, _ in spans])
+    latents = np.concatenate([np.full(b - a, j) for a, b, j in spans])
+    need = np.unique(rows)
+    where = np.searchsorted(need, rows)  # each pair's row among the encoded ones
+    values = np.empty(len(rows), dtype=np.float32)
+    device = sae.W_enc.device
+    for i in range(0, len(need), CHUNK):
+        f = sae.encode(data.acts[torch.from_numpy(need[i:i + CHUNK])].to(device, torch.float32) * scale)
+        sel = (where >= i) & (where < i + CHUNK)
+        values[sel] = f[torch.from_numpy(where[sel] - i), torch.from_numpy(latents[sel])].cpu().numpy()
+    bounds = np.cumsum([0] + [b - a for a, b, _ in spans])
+    return [values[bounds[k]:bounds[k + 1]].astype(np.float64).round(4).tolist() for k in range(len(spans))]
+
+
 def logit_lens(W_dec: torch.Tensor, unembed: torch.Tensor, tokenizer, chunk: int = 512) -> tuple[list[str], list[str]]:
-    """Tokens each decoder direction raises / lowers most through the unembedding."""
+    """Tokens (classes, for a classifier's head: then `tokenizer` is None) each decoder direction
+    raises / lowers most through the unembedding: the top 10, or a third of the classes."""
+    top = min(LOGIT_TOP, max(1, len(unembed) // 3))
+    shown = repr if tokenizer is not None else str  # quotes show a token's spaces; class names need none
     promoted, suppressed = [], []
     for i in range(0, len(W_dec), chunk):
         logits = W_dec[i:i + chunk].float() @ unembed.float().t()
-        for ids, out in ((logits.topk(LOGIT_TOP, dim=-1).indices, promoted),
-                         ((-logits).topk(LOGIT_TOP, dim=-1).indices, suppressed)):
-            out.extend(" ".join(repr(s) for s in _token_strings(tokenizer, row)) for row in ids.cpu())
+        for ids, out in ((logits.topk(top, dim=-1).indices, promoted),
+                         ((-logits).topk(top, dim=-1).indices, suppressed)):
+            out.extend(" ".join(shown(s) for s in _token_strings(tokenizer, row)) for row in ids.cpu())
     return promoted, suppressed
 
 
@@ -99,6 +133,18 @@ def _token_strings(tokenizer, ids: torch.Tensor) -> list[str]:
             vocab[t] = tokenizer.decode([t]) if tokenizer is not None else str(t)
         out.append(vocab[t])
     return out
+
+
+def _pieces(tokens: list[str]) -> list[str]:
+    """Each token as it reads in running text (what `_join` glues): WordPiece "##" pieces lose the
+    marker and attach, other WordPiece tokens get a leading space; BPE strings keep their own."""
+    if not tokens:
+        return []
+    if any(t.startswith("##") for t in tokens) or not any(t[:1].isspace() for t in tokens):
+        out = [t[2:] if t.startswith("##") else " " + t for t in tokens]
+        out[0] = out[0].lstrip()
+        return out
+    return list(tokens)
 
 
 def _join(tokens: list[str]) -> str:

@@ -9,6 +9,8 @@
   SAE_CE_WINDOWS windows. Encoders: a probe fitted once on the clean model's embeddings and kept
   fixed (as the LM keeps its unembedding), scored on the spliced embeddings, and their cosine to
   the clean ones; zero ablation alongside. Texts are batched by length, so little is padding.
+  MLP classifiers (site `hidden`): accuracy on the whole digits test split, clean / SAE-spliced /
+  zeroed, and `accuracy_recovered` = (acc SAE - acc zero) / (acc clean - acc zero).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from sparsity_core.catalog.caps import SAE_CE_WINDOWS, SAE_PROBE_TEST, SAE_PROBE_TRAIN
-from sparsity_core.data import rotten_tomatoes
+from sparsity_core.data import digits, rotten_tomatoes
 from sparsity_core.sae.activations import site_module, splice
 from sparsity_core.sae.base import SAE
 from sparsity_core.sae.corpus import corpus_texts, iter_windows
@@ -170,6 +172,28 @@ def lm_cross_entropy(handle, module, sae: SAE, scale: float, data: str, context:
     return values, described
 
 
+@torch.no_grad()
+def classifier_accuracy(handle, module, sae: SAE, scale: float) -> tuple[dict[str, float], dict]:
+    """MLP classifiers: test-split accuracy clean, with the hidden layer replaced by the SAE's
+    reconstruction, and zeroed (the images of `image_activations`' test split)."""
+    from sparsity_core.sae.activations import IMAGE_SEED
+
+    test = digits("test", seed=IMAGE_SEED)
+    x, y = torch.from_numpy(test.images).to(handle.device), torch.from_numpy(test.labels)
+
+    def accuracy() -> float:
+        return float((handle.model(x).argmax(-1).cpu() == y).float().mean())
+
+    clean = accuracy()
+    with splice(module, sae_replacer(sae, scale)):
+        spliced = accuracy()
+    with splice(module, zero_replacer):
+        zero = accuracy()
+    values = {"accuracy_clean": clean, "accuracy_sae": spliced, "accuracy_zero": zero,
+              "accuracy_recovered": (spliced - zero) / (clean - zero) if clean != zero else float("nan")}
+    return values, {"dataset": "digits", "split": "test", "seed": IMAGE_SEED, "images": len(y)}
+
+
 def downstream(handle, sae: SAE, scale: float, layer: int, site: str, data: str, context: int,
                seed: int, cache: Optional[Path] = None) -> tuple[dict[str, float], dict]:
     """(the cost of splicing the SAE into the model, the evaluation set it was measured on), see the
@@ -177,6 +201,8 @@ def downstream(handle, sae: SAE, scale: float, layer: int, site: str, data: str,
     by the model (and parent run) where the clean model's encoder embeddings are kept."""
     module = site_module(handle, layer, site)
     sae.eval()
+    if site == "hidden":
+        return classifier_accuracy(handle, module, sae, scale)
     if handle.task == "causal_lm":
         return lm_cross_entropy(handle, module, sae, scale, data, context, seed)
     if handle.task == "encoder" and handle.embed is not None:

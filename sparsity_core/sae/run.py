@@ -17,9 +17,10 @@ from typing import Optional
 
 import torch
 
+from sparsity_core.catalog.sae import HIDDEN_LAYERS
 from sparsity_core.jobs.context import ParentRun, RunContext, Stage, check_parent, target_tag
 from sparsity_core.pruning.artifacts import load_pruned
-from sparsity_core.sae.activations import ActivationKey, load_activations
+from sparsity_core.sae.activations import ActivationKey, image_activations, load_activations
 from sparsity_core.sae.checks import budget_problem, preflight_sae
 from sparsity_core.sae.corpus import token_count
 from sparsity_core.sae.export import export_saelens, hook_name, save_sae
@@ -50,19 +51,29 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
     pruned = f" pruned by run {parent.id} at sparsity {target_tag(sparsity)}" if parent else ""
     ctx.update(0.0, f"loading {spec.model}{pruned}")
     handle = load_pruned(parent, sparsity, device=device) if parent else load_model(spec.model, device=device)
-    # Step 2: a budget the corpus can fill (counted once per corpus and tokenizer), then the
-    # activations, captured once and cached
-    ctx.update(0.0, f"counting the tokens of the {spec.data} training split")
-    problem = budget_problem(spec, token_count(handle.tokenizer, spec.model, spec.data, "train", spec.context, spec.seed))
-    if problem:
-        raise SpecError({"tokens": problem})
-    train_key, eval_key = (activation_key(spec, split, parent, sparsity) for split in ("train", "test"))
-    train = load_activations(handle, train_key, spec.tokens, Stage(ctx, 0.0, 0.25))
-    evals = load_activations(handle, eval_key, EVAL_TOKENS, Stage(ctx, 0.25, 0.3))
+    # Step 2: the activations. Text: a budget the corpus can fill (counted once per corpus and
+    # tokenizer), captured once and cached. An MLP classifier's hidden layer: every image of the
+    # train and test splits (the trainer makes several passes when the budget is larger)
+    eval_key = None
+    if spec.site == "hidden":
+        ctx.update(0.0, f"reading hidden layer {spec.layer} of {spec.model} on the digits train and test images")
+        train, evals = (image_activations(handle, spec.layer, split) for split in ("train", "test"))
+        parent_tag = activation_key(spec, "train", parent, sparsity).parent or None
+    else:
+        ctx.update(0.0, f"counting the tokens of the {spec.data} training split")
+        problem = budget_problem(spec, token_count(handle.tokenizer, spec.model, spec.data, "train", spec.context,
+                                                   spec.seed))
+        if problem:
+            raise SpecError({"tokens": problem})
+        train_key, eval_key = (activation_key(spec, split, parent, sparsity) for split in ("train", "test"))
+        train = load_activations(handle, train_key, spec.tokens, Stage(ctx, 0.0, 0.25))
+        evals = load_activations(handle, eval_key, EVAL_TOKENS, Stage(ctx, 0.25, 0.3))
+        parent_tag = train_key.parent or None
     d_in = train.acts.shape[1]
     ctx.info(activations={"model": spec.model, "layer": spec.layer, "site": spec.site, "data": spec.data,
                           "context": spec.context, "train_tokens": len(train), "eval_tokens": len(evals),
-                          "eval_split": "test", "parent": train_key.parent or None},
+                          "eval_split": "test", "parent": parent_tag,
+                          "rows": "images" if evals.images is not None else "tokens"},
              device=str(device), d_in=d_in, d_sae=spec.expansion * d_in)
     # Step 3: train, logging a handful of points
     sae = VARIANTS[spec.variant](d_in, spec.expansion * d_in, spec.k, spec.l1_coeff, spec.seed)
@@ -88,14 +99,14 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
         ctx.update(0.85, "splicing the SAE into the model: a fixed held-out set, clean, with the SAE, zeroed")
         start = time.perf_counter()
         values, evaluated = downstream(handle, sae, result.scale, spec.layer, spec.site, spec.data, spec.context,
-                                       spec.seed, cache=eval_key.folder())
+                                       spec.seed, cache=eval_key.folder() if eval_key else None)
         final.update(values)
         ctx.info(downstream={**evaluated, "seconds": round(time.perf_counter() - start, 2)})
     for key, value in final.items():
         ctx.metric(key, value)
     # Step 5: feature statistics for the browser, weights and the SAELens export
     ctx.update(0.92, "feature statistics for the browser: densities, top contexts")
-    unembed = _unembedding(handle)
+    unembed = _unembedding(handle, spec)
     features, contexts = feature_tables(sae, evals, result.scale, handle.tokenizer, unembed)
     out = Path(ctx.artifact_dir)
     features.to_parquet(out / "features.parquet")
@@ -115,8 +126,13 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
     ctx.update(1.0, f"done: L0 {final['l0']:.1f}, FVE {final['fve']:.3f}")
 
 
-def _unembedding(handle: ModelHandle):
-    """(vocab, d) unembedding with the final norm's gain folded in, for LMs; None otherwise."""
+def _unembedding(handle: ModelHandle, spec: SAESpec):
+    """(vocab, d) unembedding with the final norm's gain folded in, for LMs; for an MLP
+    classifier's last hidden layer its head (classes, d); None otherwise."""
+    if spec.site == "hidden":
+        head = getattr(handle.model, "head", None)
+        last = spec.layer == len(HIDDEN_LAYERS.get(spec.model, ())) - 1
+        return head.weight.detach() if last and head is not None else None
     if handle.task != "causal_lm":
         return None
     W = handle.model.get_output_embeddings().weight.detach()

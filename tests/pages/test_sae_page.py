@@ -155,3 +155,20 @@ def test_a_latent_the_run_does_not_have_says_so(store):
     assert not at.exception
     assert [w.value for w in at.warning] == ["`latent=7` in this address is not a latent of this run"]
     assert at.query_params["latent"] == str(at.selectbox(key="sae-latent").value)  # now names the one shown
+
+
+def test_the_digits_classifier_offers_its_hidden_layers_and_images(store):
+    at = _open()
+    at.selectbox(key="sae_model").set_value("digits-mlp").run()
+    assert not at.exception
+    assert at.radio(key="sae_site").options == ["hidden"] and at.selectbox(key="sae_data").options == ["digits"]
+    assert at.number_input(key="sae_layer").value == 1  # the last hidden layer, 128 units
+    at.number_input(key="sae_k").set_value(8)
+    at.number_input(key="sae_expansion").set_value(1)
+    at.button(key="sae_submit").click().run()
+    assert not at.exception and not at.error
+    (run,) = repo.list_runs(kind="sae")
+    assert (run.spec["model"], run.spec["site"], run.spec["data"], run.spec["layer"]) == ("digits-mlp", "hidden",
+                                                                                          "digits", 1)
+    at.selectbox(key="sae_model").set_value("minilm-l6").run()  # back to text: a text site and corpus again
+    assert at.radio(key="sae_site").value == "resid" and at.selectbox(key="sae_data").value == "all"

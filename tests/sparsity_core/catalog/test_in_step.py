@@ -42,6 +42,22 @@ def test_sae_variants_are_the_catalogs():
     assert set(VARIANTS) == set(catalog.VARIANTS)
 
 
+def test_sae_hidden_layers_are_the_models():
+    from torch import nn
+
+    from sparsity_core.catalog.sae import HIDDEN_LAYERS, IMAGE_DATA, SITES, TEXT_SITES
+    from sparsity_core.specs import SAESpec
+    from sparsity_core.zoo import load_skeleton
+
+    assert set(HIDDEN_LAYERS) == set(IMAGE_DATA)
+    assert set(SITES) == {*TEXT_SITES, "hidden"} == set(SAESpec.model_fields["site"].annotation.__args__)
+    for name, widths in HIDDEN_LAYERS.items():
+        body = load_skeleton(name).model.body
+        linears = [m for m in body if isinstance(m, nn.Linear)]
+        assert tuple(m.out_features for m in linears) == widths
+        assert sum(isinstance(m, nn.ReLU) for m in body) == len(widths)
+
+
 def test_kernel_layouts_are_the_catalogs():
     from sparsity_core.kernels.layouts import LAYOUTS
 

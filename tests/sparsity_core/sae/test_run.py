@@ -117,10 +117,46 @@ def test_a_budget_beyond_the_stored_count_is_refused_and_an_uncounted_one_left_t
                                           "for smollm2-135m; ask for at most that many")
 
 
-def test_digits_mlp_is_refused_with_a_message():
+DIGITS = {"kind": "sae", "model": "digits-mlp", "site": "hidden", "data": "digits", "layer": 1,
+          "tokens": 8192, "batch_tokens": 256, "expansion": 1, "k": 8}
+
+
+def test_digits_mlp_takes_its_hidden_layers_and_its_images_only():
     with pytest.raises(SpecError) as err:
         preflight_sae(parse_spec({**SMALL, "model": "digits-mlp", "layer": 0}), None)
-    assert err.value.errors["model"].startswith("digits-mlp has no transformer blocks: the SAE lab reads")
+    assert err.value.errors["site"].startswith("digits-mlp is an MLP: its sites are its hidden layers")
+    assert err.value.errors["data"] == "digits-mlp reads digits images: data must be digits"
+    with pytest.raises(SpecError) as err:
+        preflight_sae(parse_spec({**DIGITS, "layer": 2, "k": 300}), None)
+    assert err.value.errors["layer"] == ("layer 2 is out of range: digits-mlp has hidden layers 0..1 "
+                                         "(widths 256, 128)")
+    with pytest.raises(SpecError) as err:
+        preflight_sae(parse_spec({**DIGITS, "k": 129}), None)
+    assert err.value.errors["k"] == "k=129 is larger than the number of latents (1 x 128 = 128)"
+    with pytest.raises(SpecError) as err:  # and a text model refuses the image site and data
+        preflight_sae(parse_spec({**SMALL, "model": "minilm-l6", "site": "hidden", "data": "digits"}), None)
+    assert set(err.value.errors) == {"site", "data"}
+    preflight_sae(parse_spec(DIGITS), None)
+
+
+def test_an_sae_on_the_digits_classifier_keeps_its_accuracy_and_shows_pictures():
+    ctx = RunContext()
+    run_sae(parse_spec(DIGITS), ctx)
+    final = {m["key"]: m["value"] for m in ctx.metrics if m["x"] is None}
+    assert final["l0"] == pytest.approx(8.0)  # TopK: exactly k latents per image
+    # the last hidden layer zeroed leaves the head its bias only: about chance (one class of ten)
+    assert final["accuracy_clean"] > 0.9 and final["accuracy_zero"] < 0.3
+    assert final["accuracy_sae"] > final["accuracy_zero"]
+    assert ctx.facts["downstream"]["images"] == ctx.facts["activations"]["eval_tokens"]  # the whole test split
+    assert (ctx.facts["activations"]["train_tokens"], ctx.facts["activations"]["rows"]) == (1258, "images")
+    contexts = pd.read_parquet(ctx.artifacts["contexts"][0])
+    features = pd.read_parquet(ctx.artifacts["features"][0])
+    row = contexts.iloc[0]
+    assert len(row["pixels"]) == 64 and 0 <= min(row["pixels"]) and max(row["pixels"]) <= 16
+    assert row["token"] in [str(d) for d in range(10)]  # the label stands where a token would
+    assert list(row["acts"]) == [pytest.approx(row["activation"], abs=1e-3)]  # one image, one activation
+    assert len(features["promoted"].iloc[0].split()) == 3  # a third of the ten classes, from the head
+    assert ctx.facts["d_sae"] == 128
 
 
 def test_the_preflight_of_a_bundled_model_loads_no_torch():
