@@ -21,6 +21,8 @@ VARIANTS: dict[str, VariantEntry] = {e.name: e for e in (
     VariantEntry("batchtopk", "top k x batch over the batch; learned threshold for inference (Bussmann et al.)"),
     VariantEntry("feature_choice", "each latent picks its top m = k x batch / latents tokens; no dead latents (Ayonrinde)"),
     VariantEntry("mutual_choice", "global top k x batch (token, latent) pairs, per-latent thresholds, AuxK (Ayonrinde)"),
+    VariantEntry("matryoshka_batchtopk", "BatchTopK with nested prefixes (1/16, 1/4, all latents) each trained "
+                                         "to reconstruct on its own: general features first (Bussmann et al.)"),
     VariantEntry("flops", "ReLU + FLOPs regulariser: sum_j (mean_t f_tj)^2 (Paria et al.)", penalty=True),
 )}
 

@@ -4,7 +4,7 @@ SAELens (`SAE.load_from_disk(folder)`) reads `cfg.json` + `sae_weights.safetenso
 (d_in, d_sae), b_enc, W_dec (d_sae, d_in), b_dec. The lab trains on activations scaled by a
 constant s; the export folds s into the weights (W_enc * s, W_dec / s, b_dec / s) so the exported
 SAE reads raw model activations. Architectures: relu_l1 and flops -> "standard"; topk -> "topk"
-(with k); batchtopk, mutual_choice and feature_choice -> "jumprelu" with their learned thresholds,
+(with k); batchtopk, matryoshka_batchtopk, mutual_choice and feature_choice -> "jumprelu" with their learned thresholds,
 which is how SAELens itself ships BatchTopK SAEs for inference.
 """
 
@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from sparsity_core.sae.variants import SAE, VARIANTS
 
 SAELENS_ARCH = {"relu_l1": "standard", "flops": "standard", "topk": "topk", "batchtopk": "jumprelu",
-                "mutual_choice": "jumprelu", "feature_choice": "jumprelu"}
+                "mutual_choice": "jumprelu", "feature_choice": "jumprelu", "matryoshka_batchtopk": "jumprelu"}
 
 
 def save_sae(sae: SAE, path: Path, scale: float) -> None:

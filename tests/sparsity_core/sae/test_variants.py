@@ -69,6 +69,19 @@ def test_flops_penalty_by_hand():
     assert out.parts["flops"].item() == pytest.approx(5.0)
 
 
+def test_matryoshka_adds_each_prefix_reconstruction_by_hand():
+    sae = _identity_sae("matryoshka_batchtopk", d=16, k=2)  # prefixes: the first 1 and the first 4 latents
+    assert sae.prefixes() == [1, 4]
+    x = torch.zeros(1, 16)
+    x[0, 0], x[0, 5] = 1.0, 2.0  # batch top 2: latents 0 and 5, recon = x, full mse 0
+    out = sae.train_step(x, StepContext(1.0))
+    assert out.mse.item() == pytest.approx(0.0)
+    # prefixes 1 and 4 both hold latent 0 only: they miss latent 5's 2.0 -> error 2^2 = 4 each
+    assert out.parts["mse_prefix_1"].item() == pytest.approx(4.0)
+    assert out.parts["mse_prefix_4"].item() == pytest.approx(4.0)
+    assert out.loss.item() == pytest.approx(8.0)
+
+
 @pytest.mark.parametrize("kernels", ["sparse", "dense"])
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_sparse_gradients_match_dense_autograd(name, kernels, monkeypatch):
