@@ -1,7 +1,7 @@
 """The models a page or a spec can name, as metadata: no torch, no weights.
 
     entry = MODELS["minilm-l6"]          # ModelEntry: task, family, modality, datasets, shapes
-    check_model_name("hf:./my-checkpoint")
+    check_model_name("hf:./my-checkpoint")   # on an exposed server: only under SPARSITY_MODEL_DIRS
 
 Each bundled entry's implementation (the loader) registers itself under the same name in its own
 zoo module (`@register_loader("minilm-l6")`), and a test keeps the two in step. The shapes here
@@ -11,6 +11,7 @@ them against the real model's skeleton, so they cannot drift.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
@@ -70,8 +71,35 @@ def model_names() -> list[str]:
     return list(MODELS)
 
 
+# On a server reachable beyond loopback (`serve --host`, which sets SPARSITY_EXPOSED), an hf: local
+# folder must lie under one of these (os.pathsep-separated); none set: no local folders at all.
+# Every path outside gets the same message, so a spec cannot probe what exists on the server.
+MODEL_DIRS_ENV = "SPARSITY_MODEL_DIRS"
+OUTSIDE_MODEL_DIRS = "hf: local folders are limited to SPARSITY_MODEL_DIRS on this server"
+
+
+def exposed() -> bool:
+    """This process serves people beyond loopback (set by `serve --host`)."""
+    return os.environ.get("SPARSITY_EXPOSED", "") not in ("", "0")
+
+
+def model_dirs() -> list[Path]:
+    """The folders hf: local checkpoints may come from on an exposed server, symlinks resolved
+    (an entry that cannot be resolved, such as `~nobody`, allows nothing)."""
+    dirs = []
+    for entry in os.environ.get(MODEL_DIRS_ENV, "").split(os.pathsep):
+        try:
+            dirs += [Path(entry.strip()).expanduser().resolve()] if entry.strip() else []
+        except (OSError, RuntimeError):
+            continue
+    return dirs
+
+
 def check_model_name(name: str) -> str:
-    """Validate a model name without loading it. Raises ValueError with a message for a person."""
+    """Validate a model name without loading it. Raises ValueError with a message for a person.
+
+    On an exposed server an hf: local folder outside SPARSITY_MODEL_DIRS is refused with one
+    message whatever the path (missing, a file, a bad checkpoint): nothing about it is revealed."""
     name = name.strip()
     if name in MODELS:
         return name
@@ -79,18 +107,49 @@ def check_model_name(name: str) -> str:
         ref = name[3:].strip()
         if not ref:
             raise ValueError("hf: needs a hub id or a local path, e.g. hf:./my-checkpoint")
-        looks_local = ref.startswith((".", "/", "~")) or Path(ref).expanduser().exists()
-        if looks_local:
-            path = Path(ref).expanduser()
-            if not path.is_dir():
-                raise ValueError(f"hf path {ref!r} does not exist or is not a directory")
-            if not (path / "config.json").is_file():
-                raise ValueError(f"hf path {ref!r} has no config.json: not a transformers checkpoint")
-        elif ref.count("/") > 1 or " " in ref:
-            raise ValueError(f"{ref!r} is neither a local directory nor a hub id like 'org/model'")
+        if exposed():
+            _check_exposed_ref(ref)
+        else:
+            _check_ref(ref)
         return f"hf:{ref}"
     known = ", ".join(MODELS)
     raise ValueError(f"unknown model {name!r}: pick one of {known}, or hf:<hub-id-or-path>")
+
+
+def _looks_local(ref: str) -> bool:
+    return ref.startswith((".", "/", "~")) or Path(ref).expanduser().exists()
+
+
+def _check_ref(ref: str) -> None:
+    """A local folder holding a config.json, or something shaped like a hub id."""
+    if _looks_local(ref):
+        _check_folder(ref, Path(ref).expanduser())
+    elif ref.count("/") > 1 or " " in ref:
+        raise ValueError(f"{ref!r} is neither a local directory nor a hub id like 'org/model'")
+
+
+def _check_exposed_ref(ref: str) -> None:
+    """As `_check_ref`, but a local path must resolve (symlinks and `..` followed) into a
+    SPARSITY_MODEL_DIRS folder before anything about it is looked at or said."""
+    try:
+        local = _looks_local(ref)
+        path = Path(ref).expanduser().resolve() if local else None
+    except (OSError, RuntimeError):  # `~nobody`, a folder we may not search: as good as outside
+        raise ValueError(OUTSIDE_MODEL_DIRS) from None
+    if path is None:
+        if ref.count("/") > 1 or " " in ref:
+            raise ValueError(f"{ref!r} is neither a local directory nor a hub id like 'org/model'")
+        return
+    if not any(path.is_relative_to(d) for d in model_dirs()):
+        raise ValueError(OUTSIDE_MODEL_DIRS)
+    _check_folder(ref, path)
+
+
+def _check_folder(ref: str, path: Path) -> None:
+    if not path.is_dir():
+        raise ValueError(f"hf path {ref!r} does not exist or is not a directory")
+    if not (path / "config.json").is_file():
+        raise ValueError(f"hf path {ref!r} has no config.json: not a transformers checkpoint")
 
 
 def model_entry(name: str) -> Optional[ModelEntry]:

@@ -23,8 +23,8 @@ def model_problem(model: str) -> Optional[str]:
     entry = model_entry(model)
     try:
         task = entry.task if entry is not None else _hf_task(model)
-    except (OSError, ValueError) as exc:
-        return f"cannot read the config of {model.removeprefix('hf:')}: {exc}"
+    except (OSError, ValueError) as exc:  # hf_config's one line names the checkpoint
+        return str(exc).splitlines()[0] if str(exc) else f"cannot read the config of {model}"
     if task == "causal_lm":
         heads = ", ".join(n for n, e in MODELS.items() if e.task != "causal_lm")
         return (f"{model} is a language model without a classification head: pick {heads} "
@@ -59,16 +59,16 @@ def preflight_explain(spec: ExplainSpec, parent: Optional[ParentRun]) -> None:
 
 
 def _hf_task(model: str) -> str:
-    """The task an hf: checkpoint's config.json names (OSError / ValueError when it cannot be read)."""
-    from transformers import AutoConfig
+    """The task an hf: checkpoint's config.json names (a one-line ValueError when it cannot be read)."""
+    from sparsity_core.zoo.hf import hf_config
 
-    arch = " ".join(AutoConfig.from_pretrained(model.removeprefix("hf:")).architectures or [])
+    arch = " ".join(hf_config(model.removeprefix("hf:"))[1].architectures or [])
     return "causal_lm" if "ForCausalLM" in arch else "classifier" if "ForSequenceClassification" in arch else "encoder"
 
 
 def hf_classes(model: str) -> Optional[int]:
     """Number of labels of an `hf:` sequence classifier (None for anything else)."""
-    from transformers import AutoConfig
+    from sparsity_core.zoo.hf import hf_config
 
-    config = AutoConfig.from_pretrained(model.removeprefix("hf:"))
+    config = hf_config(model.removeprefix("hf:"))[1]
     return config.num_labels if "ForSequenceClassification" in " ".join(config.architectures or []) else None

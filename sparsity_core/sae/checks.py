@@ -95,6 +95,8 @@ def _facts(spec: SAESpec) -> tuple[int, int, bool, Callable[[], Optional[int]]]:
 
     try:
         handle = load_skeleton(spec.model)
+    except SpecError:  # already one line naming the model field
+        raise
     except Exception as exc:  # a checkpoint that does not load is a message beside the model field
         raise SpecError({"model": f"could not read {spec.model}: {exc}"}) from None
     n_blocks, tok = len(blocks(handle)), handle.tokenizer

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from sparsity_core.catalog.models import MODELS, ModelEntry, Task, check_model_name
+from sparsity_core.specs import SpecError
 
 
 @dataclass
@@ -73,12 +74,18 @@ def register_loader(name: str, skeleton: Optional[Callable[[], ModelHandle]] = N
 
 def load_skeleton(name: str) -> ModelHandle:
     """The model's structure with weights on the meta device: shapes and tokenizer for checks
-    made before a run is queued, without reading (or training) any weights."""
-    name = check_model_name(name)
-    if name.startswith("hf:"):
-        from sparsity_core.zoo.hf import skeleton_hf
+    made before a run is queued, without reading (or training) any weights. A name or an hf:
+    checkpoint that cannot be read is a SpecError on `model` (one line, for the page and the CLI)."""
+    try:
+        name = check_model_name(name)
+        if name.startswith("hf:"):
+            from sparsity_core.zoo.hf import skeleton_hf
 
-        return skeleton_hf(name[3:])
+            return skeleton_hf(name[3:])
+    except SpecError:
+        raise
+    except ValueError as exc:
+        raise SpecError({"model": str(exc)}) from None
     loader = LOADERS[name]
     if loader.skeleton is None:
         raise ValueError(f"{name} has no skeleton; its catalog entry carries its shapes")
@@ -86,7 +93,8 @@ def load_skeleton(name: str) -> ModelHandle:
 
 
 def load_model(name: str, device: str | torch.device = "cpu", **kwargs: Any) -> ModelHandle:
-    """Load a registered model or an `hf:` checkpoint, in eval mode on `device`."""
+    """Load a registered model or an `hf:` checkpoint, in eval mode on `device`. ValueError (one
+    line) for a name refused here or a checkpoint that cannot be read."""
     name = check_model_name(name)
     if name.startswith("hf:"):
         from sparsity_core.zoo.hf import load_hf
