@@ -330,7 +330,10 @@ SPECS: dict[str, type[BaseSpec]] = {"prune": PruneSpec, "kernel": KernelSpec, "e
 def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v1 stored a pruning method's parameters as given ({} for the defaults); v2 stores them all."""
     if data.get("kind") == "prune" and isinstance(data.get("method"), str) and data["method"] in METHODS:
-        data = {**data, "params": {**METHODS[data["method"]].defaults(), **(data.get("params") or {})}}
+        given = data.get("params") or {}
+        if not isinstance(given, dict):
+            raise SpecError({"params": f"params must be an object of parameter names and values, got {type(given).__name__}"})
+        data = {**data, "params": {**METHODS[data["method"]].defaults(), **given}}
     return data
 
 

@@ -46,6 +46,9 @@ MAX_ARTIFACT_BYTES = 256 * 2**20  # one embedded file (pruning masks of a 135M m
 MAX_RUNS = 10_000
 MAX_METRICS_PER_RUN = 1_000_000  # per-layer metrics of a 30-layer LM over 20 sparsities are ~5k
 MAX_SPEC_VERSION = 10_000  # far above any release's SCHEMA_VERSION; 1e30 is a clear refusal, not an OverflowError
+# JSON nesting: an export is ~6 levels deep (runs, run, spec, params, ...); ~990 would pass json.loads
+# here and then exceed the recursion limit when the store serialises it, a RecursionError mid-import
+MAX_DEPTH = 64
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._@:+=-][A-Za-z0-9._@:+= -]{0,199}$")
 
 
@@ -177,13 +180,16 @@ class KernelBundle(_Strict):
             buffer = io.BytesIO()
             try:
                 pd.DataFrame(self.sweep).to_parquet(buffer, index=False)
-            except (ValueError, TypeError) as exc:  # pyarrow's ArrowInvalid / ArrowTypeError are these
+            except (ValueError, TypeError, OverflowError, NotImplementedError) as exc:
+                # pyarrow's ArrowInvalid / ArrowTypeError / ArrowNotImplementedError ({} as a cell) are
+                # these; an int past 64 bits is a plain OverflowError
                 raise BundleError(f"the sweep table cannot be stored: {str(exc)[:120]}") from None
             data = buffer.getvalue()
             artifacts.append(BundleArtifact(name="sweep", kind="parquet", path="sweep.parquet", bytes=len(data),
                                             sha256=hashlib.sha256(data).hexdigest(),
                                             data_b64=base64.b64encode(data).decode()))
-        device = self.info.get("device") or {}
+        device = self.info.get("device")
+        device = device if isinstance(device, dict) else {}  # a bundle's own words: "device": "cpu" is no dict
         name = self.spec.get("name") or \
             f"imported: {device.get('gpu') or device.get('cpu_model') or 'unknown device'}"
         now = datetime.now(timezone.utc)
@@ -287,9 +293,21 @@ def parse_bundle_bytes(data: bytes, name: str = "the bundle") -> Bundle:
         raise BundleError(f"{name} is {len(data) / 2**20:.0f} MiB; a bundle is at most {MAX_BUNDLE_BYTES // 2**20} MiB")
     try:
         parsed = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, an int of 5000 digits
         raise BundleError(f"{name} is not valid JSON: {str(exc)[:120]}") from None
     return parse_bundle(parsed)
+
+
+def _too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether lists / dicts nest more than `limit` levels (walked without recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def parse_bundle(data: Any) -> Bundle:
@@ -297,6 +315,8 @@ def parse_bundle(data: Any) -> Bundle:
     kind = data.get("format") if isinstance(data, dict) else None
     if kind not in (FORMAT, KERNEL_FORMAT):
         raise BundleError(f"not a Sparsity Lab bundle (expected \"format\": \"{FORMAT}\" or \"{KERNEL_FORMAT}\")")
+    if _too_deep(data):
+        raise BundleError(f"the bundle nests lists / objects more than {MAX_DEPTH} levels deep")
     try:
         return Bundle.model_validate(data) if kind == FORMAT else KernelBundle.model_validate(data).as_bundle()
     except ValidationError as exc:
@@ -367,6 +387,9 @@ def _spec(run: BundleRun) -> dict[str, Any]:
         return upgrade_spec(run.spec, run.spec_version)
     except SpecError as exc:
         raise BundleError(f"run {run.id}: {exc.errors.get('spec_version', exc)}") from None
+    except Exception as exc:  # noqa: BLE001  (an upgrade meets data nobody checked: v1 "params": "x")
+        raise BundleError(f"run {run.id}: its version-{run.spec_version} spec cannot be upgraded "
+                          f"({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
 def _run_row(run: BundleRun, spec: dict[str, Any], exported_at: datetime) -> dict[str, Any]:
@@ -389,4 +412,7 @@ def _naive(value: Optional[datetime]) -> Optional[datetime]:
     """The store keeps naive UTC (SQLite has no zones)."""
     if value is None or value.tzinfo is None:
         return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    try:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    except OverflowError:  # 9999-12-31T23:59-05:00 is in year 10000 in UTC
+        raise BundleError(f"date {value.isoformat()} is out of range in UTC") from None

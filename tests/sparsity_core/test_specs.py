@@ -135,3 +135,10 @@ def test_a_spec_that_is_no_json_is_one_line():
     for bad in ({**GOOD, "params": {"x": {1, 2}}}, {**GOOD, "params": {"x": deep}}):
         with pytest.raises(SpecError, match="a spec is plain JSON"):
             parse_spec(bad)
+
+
+def test_a_version_1_spec_with_params_not_an_object_is_a_spec_error():
+    for params in ("x", True, [1]):
+        with pytest.raises(SpecError) as err:
+            parse_spec({"kind": "prune", "model": "digits-mlp", "method": "wanda", "params": params}, version=1)
+        assert "params must be an object" in err.value.errors["params"]
