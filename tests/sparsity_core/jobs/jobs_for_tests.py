@@ -51,3 +51,11 @@ def ticking_job(spec, ctx):
     for i in range(600):
         ctx.metric("tick", float(i), x=float(i))
         time.sleep(0.1)
+
+
+def gpu_job(spec, ctx):
+    """Stands in for a CUDA job on a machine without CUDA: records the GPU Ray handed the task (its
+    CUDA_VISIBLE_DEVICES) and never touches torch.cuda."""
+    ctx.info(cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+    ctx.metric("ran", 1.0)
+    ctx.update(1.0, "done")
