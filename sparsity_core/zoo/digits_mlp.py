@@ -6,6 +6,7 @@ Trained once (a few seconds on a CPU), then cached under SPARSITY_HOME as safete
 from __future__ import annotations
 
 import json
+import os
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -69,8 +70,8 @@ def load() -> ModelHandle:
         model.load_state_dict(load_file(weights))
     else:
         model = train()
-        tmp = weights.with_suffix(".tmp")
-        save_file(model.state_dict(), tmp)
-        tmp.replace(weights)  # atomic: two workers training at once never leave half a file
+        tmp = weights.with_suffix(f".tmp{os.getpid()}")  # one file per process: two nodes training at once
+        save_file(model.state_dict(), tmp)  # (same seed, same weights) never write into one file
+        tmp.replace(weights)  # atomic: a reader sees the old file or the whole new one
         (folder / "config.json").write_text(json.dumps({"hidden": HIDDEN, "epochs": EPOCHS, "seed": TRAIN_SEED}))
     return _handle(model)
