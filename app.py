@@ -23,6 +23,6 @@ PAGES = {
     ],
 }
 
-gate()  # before any page, sidebar content or run data
+gate(PAGES)  # before any page, sidebar content or run data (the pages declared hidden while closed)
 sidebar_status()
 st.navigation(PAGES).run()

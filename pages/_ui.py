@@ -20,8 +20,10 @@ from pydantic.fields import FieldInfo
 from db import repo
 from db.engine import database_url
 from db.models import utcnow
+from pages._access import READ_ONLY, may_change
 from sparsity_core import jobs
 from sparsity_core.reports import loaders
+from sparsity_core.reports.compare import md_text
 from sparsity_core.reports.estimate import duration_text, eta
 from sparsity_core.specs import BaseSpec, SpecError, parse_spec
 
@@ -193,8 +195,15 @@ def _poll(run_id: int) -> None:
     if run is None or run.status not in ACTIVE:
         st.rerun(scope="app")  # finished: redraw the page once, with results and no polling
     _progress_line(run)
-    if st.button("Cancel run", key=f"cancel-{run_id}"):
-        jobs.cancel(run_id)
+    button, note = st.columns([1, 4], vertical_alignment="center")
+    refused_key = f"_cancel_refused_{run_id}"  # the fragment redraws every second: the refusal stays said
+    if button.button("Cancel run", key=f"cancel-{run_id}"):
+        if may_change():
+            jobs.cancel(run_id)
+        else:
+            st.session_state[refused_key] = True
+    if st.session_state.get(refused_key):
+        note.error(READ_ONLY, icon="🔒")
 
 
 def follow_run(run_id: int, draw_results: Callable[[Any], None]) -> None:
@@ -207,7 +216,7 @@ def follow_run(run_id: int, draw_results: Callable[[Any], None]) -> None:
         _poll(run_id)
         return
     if run.status == "failed":
-        st.error(f"run #{run.id} failed: {run.error}")
+        st.error(f"run #{run.id} failed: {md_text(run.error)}")  # an imported run's error: text, never markdown
         if run.traceback:
             with st.expander("traceback"):
                 st.code(run.traceback)

@@ -5,6 +5,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
+from pages._access import READ_ONLY, may_change
 from sparsity_core.reports import bundle, compare, html_report, loaders
 from sparsity_core.reports.explain import explanation_pair, explanation_pair_figure, same_example
 from sparsity_core.reports.figures import label, metric_help
@@ -244,6 +245,8 @@ def view_share() -> None:
                        mime="text/csv", on_click="ignore")
     st.file_uploader("Import a bundle", type=["json"], key="cmp_upload")
     st.button("Import", key="cmp_import", on_click=_import, disabled=st.session_state.get("cmp_upload") is None)
+    if st.session_state.pop("cmp_import_refused", False):
+        st.error(READ_ONLY, icon="🔒")
     if st.session_state.get("cmp_import_msg"):
         ok, message = st.session_state.pop("cmp_import_msg")
         (st.success if ok else st.error)(compare.md_text(message))  # it may quote the bundle's own strings
@@ -257,7 +260,13 @@ def _bundle_text(ids: list[int]) -> str:
 
 def _import() -> None:
     """Callback (runs before the script, so it may change the selection)."""
+    if not may_change():  # the one control here that changes the store
+        st.session_state["cmp_import_refused"] = True
+        return
     upload = st.session_state.get("cmp_upload")
+    if upload is None:  # removed from the uploader between drawing the button and clicking it
+        st.session_state["cmp_import_msg"] = (False, "not imported: choose a bundle file first")
+        return
     try:
         new_ids = bundle.import_bytes(upload.getvalue(), upload.name)
     except bundle.BundleError as exc:

@@ -2,15 +2,21 @@
 
 from typing import get_args
 
+import pandas as pd
 import streamlit as st
 
 from db import repo
+from db.artifacts import ArtifactError
+from pages._access import refused
 from pages._ui import ErrorPlaces, estimate_line, preset_button, run_label, show_url_run
 from sparsity_core.catalog import caps
 from sparsity_core.catalog.kernels import LAYOUT_HELP, MODES, PRESETS
 from sparsity_core.reports import bundle
+from sparsity_core.reports.figures import format_metric, readable_table
 from sparsity_core.reports.kernels import (
+    auto_table,
     heatmap_figure,
+    layer_choice_figure,
     layer_latency_figure,
     model_frame,
     quality_speed_figure,
@@ -126,8 +132,9 @@ if st.button("Measure", type="primary", key="k_submit"):
 PLACES.other_errors()
 
 with st.expander("Import results measured on another machine (JSON bundle from benchmarks/kernels_cuda.py)"):
-    upload = st.file_uploader("Bundle", type=["json"])
-    if upload is not None and st.button("Import"):
+    upload = st.file_uploader("Bundle", type=["json"], key="k_upload")
+    # it adds runs to the store: a session that may not change runs gets one line here instead
+    if st.button("Import", key="k_import", disabled=upload is None) and upload is not None and not refused():
         try:
             st.query_params.from_dict({"run": bundle.import_bytes(upload.getvalue(), upload.name)[0]})
             st.rerun()
@@ -168,8 +175,46 @@ def draw_results(run) -> None:
         quality = repo.metrics_frame([run.parent_run_id]) if run.parent_run_id else frame.iloc[0:0]
         st.plotly_chart(quality_speed_figure(model, quality), key="quality")
         st.dataframe(model, width="stretch")
-        sparsity = st.selectbox("Per-layer latency at sparsity", list(model["sparsity"]))
+        sparsity = st.selectbox("Per-layer latency at sparsity", list(model["sparsity"]), format_func=percent)
         st.plotly_chart(layer_latency_figure(frame, run.id, sparsity), key="layers")
+    draw_auto(run)
+
+
+def percent(sparsity: float) -> str:
+    return format_metric("sparsity", sparsity)
+
+
+def stored_layers(run_id: int) -> pd.DataFrame:
+    """The run's `layers` artifact (the layout each layer chose at each sparsity); empty when it has none."""
+    try:
+        return pd.read_parquet(repo.artifact_path(run_id, "layers"))
+    except (KeyError, OSError, ValueError, ArtifactError):  # none stored, or no intact copy here
+        return pd.DataFrame()
+
+
+def draw_auto(run) -> None:
+    """What "auto" ran at each sparsity, dense being a candidate, and each layer's layout; nothing
+    for a run without these (one from before the whole model was timed against dense)."""
+    block = (run.spec or {}).get("block")
+    table = auto_table(run.info, block)
+    if table.empty:
+        return
+    st.subheader("What auto picked: the whole model, timed side by side with dense")
+    st.caption("At each sparsity the model with every layer in its fastest layout and the plain dense "
+               "model ran the same batch in interleaved rounds; auto keeps the faster. So auto ÷ dense is "
+               "at most 1: below 1 when the per-layer model won, and a win no larger than the timing "
+               "noise (the interquartile range of the rounds) is called 'within noise'.")
+    st.dataframe(readable_table(table), hide_index=True, width="stretch")
+    layers = stored_layers(run.id)
+    if layers.empty or "sparsity" not in layers:
+        return
+    options = sorted(set(layers["sparsity"].astype(float)))
+    sparsity = st.selectbox("Layout chosen per layer at sparsity", options, index=len(options) - 1,
+                            format_func=percent, key="k_auto_sparsity")
+    st.plotly_chart(layer_choice_figure(layers, sparsity, block), key="layer_choice")
+    kept = table[[abs(s - sparsity) < 1e-9 for s in table["sparsity"]]]
+    if not kept.empty and kept["against dense"].iloc[0] == "is dense":
+        st.caption(f"At {percent(sparsity)} auto kept the dense model: these layouts were timed, not used.")
 
 
 show_url_run("kernel", draw_results)

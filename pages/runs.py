@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from db import repo
+from pages._access import refused
 from pages._ui import LAB_PAGES, run_label
 from sparsity_core.reports.compare import md_text
 
@@ -52,16 +53,17 @@ if run.kind in LAB_PAGES:
     st.page_link(f"pages/{LAB_PAGES[run.kind]}.py", label=f"Open run #{run.id} in its lab", icon="🔗",
                  query_params={"run": str(run.id)})
 left, right = st.columns(2)
-if left.button("Cancel", disabled=run.status not in ("queued", "running")):
+# each destructive click asks refused() first: a session without access gets one line beside the control
+if left.button("Cancel", key="cancel", disabled=run.status not in ("queued", "running")) and not refused(left):
     st.toast(f"run #{run.id}: {repo.request_cancel(run.id)}")
     st.rerun()
 if right.button("Delete…", key="delete", disabled=run.status == "running",
-                help="asks first; deletes its metrics and artifact files too"):
+                help="asks first; deletes its metrics and artifact files too") and not refused(right):
     st.session_state["confirm_delete"] = run.id
 if st.session_state.get("confirm_delete") == run.id:  # nothing is removed before this second, explicit click
     st.warning(f"This deletes {repo.delete_plan(run.id).summary}. It cannot be undone.", icon="🗑️")
     yes, keep = st.columns(2)
-    if yes.button(f"Yes, delete run #{run.id}", key="delete-yes", type="primary"):
+    if yes.button(f"Yes, delete run #{run.id}", key="delete-yes", type="primary") and not refused(yes):
         del st.session_state["confirm_delete"]
         try:
             repo.delete_run(run.id)
@@ -77,7 +79,7 @@ if st.session_state.get("confirm_delete") == run.id:  # nothing is removed befor
 with st.form(f"text-{run.id}"):  # name and notes travel with the run: compare page, report, bundle
     new_name = st.text_input("Name", run.name or "", max_chars=200)
     new_notes = st.text_area("Notes", run.notes or "", help="free text: what you tried, what you saw")
-    if st.form_submit_button("Save name and notes"):
+    if st.form_submit_button("Save name and notes") and not refused():
         repo.update_run_text(run.id, name=new_name, notes=new_notes)
         st.toast(f"run #{run.id} saved")
         st.rerun()

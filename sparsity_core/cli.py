@@ -263,6 +263,16 @@ def _forget_dead_worker(pid: int, code: int) -> None:
         print(f"serve: run {orphan.run_id} {orphan.action}: its worker died", file=sys.stderr)
 
 
+def streamlit_flags(host: str) -> list[str]:
+    """The app's Streamlit settings, the values of .streamlit/config.toml (flags win over it, and
+    hold from any folder) with the address `serve --host` names: nothing leaves the machine at start."""
+    return ["--server.address", host, "--server.headless", "true", "--server.showEmailPrompt", "false",
+            "--browser.gatherUsageStats", "false",
+            # set by hand, so the start banner prints it and never looks up an external IP over HTTP
+            # (a wildcard address alone would: streamlit/net_util.py get_external_ip)
+            "--browser.serverAddress", host if host not in ("", "0.0.0.0", "::") else "localhost"]
+
+
 def cmd_serve(args) -> int:
     """Keep the worker and the Streamlit app running until Ctrl-C or SIGTERM, then stop both: the
     worker first (it ends its job and records it), then the app. A child that dies is restarted."""
@@ -279,13 +289,8 @@ def cmd_serve(args) -> int:
         store = _cluster_store()
         worker_argv += ["--executor", "ray"]
     worker = _Child("worker", worker_argv, root)
-    # an explicit address (127.0.0.1 unless told) also keeps Streamlit from looking up an external IP
     app = _Child("app", [py, "-m", "streamlit", "run", str(root / "app.py"), "--server.port", str(args.port),
-                         "--server.address", args.host, "--server.headless", "true",
-                         "--browser.gatherUsageStats", "false", "--server.showEmailPrompt", "false",
-                         # set by hand, so the start banner prints it and never looks up an external IP
-                         "--browser.serverAddress", "localhost" if args.host in ("0.0.0.0", "::") else args.host],
-                 root)
+                         *streamlit_flags(args.host)], root)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())

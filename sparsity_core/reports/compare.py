@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from datetime import datetime
 from typing import Any, Iterable, NamedTuple, Optional
 
@@ -210,8 +211,11 @@ def has_failed(runs: pd.DataFrame) -> bool:
 def md_text(value: Any) -> str:
     """Markdown source that shows `value` as the literal text it is: every character but letters,
     digits and spaces becomes a numeric character reference, so no link, image, HTML tag, emphasis
-    or bare-URL autolink can form from a run name, note or imported string."""
-    return "".join(c if c.isalnum() or c == " " else f"&#{ord(c)};" for c in str(value))
+    or bare-URL autolink can form from a run name, note or imported string. The browser's markdown
+    renderer decodes the references before it looks for bare URLs, so an invisible word joiner
+    (U+2060) also goes between `:` and `//`, `www` and `.`, and after `@`: no autolink can match."""
+    text = re.sub(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?<=@)", "\u2060", str(value), flags=re.IGNORECASE)
+    return "".join(c if c.isalnum() or c == " " else f"&#{ord(c)};" for c in text)
 
 
 def x_values(metrics: pd.DataFrame) -> list[float]:

@@ -2,12 +2,14 @@
 
 All take the long metrics frame of `db.repo.metrics_frame` (run_id, key, series, x, value).
 Sweep series read `layout[+mode]|OUTxIN|TOKENS`; model series `model:dense` / `model:auto`, and
-`layout|layer` for per-layer latency (see sparsity_core/kernels/run.py).
+`layout|layer` for per-layer latency (see sparsity_core/kernels/run.py). What the whole-model
+"auto" picked comes from the run's info (`auto_table`) and its `layers` artifact (`layer_choice_figure`).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import html
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,7 @@ import plotly.graph_objects as go
 from sparsity_core.reports.figures import (
     MAX_LAYER_ROWS,
     PALETTE,
+    ROW_PX,
     axis_format,
     empty,
     group_layers,
@@ -156,4 +159,116 @@ def layer_latency_figure(frame: pd.DataFrame, run_id: int, sparsity: float) -> g
                                                                             else ")"),
                       yaxis_tickformat="~g", xaxis_title="block" if grouped else "layer", xaxis_type="category",
                       xaxis_tickangle=-45, title=f"each layer's real mask at sparsity {sparsity:.0%}", height=440)
+    return legend_below(fig)
+
+
+# ---------------------------------------------------------------- what "auto" picked
+# a layout's name as a reader says it (the catalog's names are identifiers)
+LAYOUT_WORDS = {"dense": "dense", "csr": "CSR", "csr_tiled": "CSR (tiled C kernel)", "coo": "COO",
+                "bsr": "BSR", "semi24": "2:4 (cuSPARSELt)", "semi24_cutlass": "2:4 (CUTLASS)",
+                "shrunk": "shrunk dense"}
+AUTO_COLUMNS = ["sparsity", "auto picked", "auto (ms)", "dense (ms)", "auto ÷ dense", "per-layer model (ms)",
+                "noise (IQR, ms)", "against dense"]
+
+
+def layout_words(layout: Any, block: Optional[int] = None) -> str:
+    """'csr' reads 'CSR', 'bsr' with block 16 'BSR 16x16', 'semi24' '2:4 (cuSPARSELt)'."""
+    if layout == "bsr" and block:
+        return f"BSR {int(block)}x{int(block)}"
+    return LAYOUT_WORDS.get(str(layout), str(layout))
+
+
+def auto_words(chose: str, counts: Optional[dict[str, int]] = None, block: Optional[int] = None) -> str:
+    """What auto ran, in words: 'dense (whole model)', 'CSR in every layer (2)', or the mix
+    'per layer: CSR ×2, dense ×1' (`counts`: layout -> layers that chose it, most first)."""
+    if chose == "dense":
+        return "dense (whole model)"
+    counts = {k: int(n) for k, n in (counts or {}).items() if n}
+    if len(counts) == 1:
+        ((layout, n),) = counts.items()
+        return f"{layout_words(layout, block)} in every layer ({n})"
+    if not counts:
+        return "per-layer layouts"
+    mix = sorted(counts.items(), key=lambda kv: (-kv[1], layout_words(kv[0], block)))
+    return "per layer: " + ", ".join(f"{layout_words(k, block)} ×{n}" for k, n in mix)
+
+
+def auto_table(info: Optional[dict], block: Optional[int] = None) -> pd.DataFrame:
+    """One row per sparsity of a kernel run's whole-model "auto" pick (`info["model"]["auto"]`,
+    see sparsity_core/kernels/run.py): what it ran, its median ms, dense's, their ratio (1 when
+    auto kept dense; below 1 when the swapped model won), the swapped model's ms it weighed, the
+    timing noise (the larger IQR of the two) and whether auto beat dense beyond that noise.
+    Empty (with the columns) for a run without the data, e.g. one from before dense was a candidate."""
+    picks = ((info or {}).get("model") or {}).get("auto") or {}
+    chosen = ((info or {}).get("model") or {}).get("layouts_chosen") or {}
+    rows = []
+    for key, pick in picks.items():
+        try:
+            s, dense_ms, per_layer_ms = float(key), float(pick["dense_ms"]), float(pick["per_layer_ms"])
+        except (KeyError, TypeError, ValueError):
+            continue  # not this shape: nothing to say about it
+        chose = "dense" if pick.get("chose") == "dense" else "per_layer"
+        auto_ms = dense_ms if chose == "dense" else per_layer_ms
+        iqrs = [pick.get(k) for k in ("dense_iqr_ms", "per_layer_iqr_ms")]
+        noise = max((float(v) for v in iqrs if isinstance(v, (int, float))), default=None)
+        if chose == "dense":
+            verdict = "is dense"
+        elif noise is not None and dense_ms - auto_ms <= noise:
+            verdict = "same, within noise"
+        else:
+            verdict = "faster"
+        rows.append({"sparsity": s, "auto picked": auto_words(chose, chosen.get(key), block),
+                     "auto (ms)": auto_ms, "dense (ms)": dense_ms,
+                     "auto ÷ dense": auto_ms / dense_ms if dense_ms > 0 else None,
+                     "per-layer model (ms)": per_layer_ms, "noise (IQR, ms)": noise, "against dense": verdict})
+    table = pd.DataFrame(rows, columns=AUTO_COLUMNS).sort_values("sparsity", ignore_index=True)
+    if table["noise (IQR, ms)"].isna().all():
+        table = table.drop(columns=["noise (IQR, ms)"])  # a run that kept no IQRs: no empty column
+    table.attrs["metric_keys"] = {"sparsity": "sparsity"}  # readable_table writes it in percent
+    return table
+
+
+def layer_choice_figure(layers: pd.DataFrame, sparsity: float, block: Optional[int] = None) -> go.Figure:
+    """The layout each layer chose at one sparsity (the `layers` artifact: layer, layout,
+    chosen_ms, dense_ms): a horizontal bar per layer, its length the chosen layout's median ms,
+    its colour the layout, with the same layer's dense time as a tick. Beyond MAX_LAYER_ROWS
+    layers, one bar per block, stacked by layout and summed."""
+    need = {"sparsity", "layer", "layout", "chosen_ms"}
+    if layers is None or not need <= set(layers.columns):
+        return empty("no per-layer layout choices stored for this run", height=300)
+    rows = layers[np.isclose(layers["sparsity"].astype(float), sparsity)].dropna(subset=["layer", "chosen_ms"])
+    if rows.empty:
+        return empty(f"no per-layer layout choices at sparsity {sparsity:.0%}", height=300)
+    rows = rows.assign(series=rows["layer"].astype(str), layout=[layout_words(v, block) for v in rows["layout"]])
+    if "dense_ms" not in rows:
+        rows = rows.assign(dense_ms=np.nan)
+    grouped = rows["series"].nunique() > MAX_LAYER_ROWS  # 210 layers of SmolLM2: one bar per block
+    if grouped:
+        rows = group_layers(rows)
+        order = list(dict.fromkeys(rows.sort_values("block_index", kind="stable")["block"]))
+        dense = rows.groupby("block", sort=False)["dense_ms"].sum(min_count=1)
+        rows = rows.groupby(["block", "layout"], as_index=False, sort=False)["chosen_ms"].sum()
+        rows = rows.rename(columns={"block": "series"})
+    else:
+        order = list(dict.fromkeys(rows["series"]))  # model order, as the job walked the layers
+        dense = rows.groupby("series", sort=False)["dense_ms"].first()
+    fig = go.Figure()
+    colour = series_colours(rows["layout"])
+    what = "block" if grouped else "layer"
+    for layout, part in rows.groupby("layout", sort=True):
+        fig.add_trace(go.Bar(x=part["chosen_ms"], y=part["series"], orientation="h", name=layout,
+                             marker_color=colour[layout],
+                             hovertemplate=f"%{{y}}: {html.escape(layout)}, %{{x:.3g}} ms<extra></extra>"))
+    dense = dense.dropna()
+    if not dense.empty:
+        fig.add_trace(go.Scatter(x=dense.to_numpy(), y=list(dense.index), mode="markers",
+                                 name=f"dense, same {what}", hovertemplate="%{y}: dense %{x:.3g} ms<extra></extra>",
+                                 marker={"symbol": "line-ns-open", "size": 14, "color": "black"}))
+    per = "summed over the block" if grouped else "per call"
+    fig.update_layout(barmode="stack", xaxis_title=f"median ms of the chosen layout ({per})",
+                      xaxis_tickformat="~g", yaxis_title=what,
+                      yaxis={"type": "category", "categoryorder": "array", "categoryarray": order,
+                             "autorange": "reversed"},  # the first layer on top
+                      title=f"layout chosen for each {what} at sparsity {sparsity:.0%}",
+                      height=max(len(order), 6) * ROW_PX * 1.5 + 180, margin={"t": 50, "b": 40})
     return legend_below(fig)
