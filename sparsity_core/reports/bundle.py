@@ -298,16 +298,20 @@ def parse_bundle_bytes(data: bytes, name: str = "the bundle") -> Bundle:
     return parse_bundle(parsed)
 
 
-def _too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether lists / dicts nest more than `limit` levels (walked without recursion)."""
+def _shape_problem(data: Any, limit: int = MAX_DEPTH) -> Optional[str]:
+    """Why the parsed JSON cannot be stored whatever its schema (walked without recursion): lists /
+    dicts nested more than `limit` levels, or a NUL character in a string (PostgreSQL's text refuses it)."""
     stack = [(data, 1)]
     while stack:
         value, depth = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return "a string in the bundle holds a NUL character (\\u0000), which the store cannot keep"
         if isinstance(value, (dict, list)):
             if depth > limit:
-                return True
-            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
-    return False
+                return f"the bundle nests lists / objects more than {limit} levels deep"
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
+    return None
 
 
 def parse_bundle(data: Any) -> Bundle:
@@ -315,8 +319,8 @@ def parse_bundle(data: Any) -> Bundle:
     kind = data.get("format") if isinstance(data, dict) else None
     if kind not in (FORMAT, KERNEL_FORMAT):
         raise BundleError(f"not a Sparsity Lab bundle (expected \"format\": \"{FORMAT}\" or \"{KERNEL_FORMAT}\")")
-    if _too_deep(data):
-        raise BundleError(f"the bundle nests lists / objects more than {MAX_DEPTH} levels deep")
+    if (problem := _shape_problem(data)) is not None:
+        raise BundleError(problem)
     try:
         return Bundle.model_validate(data) if kind == FORMAT else KernelBundle.model_validate(data).as_bundle()
     except ValidationError as exc:

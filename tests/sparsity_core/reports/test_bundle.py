@@ -102,6 +102,8 @@ def _set(data, dotted, value):
     ("runs.0.artifacts.0.data_b64", "%%%not base64%%%", "not valid base64"),
     ("runs.0.spec", ["not", "a", "dict"], "invalid bundle at runs.0.spec"),
     ("runs.0.surprise", 1, "invalid bundle at runs.0.surprise"),
+    ("runs.0.name", "a\x00b", "holds a NUL character"),  # PostgreSQL's text cannot hold it: refused on both stores
+    ("runs.0.spec.name", "a\x00b", "holds a NUL character"),
 ])
 def test_hostile_or_malformed_bundles_change_nothing(tmp_path, field, value, message):
     data = _good_bundle(tmp_path)
