@@ -19,7 +19,11 @@ Each similar run's duration is scaled by the new spec's size over its own, size 
   sae      the training token budget
   kernel   sweep points (shapes x tokens x sparsities x layouts x modes) x repeats
   explain  1 (a run is one point; captum and flipping are in the similarity instead)
-and the estimate is the median of the scaled durations of the `RECENT` newest similar runs.
+and the estimate is the median of the scaled durations of the `RECENT` newest similar runs. Scaling
+puts start-up (loading a model, evaluating) in proportion too, so a run far bigger than every
+similar one gets an upper bound, said in the basis. When the similar runs have at least two sizes,
+seconds = fixed + per-size x size is fitted to them instead (least squares, both terms >= 0), which
+splits the start-up from the part that grows.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Optional
 
+import numpy as np
 import pandas as pd
 
 from sparsity_core.specs import SPECS, BaseSpec
 
 RECENT = 5  # newest similar runs the median is over: recent enough to reflect this machine's load now
 ETA_FROM = 0.05  # below 5% done, elapsed / progress is mostly start-up time: no ETA yet
+GROWTH_BOUND = 2  # a run this many times bigger than every similar one: its scaled time is an upper bound
 HISTORY_COLUMNS = ["kind", "model", "method", "spec", "duration_s", "status"]
 
 
@@ -95,20 +101,42 @@ def estimate(spec: BaseSpec, history: pd.DataFrame) -> Optional[Estimate]:
     seconds = pd.to_numeric(history["duration_s"], errors="coerce")  # None (never started) -> NaN
     rows = history[(history["kind"] == kind) & (history["model"] == spec.model) & (history["status"] == "succeeded")
                    & history["method"].fillna("").eq(spec.method_name or "") & (seconds > 0)]
-    scaled = []
+    similar = []  # (size, seconds) of the newest similar runs
     for stored, took in zip(rows["spec"], seconds[rows.index]):
         old = json.loads(stored) if isinstance(stored, str) else dict(stored)
         if SAME[kind](old) == SAME[kind](new) and SIZE[kind](old) > 0:
-            scaled.append(float(took) * SIZE[kind](new) / SIZE[kind](old))
-            if len(scaled) == RECENT:
+            similar.append((float(SIZE[kind](old)), float(took)))
+            if len(similar) == RECENT:
                 break
-    if not scaled:
+    if not similar:
         return None
+    size = float(SIZE[kind](new))
+    if len({s for s, _ in similar}) > 1 and (fit := _fixed_plus_per_size(similar)) is not None:
+        fixed, per = fit
+        return Estimate(fixed + per * size, f"fitted to {len(similar)} similar runs here of "
+                                            f"{len({s for s, _ in similar})} sizes: {duration_text(round(fixed, 6))} fixed "
+                                            f"+ the rest growing with {SIZE_WORDS.get(kind, 'size')}")
+    scaled = [took * size / old for old, took in similar]
     n = len(scaled)
     basis = f"median of {n} similar runs here" if n > 1 else "1 similar run here"
     if kind in SIZE_WORDS:
         basis += f", scaled by {SIZE_WORDS[kind]}"
+        if all(size > GROWTH_BOUND * old for old, _ in similar):
+            basis += "; an upper bound, since the start-up part does not grow"
     return Estimate(float(pd.Series(scaled).median()), basis)
+
+
+def _fixed_plus_per_size(points: list[tuple[float, float]]) -> Optional[tuple[float, float]]:
+    """(a, b) of seconds = a + b x size, least squares over runs of at least two sizes, both
+    non-negative; None when the runs say time falls with size (noise: scale instead)."""
+    x = np.array([p[0] for p in points])
+    y = np.array([p[1] for p in points])
+    b, a = np.polyfit(x, y, 1)
+    if b < 0:
+        return None
+    if a < 0:  # through the origin: pure proportional
+        return 0.0, float((x * y).sum() / (x * x).sum())
+    return float(a), float(b)
 
 
 def eta(started_at: Optional[datetime], progress_fraction: Optional[float], now: datetime) -> Optional[float]:

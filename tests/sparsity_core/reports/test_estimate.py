@@ -121,3 +121,15 @@ def _finish_after(run_id: int, seconds: float, status: str = "succeeded") -> Non
         run = s.get(Run, run_id)
         run.status, run.started_at, run.finished_at = status, start, start + timedelta(seconds=seconds)
         s.commit()
+
+
+def test_two_sizes_split_the_fixed_start_up_from_the_part_that_grows():
+    small = {"kind": "sae", "model": "minilm-l6", "variant": "topk", "tokens": 16_000}
+    # 16k tokens in 30 s and 32k in 40 s: 20 s fixed + 10 s per 16k tokens -> 200k tokens: 20 + 125 = 145 s
+    frame = history((small, 30.0), ({**small, "tokens": 32_000}, 40.0))
+    est = estimate(parse_spec({**small, "tokens": 200_000}), frame)
+    assert est.seconds == pytest.approx(145.0)
+    assert est.basis == "fitted to 2 similar runs here of 2 sizes: 20 s fixed + the rest growing with the token budget"
+    # one size only, 12.5 x bigger: plain scaling (375 s), said to be an upper bound
+    one = estimate(parse_spec({**small, "tokens": 200_000}), history((small, 30.0)))
+    assert one.seconds == pytest.approx(375.0) and one.basis.endswith("an upper bound, since the start-up part does not grow")
