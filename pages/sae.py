@@ -15,9 +15,10 @@ st.title("🔬 SAE features")
 st.markdown(
     "A sparse autoencoder (SAE) rewrites each activation of a model as a sum of a few directions, "
     "'latents', out of thousands. Pick a model, a block and an SAE variant: the lab records the "
-    "model's activations on real text, trains the SAE, measures how much of the activation it "
-    "explains with how few latents, and opens a browser where each latent shows the words that "
-    "switch it on. Runs on a pruned parent show what pruning did to the features.")
+    "model's activations on real text (or, for the digits classifier, a hidden layer on its 8x8 "
+    "images), trains the SAE, measures how much of the activation it explains with how few latents, "
+    "and opens a browser where each latent shows the words (or the digits) that switch it on. Runs "
+    "on a pruned parent show what pruning did to the features.")
 preset_button("sae")
 
 HF = "hf:<hub id or local path>"
