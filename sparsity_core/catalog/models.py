@@ -124,8 +124,8 @@ def _check_ref(ref: str) -> None:
     """A local folder holding a config.json, or something shaped like a hub id."""
     if _looks_local(ref):
         _check_folder(ref, Path(ref).expanduser())
-    elif ref.count("/") > 1 or " " in ref:
-        raise ValueError(f"{ref!r} is neither a local directory nor a hub id like 'org/model'")
+    else:
+        _check_hub_id(ref)
 
 
 def _check_exposed_ref(ref: str) -> None:
@@ -137,12 +137,16 @@ def _check_exposed_ref(ref: str) -> None:
     except (OSError, RuntimeError):  # `~nobody`, a folder we may not search: as good as outside
         raise ValueError(OUTSIDE_MODEL_DIRS) from None
     if path is None:
-        if ref.count("/") > 1 or " " in ref:
-            raise ValueError(f"{ref!r} is neither a local directory nor a hub id like 'org/model'")
+        _check_hub_id(ref)
         return
     if not any(path.is_relative_to(d) for d in model_dirs()):
         raise ValueError(OUTSIDE_MODEL_DIRS)
     _check_folder(ref, path)
+
+
+def _check_hub_id(ref: str) -> None:
+    if ref.count("/") > 1 or " " in ref:
+        raise ValueError(f"{ref!r} is neither a local directory nor a hub id like 'org/model'")
 
 
 def _check_folder(ref: str, path: Path) -> None:

@@ -148,10 +148,6 @@ def _pieces(tokens: list[str]) -> list[str]:
 
 
 def _join(tokens: list[str]) -> str:
-    """Readable text from single-token strings: WordPiece pieces ("##ing") glue to the previous
-    token and words get spaces; byte-level BPE strings already carry their own spaces."""
-    if not tokens:
-        return ""
-    if any(t.startswith("##") for t in tokens) or not any(t[:1].isspace() for t in tokens):
-        return "".join(t[2:] if t.startswith("##") else " " + t for t in tokens).strip()
-    return "".join(tokens)
+    """Readable text from single-token strings (`_pieces` joined): WordPiece pieces ("##ing") glue
+    to the previous token and words get spaces; byte-level BPE strings already carry their own."""
+    return "".join(_pieces(tokens))

@@ -54,11 +54,10 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
     # Step 2: the activations. Text: a budget the corpus can fill (counted once per corpus and
     # tokenizer), captured once and cached. An MLP classifier's hidden layer: every image of the
     # train and test splits (the trainer makes several passes when the budget is larger)
-    eval_key = None
+    eval_key, parent_tag = None, activation_key(spec, "train", parent, sparsity).parent or None
     if spec.site == "hidden":
         ctx.update(0.0, f"reading hidden layer {spec.layer} of {spec.model} on the digits train and test images")
         train, evals = (image_activations(handle, spec.layer, split) for split in ("train", "test"))
-        parent_tag = activation_key(spec, "train", parent, sparsity).parent or None
     else:
         ctx.update(0.0, f"counting the tokens of the {spec.data} training split")
         problem = budget_problem(spec, token_count(handle.tokenizer, spec.model, spec.data, "train", spec.context,
@@ -68,7 +67,6 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
         train_key, eval_key = (activation_key(spec, split, parent, sparsity) for split in ("train", "test"))
         train = load_activations(handle, train_key, spec.tokens, Stage(ctx, 0.0, 0.25))
         evals = load_activations(handle, eval_key, EVAL_TOKENS, Stage(ctx, 0.25, 0.3))
-        parent_tag = train_key.parent or None
     d_in = train.acts.shape[1]
     ctx.info(activations={"model": spec.model, "layer": spec.layer, "site": spec.site, "data": spec.data,
                           "context": spec.context, "train_tokens": len(train), "eval_tokens": len(evals),
