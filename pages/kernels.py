@@ -15,6 +15,8 @@ from sparsity_core.reports import bundle
 from sparsity_core.reports.figures import format_metric, readable_table
 from sparsity_core.reports.kernels import (
     auto_table,
+    gemv_figure,
+    gemv_frame,
     heatmap_figure,
     layer_choice_figure,
     layer_latency_figure,
@@ -169,6 +171,7 @@ def draw_results(run) -> None:
         with st.expander(f"{len(unsupported)} layout/mode points could not run here, and why"):
             st.table({"series": list(unsupported), "reason": list(unsupported.values())})
     draw_sweep(frame, run)
+    draw_gemv(frame, run)
     model = model_frame(frame, run.id)
     if not model.empty:
         st.subheader("The pruned model: real masks, whole forward")
@@ -178,6 +181,23 @@ def draw_results(run) -> None:
         sparsity = st.selectbox("Per-layer latency at sparsity", list(model["sparsity"]), format_func=percent)
         st.plotly_chart(layer_latency_figure(frame, run.id, sparsity), key="layers")
     draw_auto(run)
+
+
+def draw_gemv(frame, run) -> None:
+    """A WINA / TEAL parent: one token's GEMVs, dense against only the columns its kept inputs need."""
+    gemv = gemv_frame(frame, run.id)
+    if gemv.empty:
+        return
+    st.subheader("Activation sparsity at batch 1: dense vs gathered GEMV")
+    st.caption("Each prunable layer multiplies one real token's input (captured from the dense model). Dense reads "
+               "every weight column; gathered reads only the columns of the inputs the parent's method keeps "
+               "(top-k per token), with and without the cost of choosing them. Milliseconds are per-layer medians "
+               "summed over the layers, not a whole decode step.")
+    st.plotly_chart(gemv_figure(frame, run.id), key="gemv")
+    st.dataframe(readable_table(gemv), hide_index=True, width="stretch")
+    sparsity = st.selectbox("Per-layer latency at activation sparsity", list(gemv["activation sparsity"]),
+                            format_func=percent, key="k_gemv_sparsity")
+    st.plotly_chart(layer_latency_figure(frame, run.id, sparsity), key="gemv_layers")
 
 
 def percent(sparsity: float) -> str:

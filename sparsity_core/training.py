@@ -10,13 +10,28 @@ plus MSE between hidden states, with a little cross-entropy on the labels. With 
 pruned weights stay exactly zero: the guard zeroes their gradients (so Adam never sees one) and
 re-applies the mask after every optimizer step (so weight decay and stale momentum cannot move one
 either). Used by the zoo (the fine-tuned teacher) and by the pruning lab (recovery).
+
+Two more recipes of the sparse-training literature live here:
+
+- `SRSTE` (Zhou et al. 2021, "Learning N:M Fine-grained Structured Sparse Neural Networks From
+  Scratch"): the dense weights are kept and trained; every step the mask is recomputed from |W|,
+  the forward sees W * mask, its gradient goes straight through to every dense weight, and the
+  pruned ones also get lambda_W * W added to their gradient so they decay unless the loss wants
+  them. `finish()` masks the weights for good.
+- `UniformSoup` (Zimmer et al. 2023, "Sparse Model Soups"): the elementwise mean of several
+  fine-tuned copies of one pruned model; copies that share the mask average into a model with the
+  same zeros.
+
+    with SRSTE(linears, lambda s: nm_mask(s, 2, 4)) as guard:
+        Trainer(model, batches, TrainConfig(lr=1e-3), guard=guard).run(200)
+        masks = guard.finish()                  # every layer exactly 2:4 now
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -91,6 +106,18 @@ def make_teacher(model: nn.Module) -> nn.Module:
 
 # ---------------------------------------------------------------- keeping pruned weights at zero
 
+class Guard(Protocol):
+    """What the trainer calls around one step: a fixed mask (MaskGuard) or a moving one (SRSTE)."""
+
+    masks: dict[str, Tensor]
+
+    def before_forward(self) -> None: ...
+
+    def after_backward(self) -> None: ...
+
+    def after_step(self) -> None: ...
+
+
 class MaskGuard:
     """Keeps pruned weights at zero while a model trains; use as a context manager so the gradient
     hooks are removed even when training fails."""
@@ -127,6 +154,127 @@ class MaskGuard:
             weight = self.linears[name].weight
             weight.mul_(mask.to(weight.device, weight.dtype))
 
+    def before_forward(self) -> None:  # the weights are masked already
+        pass
+
+    def after_backward(self) -> None:  # the gradient hooks masked the gradients
+        pass
+
+    def after_step(self) -> None:
+        self.apply()
+
+
+class SRSTE:
+    """Sparse-refined straight-through estimator (Zhou et al. 2021) around a model's linears.
+
+    `mask_fn(|W|) -> kept` gives a layer's mask from its scores (e.g. 2:4 along the input
+    dimension). Each step: (1) the mask is recomputed from the dense |W| and the weights are
+    masked for the forward; (2) after the backward pass the dense weights come back, so the
+    gradient of the masked forward updates every weight (the straight-through estimator), and
+    lambda_W * W is added to the gradient of the pruned ones (the "sparse-refined" term, which
+    keeps masks from flipping back and forth); (3) the optimizer updates the dense weights.
+    `flips` is the fraction of each step's mask that changed from the step before (the paper's
+    flip rate). `finish()` masks the weights from their final |W| and returns those masks.
+    A context manager: if a step fails mid-way, the dense weights are put back."""
+
+    DECAY = 2e-4  # lambda_W of the paper and of its code (aojunzz/NM-sparsity, decay=0.0002)
+
+    def __init__(self, linears: dict[str, nn.Module], mask_fn: Callable[[Tensor], Tensor], decay: float = DECAY):
+        self.linears, self.mask_fn, self.decay = linears, mask_fn, decay
+        self.masks: dict[str, Tensor] = {}
+        self.flips: list[float] = []
+        self._dense: dict[str, Tensor] = {}
+
+    def __enter__(self) -> "SRSTE":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+    @torch.no_grad()
+    def _restore(self) -> None:
+        for name, dense in self._dense.items():
+            self.linears[name].weight.copy_(dense)
+        self._dense.clear()
+
+    @torch.no_grad()
+    def before_forward(self) -> None:
+        changed = total = 0
+        for name, module in self.linears.items():
+            weight = module.weight
+            mask = self.mask_fn(weight.abs())
+            if name in self.masks:
+                changed += int((mask != self.masks[name]).sum())
+            total += mask.numel()
+            self.masks[name] = mask
+            self._dense[name] = weight.detach().clone()
+            weight.mul_(mask.to(weight.dtype))
+        self.flips.append(changed / total if total else 0.0)
+
+    @torch.no_grad()
+    def after_backward(self) -> None:
+        dense = dict(self._dense)
+        self._restore()
+        for name in dense:
+            weight, pruned = self.linears[name].weight, ~self.masks[name]
+            if weight.grad is not None and self.decay:
+                weight.grad.add_(self.decay * pruned.to(weight.dtype) * weight)
+
+    def after_step(self) -> None:  # the dense weights stay dense between steps
+        pass
+
+    @torch.no_grad()
+    def finish(self) -> dict[str, Tensor]:
+        """Mask every layer from its final |W| (exactly the pattern from now on); the masks."""
+        self._restore()
+        for name, module in self.linears.items():
+            self.masks[name] = self.mask_fn(module.weight.abs())
+            module.weight.mul_(self.masks[name].to(module.weight.dtype))
+        return dict(self.masks)
+
+
+# ---------------------------------------------------------------- sparse model soups
+
+class UniformSoup:
+    """The uniform soup of Zimmer et al. (2023): the elementwise mean of fine-tuned copies of one
+    pruned model. Floating entries are summed as the ingredients come (two state dicts in memory,
+    whatever their number); an entry no ingredient changed stays bit-identical to the first
+    (the frozen embeddings, integer buffers). Copies that share a mask average into a model with
+    exactly its zeros: the mean of zeros is zero.
+
+        soup = UniformSoup()
+        for state in ingredients: soup.add(state)
+        model.load_state_dict(soup.state())
+    """
+
+    def __init__(self) -> None:
+        self.first: dict[str, Tensor] = {}
+        self.total: dict[str, Tensor] = {}
+        self.changed: set[str] = set()
+        self.count = 0
+
+    @torch.no_grad()
+    def add(self, state: dict[str, Tensor]) -> None:
+        if not self.first:
+            self.first = {k: v.detach().clone() for k, v in state.items()}
+            self.total = {k: v.detach().to(torch.promote_types(v.dtype, torch.float32)).clone()
+                          for k, v in state.items() if v.is_floating_point()}
+        else:
+            if state.keys() != self.first.keys():
+                raise ValueError("soup ingredients must share one architecture (the same state-dict keys)")
+            for k, v in self.total.items():
+                v.add_(state[k].detach().to(v.dtype))
+                if k not in self.changed and not torch.equal(state[k], self.first[k]):
+                    self.changed.add(k)
+        self.count += 1
+
+    def state(self) -> dict[str, Tensor]:
+        """The mean of the ingredients added so far, in each entry's own dtype."""
+        if not self.count:
+            raise ValueError("an empty soup: add at least one ingredient")
+        return {k: (self.total[k] / self.count).to(v.dtype) if k in self.changed else v.clone()
+                for k, v in self.first.items()}
+
 
 # ---------------------------------------------------------------- the loop
 
@@ -137,10 +285,11 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 class Trainer:
-    """AdamW over `model` on a batch stream, with an optional teacher (distill) and mask guard."""
+    """AdamW over `model` on a batch stream, with an optional teacher (distill) and a guard that
+    keeps the linears sparse (MaskGuard: a fixed mask; SRSTE: a mask recomputed every step)."""
 
     def __init__(self, model: nn.Module, batches, cfg: TrainConfig, teacher: Optional[nn.Module] = None,
-                 guard: Optional[MaskGuard] = None):
+                 guard: Optional[Guard] = None):
         self.model, self.cfg, self.teacher, self.guard = model, cfg, teacher, guard
         self.stream = iter(batches)
         self.device = next(model.parameters()).device
@@ -152,6 +301,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = lr
         self.model.train()
+        if self.guard is not None:
+            self.guard.before_forward()
         logits, hidden = logits_and_hidden(self.model, inputs)
         if self.teacher is None:
             loss = F.cross_entropy(logits, labels)
@@ -162,9 +313,11 @@ class Trainer:
             loss, parts = distill_loss(logits, t_logits, hidden, t_hidden, labels, self.cfg)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.guard is not None:
+            self.guard.after_backward()
         self.opt.step()
         if self.guard is not None:
-            self.guard.apply()
+            self.guard.after_step()
         return {"loss": float(loss.detach()), **parts}
 
     def lr_at(self, step: int, total: int) -> float:

@@ -16,6 +16,9 @@ CALIBRATION_SAMPLES = 4096
 SEQ_LEN = 4096
 TRAIN_STEPS = 100_000
 BATCH_ROWS = 4096
+# ingredients of a sparse model soup: each is a whole fine-tune (k x the training time), and the compare
+# table keeps a metric's series as columns up to 8 (reports/compare.py MAX_SERIES_IN_SUMMARY)
+SOUP_INGREDIENTS = 8
 
 # SAE
 SAE_EXPANSION = 256  # 256 x 576 (smollm2) = 147k latents: already more than any run here can train

@@ -42,6 +42,9 @@ class MethodEntry:
     scopes: tuple[str, ...] = ("layer", "global")
     needs_calibration: bool = False
     structured: bool = False  # can remove whole heads / neurons (pruning/structured.py)
+    # sparsifies each layer's input per token at inference (pruning/activation.py), weights stay dense:
+    # `sparsities` are activation-sparsity targets, and no schedule, recovery or global scope applies
+    activation: bool = False
 
     def supports(self, pattern: "str | Pattern") -> bool:
         kind = parse_pattern(pattern).kind if isinstance(pattern, str) else pattern.kind
@@ -64,11 +67,44 @@ METHODS: dict[str, MethodEntry] = {e.name: e for e in (
     MethodEntry("dsnot", "prune-and-regrow refinement of another method's mask, no training",
                 params=DSnoTParams, patterns=("unstructured", "2:4", "4:8"), scopes=("layer",),
                 needs_calibration=True),
+    MethodEntry("wina", "activation sparsity: per token, keep the inputs with the largest |x_i| x ||W[:, i]|| on k_proj"
+                        " and gate_proj, |x_i| elsewhere (Chen et al. 2025, as released); weights stay dense", patterns=("unstructured",), scopes=("layer",),
+                activation=True),
+    MethodEntry("teal", "activation sparsity: per token, keep each layer's inputs with the largest |x_i| (TEAL, "
+                        "Liu et al. 2024), WINA's baseline", patterns=("unstructured",), scopes=("layer",),
+                activation=True),
 )}
 
 SCOPES = ("layer", "global")
+# how calibration statistics are gathered (pruning/calibrate.py): name -> one line for the page's help
+CALIBRATIONS = {
+    "sequential": ("block by block, as the Wanda and SparseGPT papers: each block's statistics come from the "
+                   "outputs of the blocks already pruned before it; one block's statistics in memory at a time"),
+    "one_pass": ("one forward pass of the dense model gives every layer's statistics at once (faster; holds all "
+                 "of them together, e.g. every SparseGPT Hessian)"),
+}
+# how each target is shared out over the layers (pruning/allocation.py): name -> one line for the page's help
+ALLOCATIONS = {
+    "uniform": "every layer pruned to the target",
+    "owl": ("OWL (Yin et al. 2024): blocks with a larger share of outlier scores |W| x ||X|| (above M x their mean) "
+            "keep more weights; block sparsities within target +- lambda, averaging to the target. Reads calibration "
+            "activations, whatever the method"),
+    "erk": ("ERK (Evci et al. 2020): a layer's density ~ (in + out) / (in x out), so small layers stay denser; "
+            "parameter-weighted to the target (the allocation that makes random pruning competitive, Liu et al. 2022)"),
+}
 SCHEDULES = ("oneshot", "gradual")
 RECOVERIES = ("none", "finetune", "distill")
+# how an N:M mask trains under recovery (pruning/recovery.py): name -> what it does, for the page's help
+NM_TRAININGS = {
+    "fixed_mask": "fine-tune under the one-shot N:M mask: pruned weights stay zero, the mask never changes",
+    "sr_ste": ("SR-STE (Zhou et al. 2021): the dense weights train through an N:M mask recomputed from |W| every "
+               "step (straight-through gradient), pruned weights also decay by lambda_W x W; masked exactly N:M at "
+               "the end. Needs method magnitude"),
+}
+SOUP_HELP = ("Sparse model soup (Zimmer et al. 2023): each target's pruned model is fine-tuned this many times under "
+             "its one mask, copy i with seed + i (its own data order and dropout), and the copies are averaged; the "
+             "soup keeps the mask exactly. Each ingredient, their mean, the best and the soup are reported. 0 or 1: "
+             "no soup. Needs the oneshot schedule and finetune or distill; costs k x the training time")
 STRUCTURED = ("heads", "neurons")  # physically removed by pruning/structured.py
 
 

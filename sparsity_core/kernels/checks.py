@@ -19,6 +19,7 @@ from typing import Optional
 import psutil
 
 from sparsity_core.catalog import caps
+from sparsity_core.catalog.pruning import METHODS
 from sparsity_core.jobs.context import ParentRun, check_parent
 from sparsity_core.specs import KernelSpec, SpecError
 
@@ -34,8 +35,25 @@ def preflight_kernel(spec: KernelSpec, parent: Optional[ParentRun]) -> None:
     problem = memory_problem(spec, free_bytes(spec.device))
     if problem:
         raise SpecError({"shapes": problem})
-    if spec.parent_run is not None:
+    if spec.parent_run is not None and activation_parent(parent):
+        check_activation_parent(parent, spec)
+    elif spec.parent_run is not None:
         check_parent(parent, spec)
+
+
+def activation_parent(parent: Optional[ParentRun]) -> bool:
+    """The parent is a WINA / TEAL run: its weights are dense, its targets are activation sparsities
+    (timed at batch 1 by kernels/activation.py, not by the pruned-model path)."""
+    entry = METHODS.get((parent.method or parent.spec.get("method") or "") if parent else "")
+    return parent is not None and parent.kind == "prune" and entry is not None and entry.activation
+
+
+def check_activation_parent(parent: ParentRun, spec: KernelSpec) -> None:
+    """The one parent rule for an activation-sparsity run, whose targets are `activation@x`."""
+    if parent.status != "succeeded" or parent.model != spec.model:
+        check_parent(parent, spec)  # raises the shared rule's message
+    if not parent.targets("activation"):
+        raise SpecError({"parent_run": f"activation-sparsity run {parent.id} stored no targets"})
 
 
 def point_bytes(spec: KernelSpec, shape: list[int], tokens: int) -> int:

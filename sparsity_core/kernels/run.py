@@ -5,6 +5,7 @@ Metrics (long format, x = sparsity):
   model   layer_latency_ms                                series `layout|layer name`
           latency_ms (series model:dense, model:per_layer, model:auto), speedup (model:auto),
           rel_error (model:per_layer, model:auto); auto = the faster of per_layer and dense
+  a WINA / TEAL parent: batch-1 GEMVs, dense vs gathered columns, series `gemv:*` (kernels/activation.py)
 Artifacts: `sweep` (parquet, every row including unsupported ones and their reasons), `layers`
 (parquet, the layout chosen for each layer at each sparsity). Info: device fingerprint, timing setup.
 """
@@ -52,8 +53,15 @@ def run_kernel(spec: KernelSpec, ctx: RunContext) -> None:
         # Step 3: the layer sweep
         if spec.shapes:
             run_sweep(spec, ctx, Stage(ctx, 0.0, split), device)
-        # Step 4: the pruned model, layer by layer and end to end
-        if parent:
+        # Step 4: the pruned model, layer by layer and end to end; a WINA / TEAL parent's dense
+        # weights instead, batch-1 GEMVs over the columns its kept inputs need (kernels/activation.py)
+        from sparsity_core.kernels.checks import activation_parent
+
+        if parent and activation_parent(parent):
+            from sparsity_core.kernels.activation import run_activation_gemv
+
+            run_activation_gemv(spec, parent, ctx, Stage(ctx, split, 1.0), device)
+        elif parent:
             run_model(spec, parent, ctx, Stage(ctx, split, 1.0), device)
     ctx.update(1.0, "done")
 

@@ -6,6 +6,7 @@ or refine a mask (DSnoT) override `prune_layer`.
 
     method = METHODS["wanda"](seed=0)
     masks = method.prune(linears, 0.5, pattern="2:4", stats=calibration_stats)
+    masks = method.prune(linears, {"fc1": 0.6, "fc2": 0.4}, stats=calibration_stats)  # per layer (OWL, ERK)
 
 A method's name, description, patterns, scopes and parameters are its catalog entry
 (`sparsity_core.catalog.pruning.METHODS[name]`, `cls.entry`): the class only implements them.
@@ -15,7 +16,7 @@ the transposed view and masks come back in the layer's own layout.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Mapping, Optional, Union
 
 import torch
 from pydantic import BaseModel, ValidationError
@@ -28,6 +29,7 @@ from sparsity_core.pruning.masks import global_masks, pattern_mask
 METHODS: dict[str, type["PruningMethod"]] = {}
 
 LayerCallback = Callable[[int, int, str], None]  # (layers done, layers in all, layer name)
+Sparsity = Union[float, Mapping[str, float]]  # one target for every layer, or one per layer name
 
 
 def register_method(cls: type["PruningMethod"]) -> type["PruningMethod"]:
@@ -92,23 +94,30 @@ class PruningMethod:
         raise NotImplementedError
 
     @torch.no_grad()
-    def prune(self, linears: dict[str, nn.Module], sparsity: float, scope: str = "layer",
+    def prune(self, linears: dict[str, nn.Module], sparsity: Sparsity, scope: str = "layer",
               pattern: str = "unstructured", stats: Optional[dict] = None,
               on_layer: Optional[LayerCallback] = None) -> dict[str, Tensor]:
-        """Mask `linears` in place at `sparsity`; returns {name: bool mask} (True = kept), each
-        mask in the layer's own weight layout."""
+        """Mask `linears` in place at `sparsity` (one fraction, or {layer name: fraction} from a
+        layer-wise allocation); returns {name: bool mask} (True = kept), each mask in the layer's
+        own weight layout."""
         pat = parse_pattern(pattern)
         if not self.supports(pat):
             raise ValueError(f"{self.name} does not support pattern {pattern!r}")
         if scope not in self.entry.scopes:
             raise ValueError(f"{self.name} does not support scope {scope!r}")
+        per_layer = isinstance(sparsity, Mapping)
+        if per_layer and (missing := [n for n in linears if n not in sparsity]):
+            raise ValueError(f"no sparsity given for layer {missing[0]!r} (and {len(missing) - 1} more)")
         stats = stats or {}
         if scope == "global":
+            if per_layer:
+                raise ValueError("global scope sets one threshold over all layers; per-layer sparsities "
+                                 "need the layer scope")
             return self._prune_global(linears, sparsity, pat, stats)
         masks = {}
         for i, (name, module) in enumerate(linears.items()):
             w = weight_2d(module)
-            mask = self.prune_layer(name, w, sparsity, pat, stats.get(name))
+            mask = self.prune_layer(name, w, sparsity[name] if per_layer else sparsity, pat, stats.get(name))
             w.mul_(mask.to(w.dtype))
             masks[name] = mask.t() if w is not module.weight else mask
             if on_layer:

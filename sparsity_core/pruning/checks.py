@@ -34,6 +34,55 @@ def structured(spec: PruneSpec) -> bool:
     return parse_pattern(spec.pattern).kind in STRUCTURED
 
 
+def reads_calibration(spec: PruneSpec) -> bool:
+    """The run reads calibration activations: its method needs them, or OWL's outlier ratios do."""
+    return METHODS[spec.method].needs_calibration or spec.allocation == "owl"
+
+
+def sequential(spec: PruneSpec) -> bool:
+    """Statistics are gathered block by block through the model being pruned (pruning/calibrate.py)."""
+    return METHODS[spec.method].needs_calibration and spec.calibration == "sequential"
+
+
+def soup_size(spec: PruneSpec) -> int:
+    """Ingredients of each target's sparse model soup; 0 when the run cooks none (0 or 1 asked)."""
+    return spec.soup_ingredients if spec.soup_ingredients >= 2 else 0
+
+
+def srste(spec: PruneSpec) -> bool:
+    """The run trains its N:M masks with SR-STE (Zhou et al. 2021) rather than under a fixed mask."""
+    return spec.nm_training == "sr_ste"
+
+
+def recipe_problems(spec: PruneSpec) -> dict[str, str]:
+    """{field: message} for a sparse model soup or SR-STE that this spec cannot run. Both train
+    after a one-shot prune: the gradual schedule ramps unstructured masks only (recovery.py says why)."""
+    errors: dict[str, str] = {}
+    kind = parse_pattern(spec.pattern).kind
+    if soup_size(spec):
+        if spec.recovery == "none":
+            errors["soup_ingredients"] = "a soup averages fine-tuned copies of the pruned model: pick finetune or distill"
+        elif spec.schedule != "oneshot":
+            errors["soup_ingredients"] = ("a soup's ingredients are fine-tuned from one pruned model: use the oneshot "
+                                          "schedule (gradual students do not share a mask until the end)")
+        elif kind in STRUCTURED:
+            errors["soup_ingredients"] = ("a soup averages copies under one weight mask: use unstructured, N:M or "
+                                          "block patterns, not heads or neurons")
+        elif srste(spec):
+            errors["soup_ingredients"] = ("SR-STE moves each copy's mask at every step, so ingredients would not share "
+                                          "one: use soups with nm_training fixed_mask")
+    if srste(spec):
+        if kind != "nm":
+            errors["nm_training"] = (f"SR-STE trains N:M patterns (e.g. 2:4), not {spec.pattern}; "
+                                     f"use fixed_mask, or pick an N:M pattern")
+        elif spec.recovery == "none":
+            errors["nm_training"] = "SR-STE is a way of training: pick recovery finetune or distill"
+        elif spec.method != "magnitude":
+            errors["method"] = ("SR-STE recomputes its N:M mask from |W| at every step, from the dense weights: "
+                                "that is magnitude's mask; pick magnitude")
+    return errors
+
+
 def unit_problem(model: str, family: str, pattern: str) -> Optional[str]:
     """Why `model` (of adapter `family`) has no `pattern` units this lab can remove, or None."""
     if family in UNIT_FAMILIES[pattern]:
@@ -50,7 +99,8 @@ def recovery_problems(spec: PruneSpec) -> dict[str, str]:
             errors["recovery"] = "a gradual schedule prunes between training steps: pick finetune or distill"
         if spec.pattern != "unstructured":
             errors["schedule"] = ("the gradual schedule raises an unstructured mask step by step; "
-                                  "for N:M, blocks, heads or neurons use oneshot with recovery")
+                                  "for N:M, blocks, heads or neurons use oneshot with recovery "
+                                  "(N:M masks can still move while training: nm_training sr_ste)")
     entry = model_entry(spec.model)
     if spec.recovery != "none" and (entry is None or entry.train_data is None):
         trainable = [n for n, e in MODELS.items() if e.train_data]
@@ -61,6 +111,8 @@ def recovery_problems(spec: PruneSpec) -> dict[str, str]:
     if trains(spec) and not structured(spec) and METHODS[spec.method].needs_calibration:
         errors["method"] = (f"{spec.method} needs calibration activations; with fine-tuning or a gradual "
                             f"schedule use a data-free method such as magnitude")
+    for field, message in recipe_problems(spec).items():
+        errors.setdefault(field, message)
     return errors
 
 
@@ -100,7 +152,7 @@ def preflight_prune(spec: PruneSpec, parent: Optional[ParentRun] = None) -> None
         problem = _tiling_problem(pattern, entry, skeleton)
     if problem:
         errors["pattern"] = problem
-    if METHODS[spec.method].needs_calibration:
+    if reads_calibration(spec):
         problem = calibration_problem(spec.model, spec.calibration_samples, spec.seq_len, spec.seed, handle=skeleton)
         if problem:
             errors["calibration_samples"] = problem

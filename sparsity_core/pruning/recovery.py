@@ -11,6 +11,27 @@ recovery prunes each target from the dense model at once and then trains at that
 heads / neurons are removed physically (structured.py) and trained the same way. The training
 loop, the losses and the guard that keeps pruned weights at zero are `sparsity_core.training`;
 masks only shrink: a weight pruned at step t stays zero at every later step.
+
+Two recipes on top of one-shot recovery (`schedule="oneshot"`, `recovery` finetune or distill):
+
+- Sparse model soups (Zimmer et al. 2023): with `soup_ingredients=k` (2..8) each target's pruned
+  model is fine-tuned k times under its one mask, ingredient i with seed `seed + i` (its own data
+  order and dropout), and the k copies are averaged into the soup. Each ingredient's quality is
+  the evaluator's own key (accuracy) with series `ingredient i`, their mean and best series
+  `ingredient mean` / `ingredient best` (so labels and direction are the key's); the soup is the
+  target's result, series "" (its curve, its stored weights). The soup keeps every zero of the
+  mask, checked before it is recorded.
+- N:M training: `nm_training="fixed_mask"` fine-tunes under the one-shot N:M mask (the MaskGuard,
+  as for any mask); `"sr_ste"` trains the dense weights with SR-STE (Zhou et al. 2021), the mask
+  recomputed from |W| every step, and masks them exactly N:M at the end. SR-STE starts from the
+  dense weights: its masks are |W|'s, so the method is magnitude.
+
+Decision: the gradual schedule ramps unstructured masks only. An N:M mask has no sparsity to ramp
+(every group keeps N of M from the first step); what a gradual path would add, masks that move
+while the model trains, is what SR-STE does, so N:M trains with oneshot + recovery.
+
+    run_recovery(parse_spec({"kind": "prune", "model": "digits-mlp", "sparsities": [0.8],
+                             "recovery": "finetune", "steps": 50, "soup_ingredients": 4}), RunContext())
 """
 
 from __future__ import annotations
@@ -20,14 +41,26 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor
 
+from sparsity_core.catalog.pruning import parse_pattern
 from sparsity_core.data import load_dataset
-from sparsity_core.jobs.context import RunContext, Stage
+from sparsity_core.jobs.context import RunContext, Stage, target_tag
 from sparsity_core.pruning import METHODS
-from sparsity_core.pruning.checks import structured
+from sparsity_core.pruning.checks import soup_size, srste, structured
+from sparsity_core.pruning.masks import pattern_mask
 from sparsity_core.pruning.record import Recorder, open_model, restore_dense
 from sparsity_core.pruning.structured import prune_structured
 from sparsity_core.specs import PruneSpec
-from sparsity_core.training import MaskGuard, ShuffledBatches, StepCallback, TrainConfig, Trainer, make_teacher
+from sparsity_core.training import (
+    SRSTE,
+    Guard,
+    MaskGuard,
+    ShuffledBatches,
+    StepCallback,
+    TrainConfig,
+    Trainer,
+    UniformSoup,
+    make_teacher,
+)
 from sparsity_core.zoo import ModelHandle, prunable_linears
 from sparsity_core.zoo.classifier import text_batches
 
@@ -61,6 +94,21 @@ def gradual_prune(trainer: Trainer, prune_to: Callable[[float], dict[str, Tensor
     return used
 
 
+LOWER_IS_BETTER = {"perplexity"}  # the other quality keys (accuracy) are higher-is-better
+
+
+def best_of(key: str, values: list[float]) -> float:
+    return min(values) if key in LOWER_IS_BETTER else max(values)
+
+
+def zeros_kept(linears: dict, masks: dict[str, Tensor]) -> None:
+    """Raise if any weight the mask prunes is not exactly zero (a soup must keep its mask)."""
+    for name, mask in masks.items():
+        lost = int((linears[name].weight.detach()[~mask.to(linears[name].weight.device)] != 0).sum())
+        if lost:
+            raise RuntimeError(f"{name}: {lost} pruned weights are nonzero; the mask was not kept")
+
+
 def training_batches(handle: ModelHandle, batch_size: int, seed: int, rows: Optional[int]) -> ShuffledBatches:
     """The model's labelled training split (its catalog entry's `train_data`) as an endless seeded stream."""
     name = handle.entry.train_data if handle.entry is not None else None
@@ -89,8 +137,9 @@ class RecoveryJob:
         trained = spec.recovery != "none"
         self.batches = training_batches(self.handle, spec.batch_size, spec.seed, spec.train_rows) if trained else None
         per_target = spec.steps + (spec.finetune_steps if spec.schedule == "gradual" else 0)
-        self.total_steps = len(spec.sparsities) * per_target if trained else 0
+        self.total_steps = len(spec.sparsities) * per_target * max(soup_size(spec), 1) if trained else 0
         self.global_step = 0
+        self.flip_rates: dict[str, dict[str, float]] = {}
 
     def describe(self) -> dict:
         s = self.spec
@@ -100,7 +149,13 @@ class RecoveryJob:
                 "loss": ("alpha*T^2*KL + (1-alpha)*CE + w*MSE(hidden)" if s.recovery == "distill" else "CE"),
                 "temperature": s.distill_temperature, "alpha": s.distill_alpha,
                 "hidden_weight": s.distill_hidden_weight,
-                "schedule_formula": "s_t = s_f + (s_i - s_f)(1 - t/T)^3 (Zhu & Gupta)"}
+                "schedule_formula": "s_t = s_f + (s_i - s_f)(1 - t/T)^3 (Zhu & Gupta)",
+                "soup": ({"ingredients": soup_size(s), "seeds": [s.seed + i for i in range(soup_size(s))],
+                          "averaging": "uniform: elementwise mean under one shared mask (Zimmer et al. 2023)"}
+                         if soup_size(s) else None),
+                "nm_training": s.nm_training if parse_pattern(s.pattern).kind == "nm" else None,
+                "srste": ({"decay": s.srste_decay, "mask": "recomputed from |W| every step (Zhou et al. 2021)"}
+                          if srste(s) else None)}
 
     @property
     def prune_every(self) -> int:
@@ -111,17 +166,63 @@ class RecoveryJob:
         done = 0.05 + 0.9 * self.global_step / max(self.total_steps, 1)
         return Stage(self.ctx, done, done)
 
-    def on_step(self, target: float) -> StepCallback:
+    def on_step(self, target: float, what: str = "training") -> StepCallback:
         def report(t: int, total: int, parts: dict) -> None:
             self.global_step += 1
             if self.global_step % 10 == 0 or t == total - 1:
                 self.ctx.metric("train_loss", parts["loss"], x=self.global_step, series=f"{target:g}")
-            self.at(target)(0, f"target {target:.0%}: training step {t + 1}/{total}, loss {parts['loss']:.3f}")
+            self.at(target)(0, f"target {target:.0%}: {what} step {t + 1}/{total}, loss {parts['loss']:.3f}")
         return report
 
-    def train(self, steps: int, target: float, guard: Optional[MaskGuard]) -> None:
-        if steps and self.batches is not None:
-            Trainer(self.handle.model, self.batches, self.cfg, self.teacher, guard).run(steps, self.on_step(target))
+    def train(self, steps: int, target: float, guard: Optional[Guard], batches=None, what: str = "training") -> None:
+        batches = batches if batches is not None else self.batches
+        if steps and batches is not None:
+            Trainer(self.handle.model, batches, self.cfg, self.teacher, guard).run(steps, self.on_step(target, what))
+
+    def cook_soup(self, target: float, guard: MaskGuard) -> None:
+        """Zimmer et al. (2023): fine-tune k copies of the pruned model under its one mask, ingredient
+        i with seed `seed + i` (data order, dropout), and load their elementwise mean (the soup)."""
+        s, model, linears = self.spec, self.handle.model, prunable_linears(self.handle)
+        k = soup_size(s)
+        # Step 1: the common start, the pruned model before any training
+        start = {name: v.detach().clone() for name, v in model.state_dict().items()}
+        soup, scores, key = UniformSoup(), [], None
+        for i in range(k):
+            # Step 2: one ingredient, from the start, with its own seed
+            model.load_state_dict(start)
+            torch.manual_seed(s.seed + i)
+            batches = training_batches(self.handle, s.batch_size, s.seed + i, s.train_rows)
+            self.train(s.steps, target, guard, batches, what=f"ingredient {i + 1}/{k}")
+            zeros_kept(linears, guard.masks)
+            # Step 3: its quality, under the evaluator's own keys, series `ingredient i`
+            self.at(target)(0, f"target {target:.0%}: evaluating ingredient {i + 1}/{k}")
+            quality = self.recorder.evaluator(self.handle)
+            for name, value in quality.items():
+                self.ctx.metric(name, value, x=target, series=f"ingredient {i}")
+            key = key or next(iter(quality))
+            scores.append(quality[key])
+            soup.add(model.state_dict())
+        self.ctx.metric(key, sum(scores) / k, x=target, series="ingredient mean")
+        self.ctx.metric(key, best_of(key, scores), x=target, series="ingredient best")
+        # Step 4: the soup replaces the model; the mean of zeros is zero, and that is checked
+        model.load_state_dict(soup.state())
+        zeros_kept(linears, guard.masks)
+
+    def run_srste(self, target: float) -> None:
+        """Zhou et al. (2021): from the dense weights, train with the N:M mask recomputed from |W|
+        every step and the decay on pruned weights; then mask them exactly N:M and record."""
+        pattern, linears = parse_pattern(self.spec.pattern), prunable_linears(self.handle)
+        with SRSTE(linears, lambda scores: pattern_mask(scores, target, pattern), self.spec.srste_decay) as guard:
+            self.train(self.spec.steps, target, guard, what="SR-STE")
+            masks = guard.finish()
+        # the flip rate (the share of the mask that changed at a step; step 0 has none before it),
+        # meaned over the first and the last tenth of training: SR-STE's masks settle as it trains
+        flips, tenth = guard.flips[1:], max(len(guard.flips[1:]) // 10, 1)
+        if flips:
+            self.flip_rates[target_tag(target)] = {"first_tenth": sum(flips[:tenth]) / len(flips[:tenth]),
+                                                   "last_tenth": sum(flips[-tenth:]) / len(flips[-tenth:])}
+            self.ctx.info(srste_flip_rate=self.flip_rates)
+        self.recorder.record(target, self.at(target), masks)
 
     def prune_unstructured(self, sparsity: float) -> dict[str, Tensor]:
         return self.method.prune(prunable_linears(self.handle), sparsity, scope=self.spec.scope,
@@ -138,10 +239,15 @@ class RecoveryJob:
                     self.recorder.record(target, self.at(target), removal=removal)
                 finally:
                     removal.restore()
+            elif srste(s):
+                self.run_srste(target)
             else:
                 with MaskGuard(prunable_linears(self.handle)) as guard:
                     guard.set(self.prune_unstructured(target))
-                    self.train(s.steps, target, guard)
+                    if soup_size(s):
+                        self.cook_soup(target, guard)
+                    else:
+                        self.train(s.steps, target, guard)
                     self.recorder.record(target, self.at(target), guard.masks)
             restore_dense(self.handle, self.dense)
 

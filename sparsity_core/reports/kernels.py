@@ -272,3 +272,48 @@ def layer_choice_figure(layers: pd.DataFrame, sparsity: float, block: Optional[i
                       title=f"layout chosen for each {what} at sparsity {sparsity:.0%}",
                       height=max(len(order), 6) * ROW_PX * 1.5 + 180, margin={"t": 50, "b": 40})
     return legend_below(fig)
+
+
+# ---------------------------------------------------------------- activation sparsity at batch 1
+GEMV_CALLS = {"gemv:gathered": "kept columns only (gathered GEMV)",
+              "gemv:topk+gathered": "top-k selection + kept columns"}
+
+
+def gemv_frame(frame: pd.DataFrame, run_id: int) -> pd.DataFrame:
+    """A WINA / TEAL parent's batch-1 rows (kernels/activation.py): per activation-sparsity target,
+    the summed dense, gathered and top-k+gathered ms, the speedups and the largest rel_error."""
+    rows = frame[(frame["run_id"] == run_id) & frame["series"].astype(str).str.startswith("gemv:")]
+    columns = ["activation sparsity", "dense_ms", "gathered_ms", "topk_gathered_ms", "speedup", "rel_error"]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    wide = rows.assign(col=rows["key"] + "@" + rows["series"]).pivot_table(index="x", columns="col", values="value")
+    get = lambda col: wide[col].to_numpy() if col in wide else np.nan  # noqa: E731
+    table = pd.DataFrame({"activation sparsity": wide.index.to_numpy(), "dense_ms": get("latency_ms@gemv:dense"),
+                          "gathered_ms": get("latency_ms@gemv:gathered"),
+                          "topk_gathered_ms": get("latency_ms@gemv:topk+gathered"),
+                          "speedup": get("speedup@gemv:gathered"), "rel_error": get("rel_error@gemv:gathered")})
+    table.attrs["metric_keys"] = {"activation sparsity": "activation_sparsity", "speedup": "speedup"}
+    return table
+
+
+def gemv_figure(frame: pd.DataFrame, run_id: int) -> go.Figure:
+    """Batch-1 latency of one token through every prunable layer against activation sparsity:
+    the gathered GEMV (with and without its top-k selection) and dense as the reference line."""
+    rows = frame[(frame["run_id"] == run_id) & (frame["key"] == "latency_ms")
+                 & frame["series"].astype(str).str.startswith("gemv:")]
+    if rows.empty:
+        return empty("no batch-1 GEMVs timed (the parent is no WINA / TEAL run)", height=300)
+    fig = go.Figure()
+    dense = rows[rows["series"] == "gemv:dense"].sort_values("x")
+    fig.add_trace(go.Scatter(x=dense["x"], y=dense["value"], mode="lines", name="dense GEMV (all columns)",
+                             line={"dash": "dash", "color": "black"}))
+    for i, (series, name) in enumerate(GEMV_CALLS.items()):
+        part = rows[rows["series"] == series].sort_values("x")
+        if len(part):
+            fig.add_trace(go.Scatter(x=part["x"], y=part["value"], mode="lines+markers", name=name,
+                                     line={"color": PALETTE[i]}))
+    fig.update_layout(xaxis_title="activation sparsity (share of each layer's inputs skipped)", xaxis_tickformat=".0%",
+                      yaxis={"title": "ms per token, summed over the prunable layers (median)", "tickformat": "~g",
+                             "rangemode": "tozero"},
+                      title="batch 1: what the skipped input columns buy", height=420)
+    return legend_below(fig)

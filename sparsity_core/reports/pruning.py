@@ -1,5 +1,6 @@
 """Figure builders of the pruning lab: weights before/after, a mask view, model size, generations,
-and per-layer sparsity of several runs side by side.
+per-layer sparsity of several runs side by side, a sparse model soup against its ingredients, and a
+layer-wise allocation (OWL / ERK) against the sparsity each layer reached.
 
 They take what the store holds (the long metrics frame from `db.repo.metrics_frame`, and the
 run's `views` JSON artifact as a dict) and return plotly figures or pandas frames, so the
@@ -9,7 +10,7 @@ against sparsity and the per-layer heatmap are the shared builders in `reports/f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,13 @@ import plotly.graph_objects as go
 from sparsity_core.reports.figures import (
     MAX_LAYER_ROWS,
     PALETTE,
+    PERCENT_KEYS,
     colours,
     empty,
     group_layers,
     label,
     legend_below,
+    metric_curve,
     metric_label,
 )
 
@@ -92,13 +95,14 @@ def size_figure(frame: pd.DataFrame, run_id: int) -> go.Figure:
     return legend_below(fig)
 
 
-def generation_table(views: dict[str, Any]) -> pd.DataFrame:
-    """The same prompt continued greedily by the dense and each pruned model."""
+def generation_table(views: dict[str, Any], word: str = "pruned") -> pd.DataFrame:
+    """The same prompt continued greedily by the dense and each pruned model (`word` names the
+    targets: 'activation-sparse' for WINA / TEAL runs)."""
     gen = views.get("generation")
     if not gen:
         return pd.DataFrame(columns=["model", "continuation"])
     rows = [{"model": "dense", "continuation": gen["dense"]}]
-    rows += [{"model": f"pruned {float(t):.0%}", "continuation": text} for t, text in gen["pruned"].items()]
+    rows += [{"model": f"{word} {float(t):.0%}", "continuation": text} for t, text in gen["pruned"].items()]
     return pd.DataFrame(rows)
 
 
@@ -125,6 +129,41 @@ def recovery_curves(frame: pd.DataFrame, run_id: int) -> go.Figure:
     return legend_below(fig)
 
 
+def soup_key(frame: pd.DataFrame, run_id: int) -> str | None:
+    """The quality key a run's soup ingredients were scored by (accuracy), or None: no soup."""
+    mine = frame[(frame["run_id"] == run_id) & frame["series"].astype(str).str.startswith("ingredient ")]
+    return None if mine.empty else str(mine["key"].iloc[0])
+
+
+def soup_figure(frame: pd.DataFrame, run_id: int) -> go.Figure:
+    """A sparse model soup (Zimmer et al. 2023) per target: each fine-tuned ingredient as a dot,
+    their mean and the best of them, and the soup (their average, the run's result) as the line."""
+    key = soup_key(frame, run_id)
+    if key is None:
+        return empty("this run cooked no soup (soup_ingredients 0 or 1)")
+    mine = frame[(frame["run_id"] == run_id) & (frame["key"] == key)]
+    ingredients = mine[mine["series"].astype(str).str.fullmatch(r"ingredient \d+")]
+    targets = sorted(ingredients["x"].unique())
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=ingredients["x"], y=ingredients["value"], mode="markers", name="ingredients",
+                             text=ingredients["series"], hovertemplate="%{text}: %{y}<extra></extra>",
+                             marker={"color": "#9DA5B4", "size": 9, "line": {"width": 1, "color": "#555"}}))
+    for series, style in (("ingredient mean", {"color": PALETTE[1], "symbol": "line-ew-open", "size": 22}),
+                          ("ingredient best", {"color": PALETTE[2], "symbol": "triangle-up-open", "size": 11})):
+        part = mine[mine["series"] == series].sort_values("x")
+        fig.add_trace(go.Scatter(x=part["x"], y=part["value"], mode="markers", name=series.replace("ingredient ", "ingredients' "),
+                                 marker={**style, "line": {"width": 2, "color": style["color"]}}))
+    soup = mine[(mine["series"] == "") & mine["x"].isin(targets)].sort_values("x")
+    fig.add_trace(go.Scatter(x=soup["x"], y=soup["value"], mode="lines+markers", name="soup (their average)",
+                             line={"color": PALETTE[3], "width": 3}, marker={"size": 10}))
+    fig.update_layout(title=f"sparse model soup: {metric_label(key)} of each ingredient, their mean, the soup",
+                      xaxis_title="target sparsity", xaxis_tickformat=".0%", yaxis_title=metric_label(key),
+                      height=380, margin=dict(t=40, b=40))
+    if key in PERCENT_KEYS:
+        fig.update_yaxes(tickformat=".1%")
+    return legend_below(fig)
+
+
 def layer_sparsity_pair(metrics: pd.DataFrame, runs: pd.DataFrame, x: float) -> go.Figure:
     """Per-layer sparsity of pruning runs at one target: bars side by side per layer, which shows
     where a global threshold or an activation-aware method puts the zeros."""
@@ -147,4 +186,47 @@ def layer_sparsity_pair(metrics: pd.DataFrame, runs: pd.DataFrame, x: float) -> 
                       xaxis_title="block" if grouped else "layer", xaxis_type="category", height=400,
                       yaxis_range=[0, 1], yaxis_tickformat=".0%", title=f"{metric_label('layer_sparsity')} at target "
                                                                          f"{x:.0%}")
+    return legend_below(fig)
+
+
+def activation_curve(frame: pd.DataFrame, key: str, run_labels: Optional[dict[int, str]] = None) -> go.Figure:
+    """Quality of WINA / TEAL runs against the activation sparsity they targeted (one line per run,
+    so WINA and TEAL on the same model overlay), with the dense model at 0 as a dotted reference."""
+    fig = metric_curve(frame, key, run_labels, x_title="activation sparsity (share of each layer's inputs skipped "
+                                                       "per token)")
+    dense = frame[(frame["key"] == key) & (frame["series"] == "") & np.isclose(frame["x"].astype(float), 0.0)]
+    if len(dense):
+        fig.add_hline(y=float(dense["value"].iloc[0]), line={"dash": "dot", "color": "grey"},
+                      annotation_text="dense (activation sparsity 0)")
+    fig.update_layout(title=f"{metric_label(key)} against activation sparsity")
+    return fig
+
+
+def allocation_targets(frame: pd.DataFrame, run_id: int) -> list[float]:
+    """Targets at which a run recorded a layer-wise allocation (OWL / ERK), or [] for uniform."""
+    mine = frame[(frame["run_id"] == run_id) & (frame["key"] == "layer_target")]
+    return sorted(float(x) for x in mine["x"].unique())
+
+
+def allocation_bars(frame: pd.DataFrame, run_id: int, x: float) -> go.Figure:
+    """Per-layer sparsity an OWL / ERK allocation asked for against what pruning reached, at
+    target `x`; more than MAX_LAYER_ROWS layers (SmolLM2's 210) as one pair of bars per block."""
+    rows = frame[(frame["run_id"] == run_id) & frame["key"].isin(["layer_target", "layer_sparsity"])
+                 & np.isclose(frame["x"].astype(float), x)]
+    if not (rows["key"] == "layer_target").any():
+        return empty(f"no layer-wise allocation at {x:.0%} (a uniform run gives every layer the target)")
+    grouped = rows["series"].nunique() > MAX_LAYER_ROWS  # SmolLM2's 210 layers: one pair of bars per block
+    if grouped:
+        rows = group_layers(rows).groupby(["key", "block", "block_index"], as_index=False)["value"].mean()
+        rows = rows.sort_values("block_index").rename(columns={"block": "series"})
+    fig = go.Figure()
+    for key, name, colour in (("layer_target", "allocated", "#9DA5B4"), ("layer_sparsity", "reached", PALETTE[0])):
+        part = rows[rows["key"] == key]
+        fig.add_trace(go.Bar(x=part["series"], y=part["value"], name=name, marker={"color": colour},
+                             hovertemplate="%{x}: %{y:.1%} " + name + "<extra></extra>"))
+    fig.add_hline(y=x, line_dash="dot", annotation_text=f"target {x:.0%}")
+    fig.update_layout(barmode="group", title=f"layer-wise allocation at target {x:.0%}: allocated vs reached",
+                      yaxis_title="zeros in the layer" + (" (mean of the block's layers)" if grouped else ""),
+                      xaxis_title="block" if grouped else "layer", xaxis_type="category", yaxis_range=[0, 1],
+                      yaxis_tickformat=".0%", height=400, margin=dict(t=40, b=40))
     return legend_below(fig)

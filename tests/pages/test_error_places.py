@@ -31,8 +31,10 @@ CASES = {
         "dsnot, its parameters": [_set("p_method", "dsnot")],
         "sparsegpt, gradual": [_set("p_method", "sparsegpt"), _set("p_schedule", "gradual", "radio")],
         "hf checkpoint": [_set("p_model", "hf:<hub id or local path>"), _set("p_hf", "org/model", "text_input")],
+        "magnitude, owl and its parameters": [_set("p_allocation", "owl")],
     }),
-    "sae": (SAESpec, "sae_submit", {"defaults": []}),
+    "sae": (SAESpec, "sae_submit", {"defaults": [],
+                                    "matryoshka, its prefixes": [_set("sae_variant", "matryoshka_batchtopk")]}),
     "explain": (ExplainSpec, "e_submit", {
         "digits, a test example": [],
         # the canvas's 8x8 input, where the (AppTest-inert) canvas component puts a drawing

@@ -11,7 +11,7 @@ def test_valid_spec_sorts_sparsities_and_keeps_fields():
     assert isinstance(spec, PruneSpec)
     assert spec.sparsities == [0.0, 0.5, 0.9]
     assert spec.scope == "global" and spec.method_name == "magnitude"
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
 
 
 @pytest.mark.parametrize("change, field, words", [

@@ -1,0 +1,155 @@
+"""Batch-1 latency of activation sparsity: what the input columns a WINA / TEAL run skips buy.
+
+    x = last_token_inputs(handle, seed=0)                       # {layer: the input it sees, one token}
+    rows = time_layers(handle, x, ACTIVATION_METHODS["wina"], [0, 0.5], device, warmup=2, repeats=7)
+    run_activation_gemv(spec, parent, ctx, stage, device)      # the kernel job, parent a wina / teal run
+
+A decoding step at batch 1 multiplies every weight by one token's activation: y = W x, a GEMV
+that reads all of W. With activation sparsity only the kept elements idx of x matter, so a kernel
+can read just those columns: y = W[:, idx] x[idx]. Per prunable layer and per target of the
+parent run, three calls are timed side by side (harness.time_interleaved: median and IQR):
+  dense          torch.mv(W, x), the whole weight;
+  gathered       the kept columns only, with idx given: torch's embedding_bag (mode "sum",
+                 per-sample weights x[idx]) over the transposed weight W^T (in, out), one fused
+                 kernel that reads the kept rows of W^T, i.e. the kept columns of W, and adds them
+                 up, as the papers' sparse GEMV kernels do (W^T is stored once, like their
+                 column-major weights);
+  topk+gathered  the same with the selection included: the method's score of x and its top-k.
+x is a real activation, not a random one: the input each layer sees at the last token of one
+Rotten Tomatoes sentence (the first test image for an image model), captured from the dense
+model; idx is the parent method's keep set of that x (`pruning.activation.keep_mask`: WINA's
+depends on x and the layer's column norms, TEAL's on x alone). Check: each gathered output
+against W @ (x with the skipped elements zeroed), as a relative error.
+
+Metrics (x = the activation-sparsity target):
+  layer_latency_ms  series `dense|layer`, `gathered|layer`, `topk+gathered|layer`
+  latency_ms, latency_iqr_ms  series `gemv:dense`, `gemv:gathered`, `gemv:topk+gathered`: summed
+                    over the prunable layers, one token through all of them (attention, norms and
+                    the LM head are not in it)
+  speedup           series `gemv:gathered`, `gemv:topk+gathered`: summed dense / summed sparse
+  rel_error         series `gemv:gathered`: the largest over the layers
+Artifact `gemv` (parquet): one row per (target, layer) with the three medians and the kept count.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sparsity_core.jobs.context import ParentRun, RunContext, Stage
+from sparsity_core.kernels.harness import rel_error, time_interleaved
+from sparsity_core.kernels.model import capture_inputs, model_inputs
+from sparsity_core.pruning.activation import ACTIVATION_METHODS, ActivationMethod, keep_mask, kept_count, scores
+from sparsity_core.pruning.base import weight_2d
+from sparsity_core.specs import KernelSpec
+from sparsity_core.zoo import ModelHandle, load_model, prunable_linears
+
+CALLS = ("dense", "gathered", "topk+gathered")
+MAX_REPEATS = 10  # per layer and target: 210 SmolLM2 layers x 4 targets x 3 calls stay near a minute
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def last_token_inputs(handle: ModelHandle, seed: int = 0) -> dict[str, Tensor]:
+    """{layer: its input at the last token of one real example} (float32, 1-D), from the dense model."""
+    layers = prunable_linears(handle)
+    seen = capture_inputs(handle.model, layers, model_inputs(handle, 1, seed))
+    return {name: x.reshape(-1, x.shape[-1])[-1].float() for name, x in seen.items()}
+
+
+def gathered_gemv(weight_t: Tensor, idx: Tensor, values: Tensor) -> Tensor:
+    """sum_j values[j] * weight_t[idx[j]]: W[:, idx] @ x[idx] with weight_t = W^T (in, out), one fused call."""
+    return F.embedding_bag(idx.view(1, -1), weight_t, per_sample_weights=values.view(1, -1), mode="sum")[0]
+
+
+@torch.no_grad()
+def time_layer(weight: Tensor, x: Tensor, method: ActivationMethod, target: float, device: torch.device,
+               warmup: int, repeats: int) -> dict:
+    """One layer at one target: medians / IQRs of the three calls, the kept count and the check."""
+    norms = method.norms_of(weight)
+    mask = keep_mask(x, target, norms)
+    idx = mask.nonzero().flatten()  # ascending: the kept rows of W^T in memory order
+    weight_t = weight.t().contiguous()
+    values = x[idx]
+    ref = torch.mv(weight.float(), (x * mask).float())
+    err = rel_error(gathered_gemv(weight_t, idx, values), ref)
+    k = kept_count(x.numel(), target)
+
+    def select_and_gather() -> Tensor:  # the same top-k as keep_mask, its indices used as they come
+        kept = scores(x, norms).topk(k, sorted=False).indices
+        return gathered_gemv(weight_t, kept, x[kept])
+
+    timings = time_interleaved({"dense": lambda: torch.mv(weight, x),
+                                "gathered": lambda: gathered_gemv(weight_t, idx, values),
+                                "topk+gathered": select_and_gather}, device, warmup, repeats)
+    row = {"kept": int(idx.numel()), "inputs": int(x.numel()), "rel_error": err}
+    for call, t in timings.items():
+        row[f"{call}_ms"], row[f"{call}_iqr_ms"] = t.median_ms, t.iqr_ms
+    return row
+
+
+def time_layers(handle: ModelHandle, inputs: dict[str, Tensor], method: ActivationMethod, targets: list[float],
+                device: torch.device, warmup: int, repeats: int, dtype: torch.dtype = torch.float32,
+                on_step=None) -> list[dict]:
+    """Every prunable layer at every target; rows for the `gemv` artifact."""
+    layers = prunable_linears(handle)
+    rows = []
+    for i, target in enumerate(targets):
+        for j, (name, layer) in enumerate(layers.items()):
+            weight = weight_2d(layer).detach().to(device, dtype).contiguous()
+            x = inputs[name].to(device, dtype)
+            rows.append({"target": target, "layer": name,
+                         **time_layer(weight, x, method, target, device, warmup, repeats)})
+            if on_step:
+                on_step((i * len(layers) + j + 1) / (len(targets) * len(layers)), target, j + 1, len(layers))
+    return rows
+
+
+def summed(rows: list[dict]) -> pd.DataFrame:
+    """Per target: each call's median and IQR summed over the layers, and the largest rel_error."""
+    frame = pd.DataFrame(rows)
+    cols = [f"{c}_ms" for c in CALLS] + [f"{c}_iqr_ms" for c in CALLS]
+    out = frame.groupby("target")[cols].sum()
+    out["rel_error"] = frame.groupby("target")["rel_error"].max()
+    out["kept"] = frame.groupby("target")["kept"].sum() / frame.groupby("target")["inputs"].sum()
+    return out
+
+
+def run_activation_gemv(spec: KernelSpec, parent: ParentRun, ctx: RunContext, stage: Stage,
+                        device: torch.device) -> None:
+    """The kernel job's model part for a WINA / TEAL parent: batch-1 GEMVs, dense vs gathered."""
+    # Step 1: the parent's dense model (activation sparsity changes no weight) and one real token
+    method = ACTIVATION_METHODS[parent.method or parent.spec["method"]]
+    targets = parent.targets("activation")
+    stage(0.0, f"loading {parent.model} and capturing one token's inputs")
+    handle = load_model(parent.model, device=device)
+    inputs = last_token_inputs(handle, spec.seed)
+    # Step 2: every layer at every target
+    repeats = min(spec.repeats, MAX_REPEATS)
+
+    def on_step(fraction: float, target: float, done: int, total: int) -> None:
+        stage(fraction, f"activation sparsity {target:.0%}: layer {done}/{total}, dense vs gathered GEMV")
+
+    rows = time_layers(handle, inputs, method, targets, device, min(spec.warmup, 2), repeats,
+                       DTYPES[spec.dtype], on_step)
+    # Step 3: metrics, the per-layer table and what was measured
+    for row in rows:
+        for call in CALLS:
+            ctx.metric("layer_latency_ms", row[f"{call}_ms"], x=row["target"], series=f"{call}|{row['layer']}")
+    for target, total in summed(rows).iterrows():
+        for call in CALLS:
+            ctx.metric("latency_ms", total[f"{call}_ms"], x=target, series=f"gemv:{call}")
+            ctx.metric("latency_iqr_ms", total[f"{call}_iqr_ms"], x=target, series=f"gemv:{call}")
+        for call in CALLS[1:]:
+            ctx.metric("speedup", total["dense_ms"] / total[f"{call}_ms"], x=target, series=f"gemv:{call}")
+        ctx.metric("rel_error", total["rel_error"], x=target, series="gemv:gathered")
+    path = ctx.artifact_dir / "gemv.parquet"
+    pd.DataFrame(rows).to_parquet(path, index=False)
+    ctx.artifact("gemv", path, "parquet")
+    ctx.info(activation={"parent_run": parent.id, "method": method.name, "targets": targets, "batch": 1,
+                         "layers": len(prunable_linears(handle)), "repeats_per_layer": repeats,
+                         "input": "each layer's input at the last token of one example, captured from the dense model",
+                         "gathered": "embedding_bag(sum) over W^T: reads only the kept columns of W",
+                         "sum": "per-layer medians summed over the prunable layers (not the whole decode step)",
+                         "check": "rel_error of gathered vs W @ (x with skipped elements zeroed)"})
