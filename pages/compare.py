@@ -10,7 +10,7 @@ from sparsity_core.reports import bundle, compare, html_report, loaders
 from sparsity_core.reports.explain import explanation_pair, explanation_pair_figure, same_example
 from sparsity_core.reports.figures import label, metric_help
 from sparsity_core.reports.pruning import layer_sparsity_pair
-from sparsity_core.reports.sae import match_histogram
+from sparsity_core.reports.sae import downstream_key, match_histogram, pareto_figure
 
 
 def summary_columns(summary: pd.DataFrame) -> dict:
@@ -198,8 +198,24 @@ def _explanation_pair() -> None:
     st.dataframe(table, hide_index=True, width="stretch")
 
 
+def _sae_pareto(sae_runs: list[int]) -> None:
+    """Every selected SAE (each point of an L0 sweep, or a run's own SAE) on FVE / downstream
+    against L0, one line per variant: runs of one variant at several k form its curve."""
+    frame = metrics[metrics["run_id"].isin(sae_runs)]
+    if frame.empty:
+        return
+    st.subheader("SAEs against L0 (one line per variant)")
+    variants = {int(r.id): r.method for r in runs[runs["kind"] == "sae"].itertuples()}
+    down = downstream_key(frame)
+    for col, key in zip(st.columns(2), ["fve", *([down] if down else [])]):
+        col.plotly_chart(pareto_figure(frame, key, labels, groups=variants), key=f"cmp-pareto-{key}")
+        col.caption(metric_help(key))
+
+
 def _sae_pair() -> None:
     sae_runs = [int(i) for i in runs.loc[runs["kind"] == "sae", "id"]]
+    if sae_runs:
+        _sae_pareto(sae_runs)
     if len(sae_runs) < 2:
         return
     st.subheader("Matched features of two SAEs")

@@ -6,8 +6,15 @@ import streamlit as st
 from db import repo
 from pages._ui import RUN_ID, ErrorPlaces, estimate_line, preset_button, run_label, show_url_run
 from sparsity_core.catalog import MODELS, SITES, VARIANTS, caps
-from sparsity_core.catalog.sae import CORPORA, HIDDEN_LAYERS, IMAGE_DATA, TEXT_SITES
-from sparsity_core.reports import browser, loaders
+from sparsity_core.catalog.sae import (
+    CORPORA,
+    HIDDEN_LAYERS,
+    IMAGE_DATA,
+    MATRYOSHKA_PREFIX_CHOICES,
+    MATRYOSHKA_PREFIXES,
+    TEXT_SITES,
+)
+from sparsity_core.reports import browser, feature_diff, figures, loaders
 from sparsity_core.reports import sae as figs
 from sparsity_core.specs import SAESpec
 
@@ -30,7 +37,7 @@ PLACES = ErrorPlaces(SAESpec, {
     "model": "sae_model", "layer": "sae_layer", "site": "sae_site", "data": "sae_data", "variant": "sae_variant",
     "k": "sae_k", "expansion": "sae_expansion", "l1_coeff": "sae_l1", "tokens": "sae_tokens", "lr": "sae_lr",
     "batch_tokens": "sae_batch", "parent_run": "sae_parent", "parent_sparsity": "sae_parent_sparsity",
-    "seed": "sae_seed", "name": "sae_name"})
+    "seed": "sae_seed", "name": "sae_name", "k_sweep": "sae_k_sweep", "probing": "sae_probing", "prefixes": "sae_prefixes"})
 
 left, mid, right = st.columns(3)
 with left:
@@ -62,6 +69,18 @@ with mid:
     k = st.number_input("k (target active latents per token)", min_value=1, value=DEFAULTS["k"], step=1,
                         key="sae_k")
     PLACES.field_error("k")
+    sweep = st.text_input("L0 sweep: more k values (optional, comma separated)", key="sae_k_sweep",
+                          placeholder="e.g. 16, 64",
+                          help="one more SAE per k on the same activations, measured the same way: FVE, "
+                               "downstream cost, dead and dense latents against L0 (SAEBench sweeps L0 because "
+                               "most metrics move with it); the browser shows the SAE at k")
+    PLACES.field_error("k_sweep")
+    probing = st.checkbox("Sparse probing (k-sparse probes on BBC topic, Rotten Tomatoes and tweet sentiment)",
+                          key="sae_probing", value=DEFAULTS["probing"],
+                          help="SAEBench's k-sparse probe (k = 1, 2, 5, 20) on the latents, on the raw activations and "
+                               "on their principal components; the first run on a site captures the documents "
+                               "(~170k tokens, a minute or two on a laptop), later runs reuse them")
+    PLACES.field_error("probing")
     expansion = st.number_input("Expansion (latents = expansion x width)", min_value=1,
                                 value=DEFAULTS["expansion"], step=1, key="sae_expansion",
                                 help=f"at most {caps.SAE_EXPANSION}")
@@ -69,6 +88,15 @@ with mid:
     l1 = st.number_input("Penalty coefficient (relu_l1, flops; 0 = steer to L0 = k)", min_value=0.0, value=0.0,
                          key="sae_l1")
     PLACES.field_error("l1_coeff")
+    nested = VARIANTS[variant].prefixes  # Matryoshka variants: the nested dictionary sizes
+    if nested:
+        prefixes = st.multiselect(
+            "Matryoshka prefixes (fractions of the latents; 1 = all of them, always the last level)",
+            list(MATRYOSHKA_PREFIX_CHOICES), default=list(MATRYOSHKA_PREFIXES), key="sae_prefixes",
+            format_func=lambda f: "1 (all latents)" if f == 1 else f"1/{round(1 / f)}",
+            help="each prefix of the dictionary is trained to reconstruct on its own: the first latents learn "
+                 "general features, later ones refinements (Bussmann et al. 2025)")
+        PLACES.field_error("prefixes")
 with right:
     tokens = st.number_input("Training tokens", min_value=4096, value=DEFAULTS["tokens"], step=50_000,
                              key="sae_tokens")
@@ -96,7 +124,10 @@ spec = {
     "layer": int(layer), "site": site, "data": data, "tokens": int(tokens), "expansion": int(expansion),
     "k": int(k), "l1_coeff": float(l1) or None, "lr": float(lr), "batch_tokens": int(batch), "seed": int(seed),
     "name": name or None, "parent_run": parent.id if parent else None,
-    "parent_sparsity": None if parent_sparsity < 0 else float(parent_sparsity)}
+    "parent_sparsity": None if parent_sparsity < 0 else float(parent_sparsity),
+    "k_sweep": [int(t) if t.strip().isdigit() else t.strip() for t in sweep.split(",") if t.strip()],
+    "probing": bool(probing),
+    **({"prefixes": sorted(prefixes)} if nested else {})}
 estimate_line(spec)
 if st.button("Train", type="primary", key="sae_submit"):
     PLACES.submit(spec)
@@ -179,8 +210,12 @@ def draw_browser(run) -> None:
 
 def draw_compare(run) -> None:
     others = [r for r in repo.list_runs(kind="sae", status="succeeded", limit=30) if r.id != run.id]
-    other = st.selectbox("Compare with another SAE run", [None, *others],
-                         format_func=lambda r: "—" if r is None else run_label(r), key="sae-other")
+    # an SAE on a pruned model opens compared with the same SAE on the dense model, when there is one
+    dense = feature_diff.dense_counterpart(run.spec or {}, [(r.id, r.spec or {}) for r in others])
+    start = next((i + 1 for i, r in enumerate(others) if r.id == dense), 0)
+    other = st.selectbox("Compare with another SAE run", [None, *others], index=start,
+                         format_func=lambda r: "—" if r is None else run_label(r), key="sae-other",
+                         help="an SAE on a pruned model opens compared with the same SAE on the dense model")
     if other is None:
         return
     labels = {run.id: run_label(run), other.id: run_label(other)}
@@ -198,6 +233,83 @@ def draw_compare(run) -> None:
     st.metric(f"latents with a match above {figs.MATCH_THRESHOLD} cosine",
               f"{(matches['cosine'] > figs.MATCH_THRESHOLD).mean():.1%}")
     st.plotly_chart(figs.match_histogram(matches, f"#{run.id}", f"#{other.id}"), key="sae-matches")
+    draw_splitting(run, other)
+    draw_fates(run, other)
+
+
+def draw_fates(run, other) -> None:
+    """Dense vs pruned: which of the dense SAE's features the pruned model's SAE kept, turned or
+    lost, and which are new, with a pair's top contexts side by side."""
+    pruned, dense = (run, other) if (run.spec or {}).get("parent_run") else (other, run)
+    if (pruned.spec or {}).get("parent_run") is None or (dense.spec or {}).get("parent_run") is not None:
+        st.caption("Pick an SAE on a pruned model and one on the dense model to see what pruning did to the features.")
+        return
+    fates = feature_diff.feature_fates(loaders.sae_matches(dense.id, pruned.id), loaders.sae_matches(pruned.id, dense.id),
+                                       _table(dense.id, "features"), _table(pruned.id, "features"))
+    st.markdown(f"**What pruning did to the features**: the dense model's SAE #{dense.id} against SAE #{pruned.id} "
+                f"on the model pruned by run #{pruned.spec['parent_run']}, latent by latent (decoder cosine)")
+    counts = feature_diff.fate_counts(fates)
+    for col, fate in zip(st.columns(len(counts)), counts):
+        col.metric(f"{fate} latents", f"{counts[fate]:,}", help=feature_diff.FATE_HELP[fate])
+    fate = st.radio("Show the latents that were", feature_diff.FATES, horizontal=True, key="sae-fate")
+    shown = fates[fates["fate"] == fate]
+    if shown.empty:
+        st.info(f"no {fate} latents")
+        return
+    st.dataframe(shown.head(500), hide_index=True, width="stretch", column_config={
+        "latent_a": st.column_config.NumberColumn(f"dense #{dense.id} latent", format="%d"),
+        "latent_b": st.column_config.NumberColumn(f"pruned #{pruned.id} latent", format="%d"),
+        "density_a": st.column_config.NumberColumn("dense: fires on", format="percent"),
+        "density_b": st.column_config.NumberColumn("pruned: fires on", format="percent"),
+        "top_tokens_a": "dense: top tokens", "top_tokens_b": "pruned: top tokens", "cosine": "decoder cosine"})
+    pairs = list(zip(shown["latent_a"].head(500), shown["latent_b"].head(500)))
+    a, b = st.selectbox("Read a pair's top contexts side by side", pairs, key="sae-fate-pair",
+                        format_func=lambda p: f"dense latent {p[0]} ↔ pruned latent {p[1]}")
+    left, right = st.columns(2)
+    for col, side, latent in ((left, dense, a), (right, pruned, b)):
+        contexts = _table(side.id, "contexts")
+        col.markdown(f"**{'dense' if side is dense else 'pruned'} #{side.id}, latent {latent}**")
+        col.html(browser.contexts_html(contexts[contexts["latent"] == latent]))
+
+
+def draw_suite(frame: pd.DataFrame, labels: dict) -> None:
+    """The SAEBench-style evaluation this run made: dense / dead latents, the L0 sweep, sparse probing."""
+    keys = set(frame["key"])
+    helps = [f"**{figures.metric_label(k)}**: {figures.metric_help(k)}" for k in ("dense_fraction", "eval_dead_fraction")
+             if k in keys]
+    if helps:
+        st.caption(" · ".join(helps))
+    if "sweep_fve" in keys:
+        st.subheader("L0 sweep")
+        st.caption("One SAE per k on the same activations, each point one SAE at the L0 it measured on held-out "
+                   "tokens: up and to the left is better. The compare page overlays several runs (one line per "
+                   "variant) on the same axes.")
+        down = figs.downstream_key(frame)
+        shown = ["fve", *([down] if down else []), "dense_fraction", "eval_dead_fraction"]
+        for col, key in zip(st.columns(2) * 2, shown):
+            col.plotly_chart(figs.pareto_figure(frame, key, labels), key=f"sae-pareto-{key}")
+            col.caption(figures.metric_help(key))
+    if "sparse_probe_accuracy" in keys:
+        st.subheader("Sparse probing")
+        st.caption(figures.metric_help("sparse_probe_accuracy") + ". The latents beating the raw activations at "
+                   "small k is what sparse probing shows: single latents that name a topic or a sentiment.")
+        st.plotly_chart(figs.sparse_probing_figure(frame, labels), key="sae-probing")
+
+
+def draw_splitting(run, other) -> None:
+    """Feature splitting between two dictionary sizes: each latent of the smaller matched to the
+    bigger one's latents above the cosine threshold."""
+    dec = {r.id: loaders.sae_decoder(r.id) for r in (run, other)}
+    if any(d is None for d in dec.values()) or len(dec[run.id]) == len(dec[other.id]):
+        return
+    small, big = sorted((run, other), key=lambda r: len(dec[r.id]))
+    if dec[small.id].shape[1] != dec[big.id].shape[1]:
+        return  # different widths: match_features said so above
+    children = figs.split_counts(dec[small.id], dec[big.id])
+    st.plotly_chart(figs.splitting_histogram(children, f"#{small.id}", f"#{big.id}"), key="sae-splitting")
+    st.caption(f"Feature splitting: {len(dec[small.id]):,} latents of #{small.id} against {len(dec[big.id]):,} of "
+               f"#{big.id}. 1: the feature is kept as it was; 2 or more: the bigger dictionary split it into finer "
+               "ones; 0: no latent of the bigger one points the same way.")
 
 
 def draw_results(run) -> None:
@@ -208,6 +320,7 @@ def draw_results(run) -> None:
     for col, key in zip(cols, ("train_fve", "train_l0", "dead_fraction")):
         col.plotly_chart(figs.training_curve(frame, key, labels), key=f"sae-curve-{key}")
     st.plotly_chart(figs.density_histogram(frame, labels), key="sae-density")
+    draw_suite(frame, labels)
     draw_browser(run)
     st.subheader("Side by side")
     draw_compare(run)

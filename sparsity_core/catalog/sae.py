@@ -13,6 +13,7 @@ class VariantEntry:
     name: str
     description: str
     penalty: bool = False  # a coefficient steered to the target L0 (else k latents are allocated)
+    prefixes: bool = False  # nested (Matryoshka) dictionary: takes `SAESpec.prefixes`
 
 
 VARIANTS: dict[str, VariantEntry] = {e.name: e for e in (
@@ -21,10 +22,19 @@ VARIANTS: dict[str, VariantEntry] = {e.name: e for e in (
     VariantEntry("batchtopk", "top k x batch over the batch; learned threshold for inference (Bussmann et al.)"),
     VariantEntry("feature_choice", "each latent picks its top m = k x batch / latents tokens; no dead latents (Ayonrinde)"),
     VariantEntry("mutual_choice", "global top k x batch (token, latent) pairs, per-latent thresholds, AuxK (Ayonrinde)"),
-    VariantEntry("matryoshka_batchtopk", "BatchTopK with nested prefixes (1/16, 1/4, all latents) each trained "
-                                         "to reconstruct on its own: general features first (Bussmann et al.)"),
+    VariantEntry("matryoshka_batchtopk", "BatchTopK with nested prefixes (default 1/16, 1/4, all latents) each "
+                                         "trained to reconstruct on its own: general features first (Bussmann et al.)",
+                 prefixes=True),
     VariantEntry("flops", "ReLU + FLOPs regulariser: sum_j (mean_t f_tj)^2 (Paria et al.)", penalty=True),
+    VariantEntry("jumprelu", "per-latent thresholds z > theta trained by a straight-through estimator, L0 penalty "
+                             "steered to k (Rajamanoharan et al.)", penalty=True),
+    VariantEntry("gated", "a gate path picks the latents (L1 on it), a magnitude path sizes them "
+                          "(Rajamanoharan et al.)", penalty=True),
 )}
+# Matryoshka prefix sizes as fractions of the dictionary: the choices a page offers and the default
+MATRYOSHKA_PREFIX_CHOICES = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+MATRYOSHKA_PREFIXES = (1 / 16, 1 / 4, 1.0)
+MAX_PREFIXES = 8  # nested levels: each adds one reconstruction per step
 
 SITES: dict[str, str] = {
     "resid": "residual stream after the block",

@@ -24,6 +24,8 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     # pruning
     "sparsity": ("measured sparsity", "share of the pruned layers' weights that are exactly zero, counted after pruning"),
     "layer_sparsity": ("sparsity of the layer", "share of this layer's weights that are exactly zero"),
+    "layer_target": ("allocated sparsity of the layer",
+                     "the share of this layer's weights an OWL / ERK allocation asked to prune at this target"),
     "unit_sparsity": ("units removed", "structured pruning: share of neurons, heads or channels taken out"),
     "schedule_sparsity": ("scheduled sparsity", "the sparsity the gradual (cubic) schedule asks for at this step"),
     "model_params": ("model parameters", "parameters of the whole model after pruning (structured pruning shrinks it)"),
@@ -38,6 +40,12 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "perplexity": ("perplexity (lower is better)",
                    "exp of the mean next-token loss on held-out text: the number of words the model hesitates between"),
     "train_loss": ("training loss", "loss of the recovery fine-tune or distillation at each optimizer step"),
+    "activation_sparsity": ("measured activation sparsity",
+                            "WINA / TEAL: share of the layers' input elements skipped, per token, over the evaluation"),
+    "layer_activation_sparsity": ("activation sparsity of the layer",
+                                  "share of this layer's input elements skipped, per token"),
+    "activation_zeros": ("zero inputs", "share of the layers' inputs exactly zero after activation sparsity, "
+                                        "the model's own zeros (e.g. after ReLU) included"),
     # kernels
     "latency_ms": ("latency (ms)", "median wall-clock time of one call, in milliseconds (lower is better)"),
     "latency_iqr_ms": ("latency spread (ms)", "interquartile range of the timed calls: how noisy the timing is"),
@@ -89,17 +97,37 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
                               "sentence embeddings with the layer zeroed against the unchanged model's"),
     "cosine_recovered": ("cosine recovered",
                          "embedding similarity kept with the SAE: 100% as good as the model, 0% as bad as zeroing"),
+    # the SAEBench-style suite (sae/probing.py, sae/metrics.dense_and_dead)
+    "dense_fraction": ("dense latents, held-out",
+                       "share of latents firing on more than 10% of held-out tokens: a latent that dense seldom "
+                       "means one thing (lower is better)"),
+    "accuracy_recovered": ("accuracy recovered",
+                           "classifier accuracy kept with the SAE: 100% as good as the model, 0% as bad as zeroing"),
+    "sparse_probe_accuracy": ("k-sparse probe accuracy",
+                              "a logistic regression on the k latents (or dimensions, or principal components) whose "
+                              "class means differ most, one class against the rest, balanced: 50% is chance"),
 }
+# an SAE run's L0 sweep stores each swept metric again as sweep_<key>, x = that SAE's measured L0
+SWEPT = ("fve", "nmse", "dead_fraction", "eval_dead_fraction", "dense_fraction", "tokens_per_s", "ce_recovered",
+         "cosine_recovered", "probe_accuracy", "accuracy_recovered")  # sae.run.SWEEP_KEYS (a test checks)
+METRIC_LABELS.update({f"sweep_{key}": (f"{METRIC_LABELS[key][0]}, L0 sweep",
+                                       f"{METRIC_LABELS[key][1]} (one SAE of the sweep; x: its L0)")
+                      for key in SWEPT})
 # fractions of a whole, shown as percent on every axis, colour bar and table
 PERCENT_KEYS = frozenset({
-    "sparsity", "layer_sparsity", "unit_sparsity", "schedule_sparsity", "accuracy", "topk_overlap", "mislabel_found",
+    "sparsity", "layer_sparsity", "layer_target", "unit_sparsity", "schedule_sparsity", "accuracy", "activation_sparsity",
+    "layer_activation_sparsity", "activation_zeros", "topk_overlap", "mislabel_found",
     "dead_fraction", "eval_dead_fraction", "log_density", "ce_recovered", "cosine_recovered", "probe_accuracy",
-    "probe_accuracy_clean", "probe_accuracy_zero"})
+    "probe_accuracy_clean", "probe_accuracy_zero", "dense_fraction", "accuracy_recovered", "sparse_probe_accuracy",
+    *(f"sweep_{key}" for key in ("dead_fraction", "eval_dead_fraction", "dense_fraction", "ce_recovered",
+                                 "cosine_recovered", "probe_accuracy", "accuracy_recovered"))})
 # below these a number needs a word: it is worse than the trivial baseline the metric is built on
 WORSE_THAN = {"fve": "worse than predicting the mean", "train_fve": "worse than predicting the mean",
               "ce_recovered": "worse than zeroing the layer", "cosine_recovered": "worse than zeroing the layer"}
 SERIES_WORDS = {"model:dense": "whole model, dense", "model:auto": "whole model, auto",
-                "model:per_layer": "whole model, per-layer best"}
+                "model:per_layer": "whole model, per-layer best", "gemv:dense": "batch-1 GEMVs, dense",
+                "gemv:gathered": "batch-1 GEMVs, kept columns only",
+                "gemv:topk+gathered": "batch-1 GEMVs, top-k selection + kept columns"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]  # tab10: ten colours a reader tells apart; series beyond ten repeat
 MAX_LAYER_ROWS = 30  # more layers than this are grouped by block (SmolLM2: 210 layers -> 30 blocks)

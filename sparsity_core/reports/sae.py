@@ -13,14 +13,19 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-from sparsity_core.reports.figures import PALETTE, legend_below, metric_curve, metric_label, text
-from sparsity_core.sae.compare import MATCH_THRESHOLD
+from sparsity_core.reports.figures import PALETTE, empty, legend_below, metric_curve, metric_label, text
+from sparsity_core.sae.compare import MATCH_THRESHOLD, split_counts  # noqa: F401 (split_counts: for the pages)
 
-FINAL_KEYS = ("l0", "fve", "nmse", "dead_fraction", "eval_dead_fraction", "tokens_per_s", "ce_recovered",
+FINAL_KEYS = ("l0", "fve", "nmse", "dead_fraction", "eval_dead_fraction", "dense_fraction", "tokens_per_s",
+              "ce_recovered",
               "ce_clean", "ce_sae", "ce_zero", "probe_accuracy", "probe_accuracy_clean", "probe_accuracy_zero",
               "embedding_cosine", "embedding_cosine_zero", "cosine_recovered")
 ACT_BINS = np.linspace(-2.0, 1.5, 36)  # must match sparsity_core.sae.features.ACT_BINS (a test checks)
+DOWNSTREAM_KEYS = ("ce_recovered", "cosine_recovered", "accuracy_recovered")  # LMs, encoders, MLP classifiers
+SOURCE_WORDS = {"sae": "SAE latents", "raw": "raw activations", "pca": "principal components"}
+SOURCE_DASH = {"sae": "solid", "raw": "dash", "pca": "dot"}
 
 
 def final_metrics(frame: pd.DataFrame, labels: Optional[dict[int, str]] = None, plain: bool = False) -> pd.DataFrame:
@@ -89,4 +94,101 @@ def match_histogram(matches: pd.DataFrame, label_a: str, label_b: str) -> go.Fig
                             f"{html.escape(label_a)}", xaxis_title="cosine similarity of decoder directions",
                       yaxis_title="latents",
                       xaxis_range=[-0.05, 1.05], height=320, margin=dict(t=40, b=40))
+    return fig
+
+
+# ---------------------------------------------------------------- the SAEBench-style suite
+def downstream_key(frame: pd.DataFrame) -> Optional[str]:
+    """The downstream cost these runs measured: CE recovered (LMs), cosine recovered (encoders) or
+    accuracy recovered (MLP classifiers); None when none did."""
+    keys = set(frame["key"])
+    return next((k for k in DOWNSTREAM_KEYS if k in keys or f"sweep_{k}" in keys), None)
+
+
+def pareto_points(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    """(run_id, k, l0, value) of every SAE in `frame`: each point of a run's L0 sweep
+    (`sweep_<key>`, x = L0), and a run without a sweep as one point (its final `l0` and `key`)."""
+    swept = frame[frame["key"] == f"sweep_{key}"]
+    points = [pd.DataFrame({"run_id": swept["run_id"], "k": swept["series"].str.removeprefix("k="),
+                            "l0": swept["x"], "value": swept["value"]})]
+    finals = frame[frame["x"].isna() & (frame["series"] == "")]
+    table = finals.pivot_table(index="run_id", columns="key", values="value", aggfunc="last")
+    if {"l0", key} <= set(table.columns):
+        alone = table.loc[~table.index.isin(swept["run_id"]), ["l0", key]].dropna()
+        points.append(pd.DataFrame({"run_id": alone.index, "k": "", "l0": alone["l0"].to_numpy(),
+                                    "value": alone[key].to_numpy()}))
+    return pd.concat(points, ignore_index=True).sort_values(["run_id", "l0"], kind="stable")
+
+
+def pareto_figure(frame: pd.DataFrame, key: str = "fve", labels: Optional[dict[int, str]] = None,
+                  groups: Optional[dict[int, str]] = None) -> go.Figure:
+    """`key` (FVE, or a downstream cost) against L0 for every SAE of these runs: one line per group
+    (`groups`: run -> e.g. its variant, so separate runs of one variant join a line; default one
+    per run), L0 on a log axis as SAEBench draws it."""
+    points = pareto_points(frame, key)
+    if points.empty:
+        return empty(f"no SAE here measured {metric_label(key)}")
+    names = {r: (groups or {}).get(r) or (labels or {}).get(r, f"run #{text(r)}") for r in points["run_id"].unique()}
+    points["group"] = points["run_id"].map(names)
+    fig = go.Figure()
+    for i, (name, part) in enumerate(points.groupby("group", sort=False)):
+        part = part.sort_values("l0")
+        hover = [f"{html.escape((labels or {}).get(r, f'run #{text(r)}'))}" + (f", k={k}" if k else "")
+                 for r, k in zip(part["run_id"], part["k"])]
+        fig.add_trace(go.Scatter(x=part["l0"], y=part["value"], mode="lines+markers", name=html.escape(str(name)),
+                                 text=hover, hovertemplate="%{text}<br>L0 %{x:.1f}: %{y:.3f}<extra></extra>",
+                                 line_color=PALETTE[i % len(PALETTE)]))
+    percent = key in ("ce_recovered", "cosine_recovered", "accuracy_recovered", "dense_fraction", "dead_fraction",
+                      "eval_dead_fraction")
+    fig.update_layout(title=f"{metric_label(key)} against L0 (each point one SAE)", xaxis_type="log",
+                      xaxis_title="L0: active latents per token, held-out (log)", yaxis_title=metric_label(key),
+                      yaxis_tickformat=".0%" if percent else "~g", height=360, margin=dict(t=40, b=40))
+    return legend_below(fig)
+
+
+def sparse_probing_figure(frame: pd.DataFrame, labels: Optional[dict[int, str]] = None) -> go.Figure:
+    """k-sparse probe accuracy against k, one panel per labelled task: the SAE's latents (solid),
+    the raw activations (dashed) and their principal components (dotted); one colour per run."""
+    rows = frame[frame["key"] == "sparse_probe_accuracy"]
+    if rows.empty:
+        return empty("no sparse probing in these runs (tick 'sparse probing' when training)")
+    parts = rows["series"].str.split("|", n=1, expand=True)
+    rows = rows.assign(task=parts[0], source=parts[1])
+    tasks = list(dict.fromkeys(rows["task"]))
+    fig = make_subplots(rows=1, cols=len(tasks), shared_yaxes=True, subplot_titles=[t.replace("_", " ") for t in tasks])
+    runs = list(dict.fromkeys(rows["run_id"]))
+    for col, task in enumerate(tasks, start=1):
+        for i, run_id in enumerate(runs):
+            for source in SOURCE_WORDS:
+                part = rows[(rows["task"] == task) & (rows["source"] == source) & (rows["run_id"] == run_id)]
+                if part.empty:
+                    continue
+                part = part.sort_values("x")
+                name = SOURCE_WORDS[source] if len(runs) == 1 else \
+                    f"{(labels or {}).get(run_id, f'run #{text(run_id)}')}: {SOURCE_WORDS[source]}"
+                colour = PALETTE[list(SOURCE_WORDS).index(source)] if len(runs) == 1 else PALETTE[i % len(PALETTE)]
+                fig.add_trace(go.Scatter(x=part["x"], y=part["value"], mode="lines+markers", name=html.escape(name),
+                                         legendgroup=name, showlegend=col == 1, line_color=colour,
+                                         line_dash=SOURCE_DASH[source]), row=1, col=col)
+    ks = sorted(rows["x"].unique())
+    fig.update_xaxes(type="log", tickvals=ks, ticktext=[text(k) for k in ks], title_text="k (dimensions the probe reads)")
+    fig.update_yaxes(tickformat=".0%", row=1, col=1, title_text="test accuracy (50% chance)")
+    fig.update_layout(title="sparse probing: how well k latents alone tell the classes apart", height=380,
+                      margin=dict(t=60, b=40))
+    return legend_below(fig)
+
+
+def splitting_histogram(children: np.ndarray, label_small: str, label_big: str) -> go.Figure:
+    """How many latents of the big dictionary each latent of the small one has above the cosine
+    threshold (`sae.compare.split_counts`): 1 kept as it was, 2+ split, 0 not found."""
+    top = 5
+    binned = np.minimum(np.asarray(children), top)
+    counts = np.bincount(binned, minlength=top + 1)
+    split = float((binned >= 2).mean()) if len(binned) else 0.0
+    ticks = [str(c) for c in range(top)] + [f"{top}+"]
+    fig = go.Figure(go.Bar(x=ticks, y=counts, marker_color=PALETTE[0]))
+    fig.update_layout(title=f"feature splitting: latents of {html.escape(label_big)} matching each latent of "
+                            f"{html.escape(label_small)} (cos > {MATCH_THRESHOLD}); {split:.0%} split into 2 or more",
+                      xaxis_title=f"matching latents in {html.escape(label_big)}", xaxis_type="category",
+                      yaxis_title=f"latents of {html.escape(label_small)}", height=320, margin=dict(t=40, b=40))
     return fig

@@ -47,9 +47,8 @@ def preflight_sae(spec: SAESpec, parent: Optional[ParentRun]) -> None:
         errors["model"] = f"{spec.model} has no tokenizer, so no text can be fed to it"
     if spec.layer >= blocks:
         errors["layer"] = f"layer {spec.layer} is out of range: {spec.model} has blocks 0..{blocks - 1}"
-    latents = spec.expansion * hidden
-    if hidden and spec.k > latents:
-        errors["k"] = f"k={spec.k} is larger than the number of latents ({spec.expansion} x {hidden} = {latents})"
+    if hidden:
+        errors.update(_k_problems(spec, hidden))
     if spec.batch_tokens > spec.tokens:
         errors["batch_tokens"] = f"a batch of {spec.batch_tokens:,} tokens is more than the budget ({spec.tokens:,})"
     if not errors and (problem := budget_problem(spec, held())):
@@ -69,11 +68,19 @@ def _image_problems(spec: SAESpec) -> dict[str, str]:
     if spec.layer >= len(widths):
         errors["layer"] = (f"layer {spec.layer} is out of range: {spec.model} has hidden layers "
                            f"0..{len(widths) - 1} (widths {', '.join(map(str, widths))})")
-    elif spec.k > spec.expansion * widths[spec.layer]:
-        latents = spec.expansion * widths[spec.layer]
-        errors["k"] = f"k={spec.k} is larger than the number of latents ({spec.expansion} x {widths[spec.layer]} = {latents})"
+    else:
+        errors.update(_k_problems(spec, widths[spec.layer]))
     if spec.batch_tokens > spec.tokens:
         errors["batch_tokens"] = f"a batch of {spec.batch_tokens:,} images is more than the budget ({spec.tokens:,})"
+    return errors
+
+
+def _k_problems(spec: SAESpec, width: int) -> dict[str, str]:
+    """k, and every k of the L0 sweep, within the expansion x width latents."""
+    latents, errors = spec.expansion * width, {}
+    for field, ks in (("k", [spec.k]), ("k_sweep", spec.k_sweep)):
+        if too_big := [k for k in ks if k > latents]:
+            errors[field] = f"k={too_big[0]} is larger than the number of latents ({spec.expansion} x {width} = {latents})"
     return errors
 
 

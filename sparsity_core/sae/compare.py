@@ -6,6 +6,13 @@
 For each latent of A, the latent of B whose decoder direction is closest (cosine). A high match
 means both SAEs found the same feature (dense vs pruned parent, or two variants). numpy only: the
 pages and reports read decoders from safetensors and match them without torch.
+
+Feature splitting (Bricken et al. 2023; SAEBench, Karvonen et al. 2025): a bigger dictionary
+splits a latent of a smaller one into several finer ones. `split_counts(small, big)` counts, for
+each latent of the small dictionary, the latents of the big one whose decoder cosine with it is
+above MATCH_THRESHOLD: 1 is the same feature kept, 2 or more a split, 0 a feature the big one lacks.
+
+    children = split_counts(dec_small, dec_big)   # (d_sae_small,) ints
 """
 
 from __future__ import annotations
@@ -31,6 +38,21 @@ def match_features(dec_a: np.ndarray, dec_b: np.ndarray, chunk: int = MATCH_CHUN
         best_i[start:start + chunk] = sims.argmax(axis=1)
         best_v[start:start + chunk] = sims.max(axis=1)
     return pd.DataFrame({"latent_a": np.arange(len(dec_a)), "latent_b": best_i, "cosine": best_v})
+
+
+def split_counts(dec_small: np.ndarray, dec_big: np.ndarray, threshold: float = MATCH_THRESHOLD,
+                 chunk: int = MATCH_CHUNK) -> np.ndarray:
+    """For each latent (row) of `dec_small`, how many rows of `dec_big` have a decoder cosine above
+    `threshold` with it (module docstring). Both decoders share d_in."""
+    if dec_small.shape[1] != dec_big.shape[1]:
+        raise ValueError(f"the SAEs read activations of different widths ({dec_small.shape[1]} vs "
+                         f"{dec_big.shape[1]}): their features cannot be matched")
+    unit_big = _unit_rows(np.asarray(dec_big, dtype=np.float32))
+    counts = np.empty(len(dec_small), dtype=np.int64)
+    for start in range(0, len(dec_small), chunk):
+        sims = _unit_rows(np.asarray(dec_small[start:start + chunk], dtype=np.float32)) @ unit_big.T
+        counts[start:start + chunk] = (sims > threshold).sum(axis=1)
+    return counts
 
 
 def _unit_rows(m: np.ndarray) -> np.ndarray:

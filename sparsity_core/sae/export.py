@@ -4,8 +4,11 @@ SAELens (`SAE.load_from_disk(folder)`) reads `cfg.json` + `sae_weights.safetenso
 (d_in, d_sae), b_enc, W_dec (d_sae, d_in), b_dec. The lab trains on activations scaled by a
 constant s; the export folds s into the weights (W_enc * s, W_dec / s, b_dec / s) so the exported
 SAE reads raw model activations. Architectures: relu_l1 and flops -> "standard"; topk -> "topk"
-(with k); batchtopk, matryoshka_batchtopk, mutual_choice and feature_choice -> "jumprelu" with their learned thresholds,
-which is how SAELens itself ships BatchTopK SAEs for inference.
+(with k); jumprelu -> "jumprelu" with its trained per-latent thresholds; batchtopk,
+matryoshka_batchtopk, mutual_choice and feature_choice -> "jumprelu" with their learned thresholds,
+which is how SAELens itself ships BatchTopK SAEs for inference; gated -> "gated" (W_enc is the gate
+path's W_gate, with b_gate, r_mag and b_mag, and no b_enc). Thresholds, b_gate and b_mag compare
+with pre-activations, which the folding leaves unchanged, so they are written as trained.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from sparsity_core.sae.variants import SAE, VARIANTS
+from sparsity_core.sae.variants import SAE, VARIANTS, variant_options
 
 SAELENS_ARCH = {"relu_l1": "standard", "flops": "standard", "topk": "topk", "batchtopk": "jumprelu",
-                "mutual_choice": "jumprelu", "feature_choice": "jumprelu", "matryoshka_batchtopk": "jumprelu"}
+                "mutual_choice": "jumprelu", "feature_choice": "jumprelu", "matryoshka_batchtopk": "jumprelu",
+                "jumprelu": "jumprelu", "gated": "gated"}
 
 
 def save_sae(sae: SAE, path: Path, scale: float) -> None:
@@ -34,7 +38,8 @@ def load_sae(path: Path, device: str = "cpu") -> tuple[SAE, float]:
 
     with safe_open(str(path), "pt") as fh:
         cfg = json.loads(fh.metadata()["config"])
-    sae = VARIANTS[cfg["architecture"]](cfg["d_in"], cfg["d_sae"], cfg["k"])
+    sae = VARIANTS[cfg["architecture"]](cfg["d_in"], cfg["d_sae"], cfg["k"],
+                                        **variant_options(cfg["architecture"], cfg))
     sae.load_state_dict(load_file(path))
     return sae.to(device).eval(), float(cfg["scale"])
 
@@ -48,8 +53,11 @@ def export_saelens(sae: SAE, folder: Path, scale: float, *, model: str, hook_nam
     weights = {"W_enc": sae.W_enc.detach() * scale, "b_enc": sae.b_enc.detach(),
                "W_dec": sae.W_dec.detach() / scale, "b_dec": sae.b_dec.detach() / scale}
     if arch == "jumprelu":
-        thr = getattr(sae, "thresholds", None)
-        weights["threshold"] = thr.detach() if thr is not None else sae.threshold.detach().expand(sae.d_sae)
+        weights["threshold"] = _thresholds(sae)
+    if arch == "gated":  # no b_enc: the gate and magnitude paths have their own biases
+        W_gate, b_gate, r_mag, b_mag = (t.detach() for t in sae.gate_weights())
+        weights.update(W_enc=W_gate * scale, b_gate=b_gate, r_mag=r_mag, b_mag=b_mag)
+        del weights["b_enc"]
     save_file({k: v.float().contiguous().cpu() for k, v in weights.items()}, folder / "sae_weights.safetensors")
     # Step 2: the config keys SAELens reads (current flat keys plus the metadata block)
     meta = {"model_name": model, "hook_name": hook_name, "hook_layer": layer, "context_size": context,
@@ -63,6 +71,15 @@ def export_saelens(sae: SAE, folder: Path, scale: float, *, model: str, hook_nam
            "finetuning_scaling_factor": False, "metadata": meta, **meta}
     (folder / "cfg.json").write_text(json.dumps(cfg, indent=2))
     return folder
+
+
+def _thresholds(sae: SAE) -> torch.Tensor:
+    """Per-latent thresholds (d_sae,): trained (jumprelu), learned per latent (feature / mutual
+    choice) or one learned value for all (BatchTopK family)."""
+    if hasattr(sae, "theta"):
+        return sae.theta().detach()
+    thr = getattr(sae, "thresholds", None)
+    return thr.detach() if thr is not None else sae.threshold.detach().expand(sae.d_sae)
 
 
 def hook_name(family: str, layer: int, site: str) -> str:

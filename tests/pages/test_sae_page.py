@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from db import repo
 from sparsity_core.jobs import submit
+from sparsity_core.specs import parse_spec
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "sae.py")
 
@@ -29,11 +30,17 @@ def test_bad_layer_is_shown_beside_the_widget_and_nothing_is_queued():
     assert repo.list_runs() == []
 
 
-def _fake_finished_run(home: Path, decoder=None) -> int:
+def _fake_finished_run(home: Path, decoder=None, parent=None) -> int:
     """A succeeded SAE run with the artifacts the browser reads (written by hand, no training);
-    with `decoder`, also the SAE weights (`W_dec`) that side-by-side matching reads."""
-    run_id = submit({"kind": "sae", "model": "minilm-l6", "tokens": 8192, "data": "rotten_tomatoes"},
-                    status="running", worker="test")
+    with `decoder`, also the SAE weights (`W_dec`) that side-by-side matching reads; with `parent`,
+    an SAE on that pruning run's model."""
+    spec = {"kind": "sae", "model": "minilm-l6", "tokens": 8192, "data": "rotten_tomatoes"}
+    if parent is None:
+        run_id = submit(spec, status="running", worker="test")
+    else:  # stored as it is: the pre-run check would look for the parent's pruned weights
+        spec = parse_spec({**spec, "parent_run": parent}).model_dump(mode="json")
+        run_id = repo.create_run(kind="sae", model="minilm-l6", spec=spec, spec_version=2, parent_run_id=parent,
+                                 method="topk")
     folder = home / "artifacts" / f"run-{run_id:06d}"
     folder.mkdir(parents=True, exist_ok=True)
     # latent 0 fires on 10% of tokens (dense: hidden by default); selectivity = mean top-context
@@ -89,6 +96,28 @@ def test_two_runs_side_by_side_match_their_features(store):
     assert at.selectbox(key="sae-other").value.id == a
     share = next(m for m in at.metric if m.label.startswith("latents with a match"))
     assert share.value == "75.0%"
+
+
+def test_an_sae_on_a_pruned_model_opens_compared_with_the_dense_one(store):
+    prune = repo.create_run(kind="prune", model="minilm-l6", spec={"kind": "prune", "model": "minilm-l6",
+                                                                   "sparsities": [0.5]}, spec_version=2)
+    repo.finish_run(prune, "succeeded")
+    # the pruned model's SAE keeps x (cosine 1), turns z towards y (0.6: moved) and has -y, which
+    # nothing dense points to; the dense y (0.8 with the turned one) is kept too
+    dense = _fake_finished_run(store, decoder=np.eye(3))
+    pruned = _fake_finished_run(store, decoder=[[1, 0, 0], [0, 0.8, 0.6], [0, -1, 0]], parent=prune)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["run"] = str(pruned)
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="sae-other").value.id == dense  # chosen for the reader
+    counts = {m.label: m.value for m in at.metric if m.label.endswith(" latents")}
+    assert counts == {"kept latents": "2", "moved latents": "1", "lost latents": "0", "new latents": "1"}
+    at.radio(key="sae-fate").set_value("moved").run()
+    assert not at.exception
+    row = at.dataframe[-1].value.iloc[0]
+    assert (row["latent_a"], row["latent_b"], row["cosine"]) == (2, 1, 0.6)
+    assert "dense latent 2 ↔ pruned latent 1" in at.selectbox(key="sae-fate-pair").options
 
 
 def test_the_url_names_the_latent_shown_and_a_change_updates_it(store):

@@ -54,12 +54,18 @@ def test_saelens_export_reads_raw_activations(name, tmp_path):
     assert w["W_enc"].shape == (8, 16) and w["W_dec"].shape == (16, 8)
     # SAELens' forward on raw x equals the lab SAE on scaled x, unscaled
     x = torch.randn(5, 8)
-    pre = (x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
+    if cfg["architecture"] == "gated":  # SAELens' GatedSAE.encode: no b_enc, W_mag = exp(r_mag) W_gate
+        gate = (x - w["b_dec"]) @ w["W_enc"] + w["b_gate"] > 0
+        pre = (x - w["b_dec"]) @ (w["W_enc"] * w["r_mag"].exp()) + w["b_mag"]
+    else:
+        pre = (x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
     if cfg["architecture"] == "topk":
         top = pre.topk(cfg["k"], dim=-1)
         f = torch.zeros_like(pre).scatter(-1, top.indices, torch.relu(top.values))
     elif cfg["architecture"] == "jumprelu":
         f = pre * (pre > w["threshold"])
+    elif cfg["architecture"] == "gated":
+        f = torch.relu(pre) * gate
     else:
         f = torch.relu(pre)
     ours = sae(x * scale) / scale

@@ -90,6 +90,7 @@ def test_bad_input_to_an_hf_model_is_refused_before_queueing(tiny_models, change
 @pytest.mark.parametrize("change, field, message", [
     ({"layer": 6}, "layer", "layer 6 is out of range: minilm-l6 has blocks 0..5"),
     ({"expansion": 1, "k": 385}, "k", "k=385 is larger than the number of latents (1 x 384 = 384)"),
+    ({"expansion": 1, "k_sweep": [16, 400, 500]}, "k_sweep", "k=400 is larger than the number of latents (1 x 384 = 384)"),
 ])
 def test_a_bundled_model_is_checked_from_its_catalog_entry(change, field, message):
     with pytest.raises(SpecError) as err:
@@ -133,6 +134,9 @@ def test_digits_mlp_takes_its_hidden_layers_and_its_images_only():
     with pytest.raises(SpecError) as err:
         preflight_sae(parse_spec({**DIGITS, "k": 129}), None)
     assert err.value.errors["k"] == "k=129 is larger than the number of latents (1 x 128 = 128)"
+    with pytest.raises(SpecError) as err:  # every k of an L0 sweep too, before anything is queued
+        preflight_sae(parse_spec({**DIGITS, "k_sweep": [4, 200]}), None)
+    assert err.value.errors["k_sweep"] == "k=200 is larger than the number of latents (1 x 128 = 128)"
     with pytest.raises(SpecError) as err:  # and a text model refuses the image site and data
         preflight_sae(parse_spec({**SMALL, "model": "minilm-l6", "site": "hidden", "data": "digits"}), None)
     assert set(err.value.errors) == {"site", "data"}
