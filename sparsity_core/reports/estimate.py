@@ -19,11 +19,19 @@ Each similar run's duration is scaled by the new spec's size over its own, size 
   sae      the training token budget
   kernel   sweep points (shapes x tokens x sparsities x layouts x modes) x repeats
   explain  1 (a run is one point; captum and flipping are in the similarity instead)
-and the estimate is the median of the scaled durations of the `RECENT` newest similar runs. Scaling
+(SAE runs are similar only with the same expansion and downstream setting: training time grows
+with the number of latents) and the estimate is the median of the scaled durations of the `RECENT` newest similar runs. Scaling
 puts start-up (loading a model, evaluating) in proportion too, so a run far bigger than every
 similar one gets an upper bound, said in the basis. When the similar runs have at least two sizes,
 seconds = fixed + per-size x size is fitted to them instead (least squares, both terms >= 0), which
 splits the start-up from the part that grows.
+
+SAE runs on text spend most of a first run capturing activations, which later runs on the same
+model, layer, site and data read from the cache. Each run records what it captured and how long
+that took (`info.activations.capture`); the estimate leaves the capture out of the past durations
+and names it apart: "about 40 s (..., activations already captured); about 1.2 min more if these
+activations are not captured yet (capture runs at 3,500 tokens/s here)", the rate being the median
+of the store's captures on the same model and layer.
 """
 
 from __future__ import annotations
@@ -42,18 +50,25 @@ from sparsity_core.specs import SPECS, BaseSpec
 RECENT = 5  # newest similar runs the median is over: recent enough to reflect this machine's load now
 ETA_FROM = 0.05  # below 5% done, elapsed / progress is mostly start-up time: no ETA yet
 GROWTH_BOUND = 2  # a run this many times bigger than every similar one: its scaled time is an upper bound
-HISTORY_COLUMNS = ["kind", "model", "method", "spec", "duration_s", "status"]
+HISTORY_COLUMNS = ["kind", "model", "method", "spec", "duration_s", "status", "info"]
+CAPTURE_MIN_TOKENS = 4096  # a run that captured fewer tokens than this says little about capture speed
 
 
 @dataclass(frozen=True)
 class Estimate:
     seconds: float
     basis: str  # what the number comes from, in words: "median of 3 similar runs here"
+    capture: Optional[tuple[float, float]] = None  # SAE: (seconds, tokens/s) a first capture adds
 
     @property
     def text(self) -> str:
         """`about 40 s (median of 3 similar runs here)`: what a page shows before launching."""
-        return f"about {duration_text(self.seconds)} ({self.basis})"
+        text = f"about {duration_text(self.seconds)} ({self.basis})"
+        if self.capture:
+            seconds, rate = self.capture
+            text += (f"; about {duration_text(seconds)} more if these activations are not captured yet "
+                     f"(capture runs at {rate:,.0f} tokens/s here)")
+        return text
 
 
 def duration_text(seconds: float) -> str:
@@ -85,7 +100,7 @@ SIZE_WORDS = {"prune": "the number of targets", "sae": "the token budget", "kern
 
 SAME: dict[str, Callable[[dict[str, Any]], tuple]] = {
     "prune": lambda s: (_get("prune", s, "schedule"), _get("prune", s, "recovery")),
-    "sae": lambda s: (),
+    "sae": lambda s: (_get("sae", s, "expansion"), bool(_get("sae", s, "downstream"))),
     "kernel": lambda s: (_get("kernel", s, "device"), _get("kernel", s, "parent_run") is not None),
     "explain": lambda s: (bool(_get("explain", s, "captum")), _get("explain", s, "flip_fraction") > 0,
                           _get("explain", s, "parent_run") is not None),
@@ -101,16 +116,51 @@ def estimate(spec: BaseSpec, history: pd.DataFrame) -> Optional[Estimate]:
     seconds = pd.to_numeric(history["duration_s"], errors="coerce")  # None (never started) -> NaN
     rows = history[(history["kind"] == kind) & (history["model"] == spec.model) & (history["status"] == "succeeded")
                    & history["method"].fillna("").eq(spec.method_name or "") & (seconds > 0)]
+    infos = rows["info"] if "info" in rows else pd.Series([{}] * len(rows), index=rows.index)
     similar = []  # (size, seconds) of the newest similar runs
-    for stored, took in zip(rows["spec"], seconds[rows.index]):
+    for stored, took, info in zip(rows["spec"], seconds[rows.index], infos):
         old = json.loads(stored) if isinstance(stored, str) else dict(stored)
         if SAME[kind](old) == SAME[kind](new) and SIZE[kind](old) > 0:
-            similar.append((float(SIZE[kind](old)), float(took)))
+            similar.append((float(SIZE[kind](old)), float(took) - _capture(info)[1]))
             if len(similar) == RECENT:
                 break
     if not similar:
         return None
-    size = float(SIZE[kind](new))
+    found = _estimate(kind, float(SIZE[kind](new)), similar)
+    capture = _capture_cost(new, history) if kind == "sae" and new["site"] != "hidden" else None
+    if capture:
+        found = Estimate(found.seconds, found.basis + ", activations already captured", capture)
+    return found
+
+
+def _capture(info: Any) -> tuple[float, float]:
+    """(tokens, seconds) an SAE run spent capturing activations (`info.activations.capture`), or
+    (0, 0): it read them from the cache, it is no SAE run, or it ran before captures were timed."""
+    if isinstance(info, str):
+        info = json.loads(info)
+    got = ((info or {}).get("activations") or {}).get("capture") or {}
+    return float(got.get("tokens", 0)), float(got.get("seconds", 0))
+
+
+def _capture_cost(new: dict[str, Any], history: pd.DataFrame) -> Optional[tuple[float, float]]:
+    """(seconds, tokens/s) of capturing the new run's train and held-out activations, at the median
+    rate of the store's runs on the same model and layer that captured at least CAPTURE_MIN_TOKENS."""
+    same = history[(history["kind"] == "sae") & (history["model"] == new["model"])]
+    rates, held_out = [], []
+    for stored, info in zip(same["spec"], same["info"] if "info" in same else []):
+        old = json.loads(stored) if isinstance(stored, str) else dict(stored)
+        tokens, seconds = _capture(info)
+        if _get("sae", old, "layer") == new["layer"] and tokens >= CAPTURE_MIN_TOKENS and seconds > 0:
+            rates.append(tokens / seconds)
+            info = json.loads(info) if isinstance(info, str) else info
+            held_out.append(float(info["activations"].get("eval_tokens", 0)))
+    if not rates:
+        return None
+    rate = float(np.median(rates))
+    return (new["tokens"] + max(held_out)) / rate, rate
+
+
+def _estimate(kind: str, size: float, similar: list[tuple[float, float]]) -> Estimate:
     if len({s for s, _ in similar}) > 1 and (fit := _fixed_plus_per_size(similar)) is not None:
         fixed, per = fit
         return Estimate(fixed + per * size, f"fitted to {len(similar)} similar runs here of "

@@ -117,5 +117,5 @@ def estimate_for(spec: BaseSpec) -> Optional[Estimate]:
     (`reports.estimate.estimate`: similar succeeded runs, scaled by size); None without history."""
     runs = repo.list_runs(kind=spec.kind, limit=ESTIMATE_HISTORY)
     frame = pd.DataFrame([{"kind": r.kind, "model": r.model, "method": r.method, "spec": r.spec or {},
-                           "duration_s": r.duration_s, "status": r.status} for r in runs], columns=HISTORY_COLUMNS)
+                           "duration_s": r.duration_s, "status": r.status, "info": r.info or {}} for r in runs], columns=HISTORY_COLUMNS)
     return estimate(spec, frame)

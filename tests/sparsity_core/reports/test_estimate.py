@@ -14,12 +14,13 @@ PRUNE = {"kind": "prune", "model": "digits-mlp", "method": "magnitude", "sparsit
 
 
 def history(*rows) -> pd.DataFrame:
-    """(spec dict, seconds[, status]) rows, newest first, as the store's history frame."""
+    """(spec dict, seconds[, status[, info]]) rows, newest first, as the store's history frame."""
     out = []
-    for spec, seconds, *status in rows:
+    for spec, seconds, *rest in rows:
         parsed = parse_spec(spec)
         out.append({"kind": parsed.kind, "model": parsed.model, "method": parsed.method_name, "spec": spec,
-                    "duration_s": seconds, "status": status[0] if status else "succeeded"})
+                    "duration_s": seconds, "status": rest[0] if rest else "succeeded",
+                    "info": rest[1] if len(rest) > 1 else {}})
     return pd.DataFrame(out, columns=HISTORY_COLUMNS)
 
 
@@ -133,3 +134,25 @@ def test_two_sizes_split_the_fixed_start_up_from_the_part_that_grows():
     # one size only, 12.5 x bigger: plain scaling (375 s), said to be an upper bound
     one = estimate(parse_spec({**small, "tokens": 200_000}), history((small, 30.0)))
     assert one.seconds == pytest.approx(375.0) and one.basis.endswith("an upper bound, since the start-up part does not grow")
+
+
+def _captured(tokens: int, seconds: float, eval_tokens: int = 32_768) -> dict:
+    return {"activations": {"eval_tokens": eval_tokens, "capture": {"tokens": tokens, "seconds": seconds}}}
+
+
+def test_sae_capture_is_left_out_of_past_runs_and_named_apart():
+    run = {"kind": "sae", "model": "minilm-l6", "variant": "topk", "tokens": 100_000}
+    # a cold run: 132,768 tokens captured in 40 s of its 70 s; a warm one of 30 s captured nothing
+    frame = history((run, 30.0, "succeeded", _captured(0, 0.1)), (run, 70.0, "succeeded", _captured(132_768, 40.0)))
+    est = estimate(parse_spec(run), frame)
+    assert est.seconds == pytest.approx((29.9 + 30.0) / 2)  # both runs without their capture
+    # the capture rate is 132,768 / 40 = 3,319 tokens/s; a first run of 100k + 32,768 held out: 40 s
+    assert est.capture == pytest.approx((40.0, 3319.2))
+    assert est.text == ("about 30 s (median of 2 similar runs here, scaled by the token budget, activations "
+                        "already captured); about 40 s more if these activations are not captured yet "
+                        "(capture runs at 3,319 tokens/s here)")
+    # another layer has its own capture speed: no capture part without a capture there
+    other = estimate(parse_spec({**run, "layer": 5}), frame)
+    assert other.capture is None and other.seconds == pytest.approx(29.95)
+    # more latents train slower per token: not similar
+    assert estimate(parse_spec({**run, "expansion": 16}), frame) is None
