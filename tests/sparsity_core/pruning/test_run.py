@@ -17,25 +17,10 @@ from sparsity_core.pruning.evaluate import Perplexity
 from sparsity_core.pruning.run import run_prune
 from sparsity_core.specs import SpecError, parse_spec
 from sparsity_core.zoo import load_model, prunable_linears
-from sparsity_core.zoo.minilm import model_dir
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory):
-    """A 2-layer Llama (hidden 32) with minilm's BERT tokenizer: real code paths, random weights."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = AutoTokenizer.from_pretrained(model_dir())
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 def test_digits_wanda_two_four_end_to_end():
@@ -57,9 +42,9 @@ def test_digits_wanda_two_four_end_to_end():
     assert handle.meta["target_sparsity"] == 0.5 and handle.meta["pattern"] == "2:4"
 
 
-def test_tiny_llama_sparsegpt_perplexity_generation_and_load_back(tiny_llama, monkeypatch):
+def test_tiny_llama_sparsegpt_perplexity_generation_and_load_back(tiny_llama_checkpoint, monkeypatch):
     monkeypatch.setattr(Perplexity, "CONTEXT", 64)  # 16 windows of 64 tokens: a 30k-vocab head stays cheap
-    spec = parse_spec({"kind": "prune", "model": f"hf:{tiny_llama}", "method": "sparsegpt", "pattern": "4:8",
+    spec = parse_spec({"kind": "prune", "model": f"hf:{tiny_llama_checkpoint}", "method": "sparsegpt", "pattern": "4:8",
                        "sparsities": [0, 0.5], "calibration_samples": 8, "seq_len": 64, "eval_samples": 16})
     ctx = RunContext()
     run_prune(spec, ctx)
@@ -88,7 +73,7 @@ def test_progress_names_the_stage_in_words(monkeypatch):
     assert "target 50%: pruning layer 2/2" in seen and "target 50%: evaluating" in seen
 
 
-def test_bad_input_is_refused_before_queueing(tiny_llama):
+def test_bad_input_is_refused_before_queueing(tiny_llama_checkpoint):
     cases = [
         ({"model": "digits-mlp", "pattern": "2:4", "sparsities": [0.3]}, "are below it"),
         ({"model": "digits-mlp", "pattern": "block:3x3", "sparsities": [0.5]}, "does not tile"),
@@ -97,7 +82,7 @@ def test_bad_input_is_refused_before_queueing(tiny_llama):
          "Extra inputs"),
         ({"model": "digits-mlp", "method": "wanda", "calibration_samples": 4000, "sparsities": [0.5]},
          "calibration split has only 1258 rows"),  # 70% of scikit-learn's 1,797 digits
-        ({"model": f"hf:{tiny_llama}", "method": "wanda", "seq_len": 4096, "calibration_samples": 4000,
+        ({"model": f"hf:{tiny_llama_checkpoint}", "method": "wanda", "seq_len": 4096, "calibration_samples": 4000,
           "sparsities": [0.5]}, "windows of 4096 tokens"),
         ({"model": "digits-mlp", "parent_run": 99, "sparsities": [0.5]}, "run 99 does not exist"),
     ]

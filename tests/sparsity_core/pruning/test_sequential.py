@@ -97,28 +97,12 @@ def test_hooks_are_removed_after_an_error_in_a_block():
     assert handle.model.config.use_cache is True  # restored
 
 
-@pytest.fixture(scope="module")
-def tiny_llama_folder(tmp_path_factory):
-    """A 2-layer Llama (hidden 32) with minilm's BERT tokenizer, saved for hf: (as test_run.py)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from sparsity_core.zoo.minilm import model_dir
-
-    folder = tmp_path_factory.mktemp("tiny-llama-seq")
-    tok = AutoTokenizer.from_pretrained(model_dir())
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
-def test_a_sequential_run_reaches_its_targets(tiny_llama_folder, monkeypatch, method):
+def test_a_sequential_run_reaches_its_targets(tiny_llama_checkpoint, monkeypatch, method):
     monkeypatch.setattr(Perplexity, "CONTEXT", 64)
-    spec = parse_spec({"kind": "prune", "model": f"hf:{tiny_llama_folder}", "method": method,
+    spec = parse_spec({"kind": "prune", "model": f"hf:{tiny_llama_checkpoint}", "method": method,
                        "sparsities": [0, 0.5, 0.75], "calibration_samples": 8, "seq_len": 32, "eval_samples": 16})
     assert spec.calibration == "sequential"  # the default for a method that calibrates
     ctx = RunContext()
@@ -130,9 +114,9 @@ def test_a_sequential_run_reaches_its_targets(tiny_llama_folder, monkeypatch, me
     assert all(v > 1 for v in ctx.values("perplexity").values())
 
 
-def test_an_owl_run_records_each_layers_allocated_target(tiny_llama_folder, monkeypatch):
+def test_an_owl_run_records_each_layers_allocated_target(tiny_llama_checkpoint, monkeypatch):
     monkeypatch.setattr(Perplexity, "CONTEXT", 64)
-    spec = parse_spec({"kind": "prune", "model": f"hf:{tiny_llama_folder}", "method": "wanda", "allocation": "owl",
+    spec = parse_spec({"kind": "prune", "model": f"hf:{tiny_llama_checkpoint}", "method": "wanda", "allocation": "owl",
                        "owl_lambda": 0.1, "sparsities": [0.6], "calibration_samples": 8, "seq_len": 32,
                        "eval_samples": 16})
     ctx = RunContext()
