@@ -42,7 +42,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from sparsity_core.data import load_dataset
-from sparsity_core.sae.activations import Activations, site_module, site_outputs
+from sparsity_core.sae.activations import Activations, leaves_out_first, site_module, site_outputs
 from sparsity_core.sae.base import SAE
 from sparsity_core.sae.metrics import CHUNK
 
@@ -54,6 +54,7 @@ SOURCES = ("sae", "raw", "pca")
 PROBE_TRAIN_DOCS = 600
 PROBE_TEST_DOCS = 300
 DOCS_PER_BATCH = 32
+DOC_ROWS = 2  # bumped when which rows of a document are pooled changes (2: no causal-LM sink), for the cache
 PROBE_MAX_ITER = 1000  # SAEBench's: sklearn's 100 does not converge on unscaled latents
 
 
@@ -135,9 +136,9 @@ def k_sparse_scores(features: dict[str, tuple[np.ndarray, np.ndarray]], train_la
 @torch.no_grad()
 def doc_activations(handle, module, texts: list[str], context: int) -> tuple[Tensor, Tensor]:
     """(activations (tokens, d) float16, the document of each row (tokens,)) of the site on every
-    text, cut at `context` tokens, special tokens and padding left out (a text of special tokens
+    text, cut at `context` tokens, special tokens, padding and a causal LM's first position left out (a text of special tokens
     only keeps them, so no document is empty)."""
-    tok = handle.tokenizer
+    tok, sink = handle.tokenizer, leaves_out_first(handle)
     if tok.pad_token is None:  # Llama-style tokenizers ship without one
         tok.pad_token = tok.eos_token
     lengths = [len(ids) for ids in tok(texts, truncation=True, max_length=context)["input_ids"]]
@@ -150,7 +151,9 @@ def doc_activations(handle, module, texts: list[str], context: int) -> tuple[Ten
         special = enc.pop("special_tokens_mask").bool()
         real = enc["attention_mask"].bool()
         keep = real & ~special
-        keep |= real & ~keep.any(1, keepdim=True)  # nothing but special tokens: keep those
+        if sink:  # a causal LM's first position: left out as in the capture (activations.leaves_out_first)
+            keep[:, 0] = False
+        keep |= real & ~keep.any(1, keepdim=True)  # nothing else left: keep those
         out = site_outputs(handle, module, enc.to(handle.device)).cpu()
         acts.append(out[keep].to(torch.float16))
         docs.append(torch.from_numpy(ids)[:, None].expand_as(keep)[keep])
@@ -163,7 +166,7 @@ def cached_doc_activations(handle, module, texts: list[str], context: int,
                            cache: Optional[Path]) -> tuple[Tensor, Tensor, bool]:
     """`doc_activations`, kept in `cache` (a folder keyed by model, layer, site and parent; the file
     name fixes the texts and the context), and whether they came from there."""
-    digest = hashlib.sha256("\0".join([str(context), *texts]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\0".join([str(DOC_ROWS), str(context), *texts]).encode()).hexdigest()[:16]
     path = None if cache is None else cache / f"probe-docs-{digest}.safetensors"
     if path is not None and path.exists():
         got = load_file(path)
@@ -217,8 +220,7 @@ def sparse_probing(handle, sae: SAE, scale: float, layer: int, site: str, contex
         scores = k_sparse_scores(_sources(sae, scale, got["train"], got["test"], ks), labels["train"],
                                  labels["test"], ks, seed)
         rows += [{"task": task, "source": s, "k": k, "accuracy": v} for (s, k), v in scores.items()]
-        classes = load_dataset(task, "test", seed).classes
-        described[task] = {**facts, "classes": len(classes), "binary_tasks": len(binary_tasks(labels["train"]))}
+        described[task] = {**facts, "classes": len(data.classes), "binary_tasks": len(binary_tasks(labels["train"]))}
     return rows, {"tasks": described, "ks": list(ks), "context": context, "seed": seed, "pooling": POOLING,
                   "probe": PROBE_WORDS}
 
@@ -237,6 +239,6 @@ def probe_images(sae: SAE, scale: float, train: Activations, test: Activations, 
                   "ks": list(ks), "seed": seed, "pooling": "none: one row per image", "probe": PROBE_WORDS}
 
 
-POOLING = "mean over each document's tokens, special tokens and padding left out"
+POOLING = "mean over each document's tokens, special tokens, padding and a causal LM's first position left out"
 PROBE_WORDS = ("SAEBench k-sparse probe: balanced binary tasks (one class vs the rest), the k dimensions with the "
                "largest class-mean difference on train, logistic regression C=1; pca: the first k components")

@@ -2,6 +2,8 @@
 tasks, a probe on separable data, pooling, dense / dead fractions, feature splitting counts, the
 L0 sweep's rows and sparse probing in a real (digits) run."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -71,6 +73,33 @@ def test_document_activations_leave_special_tokens_out(tiny_models):
     enc = handle.tokenizer(["good movie"], return_tensors="pt")
     by_hand = site_outputs(handle, module, enc)[0, 1:3]  # the two words, without [CLS] and [SEP]
     assert torch.allclose(acts[:2].float(), by_hand.to(torch.float16).float())
+
+
+class NoSpecials:
+    """A tokenizer that adds no special tokens, as SmolLM2's adds no BOS: a text's first row is a word."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def __getattr__(self, name):
+        return getattr(self.tok, name)
+
+    def __call__(self, *args, **kwargs):
+        return self.tok(*args, add_special_tokens=False, **kwargs)
+
+
+@pytest.mark.parametrize("model, rows", [("llama", [0, 1]), ("bert", [0, 0, 1])])
+def test_a_causal_lms_first_position_is_left_out_of_the_documents(tiny_models, model, rows):
+    handle = load_model(tiny_models[model])
+    handle = replace(handle, tokenizer=NoSpecials(handle.tokenizer))
+    module = site_module(handle, 1, "resid")
+    # "good movie" -> good, movie: a causal LM keeps movie alone (good is its attention sink), an
+    # encoder both; "bad" is one token, kept either way so that no document is empty
+    acts, doc = probing.doc_activations(handle, module, ["good movie", "bad"], context=16)
+    assert doc.tolist() == rows
+    by_hand = site_outputs(handle, module, handle.tokenizer(["good movie"], return_tensors="pt"))[0]
+    first = 1 if model == "llama" else 0
+    assert torch.allclose(acts[0].float(), by_hand[first].to(torch.float16).float())
 
 
 def test_dense_and_dead_fractions_of_a_count_vector():
