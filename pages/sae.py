@@ -222,30 +222,33 @@ def draw_compare(run) -> None:
     frame = repo.metrics_frame([run.id, other.id])
     st.dataframe(figs.final_metrics(frame, labels), width="stretch")
     st.plotly_chart(figs.density_histogram(frame, labels), key="sae-cmp-density")
-    try:
-        matches = loaders.sae_matches(run.id, other.id)
-    except ValueError as exc:
-        st.warning(str(exc))
-        return
-    if matches is None:
+    decoders = {r.id: loaders.sae_decoder(r.id) for r in (run, other)}  # read once for every view below
+    if any(d is None for d in decoders.values()):
         st.warning("one of the two runs saved no SAE weights to match")
+        return
+    try:
+        matches = figs.match_features(decoders[run.id], decoders[other.id])
+    except ValueError as exc:  # the two read activations of different widths
+        st.warning(str(exc))
         return
     st.metric(f"latents with a match above {figs.MATCH_THRESHOLD} cosine",
               f"{(matches['cosine'] > figs.MATCH_THRESHOLD).mean():.1%}")
     st.plotly_chart(figs.match_histogram(matches, f"#{run.id}", f"#{other.id}"), key="sae-matches")
-    draw_splitting(run, other)
-    draw_fates(run, other)
+    draw_splitting(run, other, decoders)
+    draw_fates(run, other, decoders, matches)
 
 
-def draw_fates(run, other) -> None:
+def draw_fates(run, other, decoders: dict, matches: pd.DataFrame) -> None:
     """Dense vs pruned: which of the dense SAE's features the pruned model's SAE kept, turned or
-    lost, and which are new, with a pair's top contexts side by side."""
+    lost, and which are new, with a pair's top contexts side by side. `matches`: run's latents
+    matched in other's dictionary (the reverse is computed here)."""
     pruned, dense = (run, other) if (run.spec or {}).get("parent_run") else (other, run)
     if (pruned.spec or {}).get("parent_run") is None or (dense.spec or {}).get("parent_run") is not None:
         st.caption("Pick an SAE on a pruned model and one on the dense model to see what pruning did to the features.")
         return
-    fates = feature_diff.feature_fates(loaders.sae_matches(dense.id, pruned.id), loaders.sae_matches(pruned.id, dense.id),
-                                       _table(dense.id, "features"), _table(pruned.id, "features"))
+    reverse = figs.match_features(decoders[other.id], decoders[run.id])
+    forward, backward = (matches, reverse) if dense is run else (reverse, matches)
+    fates = feature_diff.feature_fates(forward, backward, _table(dense.id, "features"), _table(pruned.id, "features"))
     st.markdown(f"**What pruning did to the features**: the dense model's SAE #{dense.id} against SAE #{pruned.id} "
                 f"on the model pruned by run #{pruned.spec['parent_run']}, latent by latent (decoder cosine)")
     counts = feature_diff.fate_counts(fates)
@@ -296,15 +299,12 @@ def draw_suite(frame: pd.DataFrame, labels: dict) -> None:
         st.plotly_chart(figs.sparse_probing_figure(frame, labels), key="sae-probing")
 
 
-def draw_splitting(run, other) -> None:
+def draw_splitting(run, other, dec: dict) -> None:
     """Feature splitting between two dictionary sizes: each latent of the smaller matched to the
-    bigger one's latents above the cosine threshold."""
-    dec = {r.id: loaders.sae_decoder(r.id) for r in (run, other)}
-    if any(d is None for d in dec.values()) or len(dec[run.id]) == len(dec[other.id]):
+    bigger one's latents above the cosine threshold (`dec`: both decoders, of one width)."""
+    if len(dec[run.id]) == len(dec[other.id]):
         return
     small, big = sorted((run, other), key=lambda r: len(dec[r.id]))
-    if dec[small.id].shape[1] != dec[big.id].shape[1]:
-        return  # different widths: match_features said so above
     children = figs.split_counts(dec[small.id], dec[big.id])
     st.plotly_chart(figs.splitting_histogram(children, f"#{small.id}", f"#{big.id}"), key="sae-splitting")
     st.caption(f"Feature splitting: {len(dec[small.id]):,} latents of #{small.id} against {len(dec[big.id]):,} of "

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from sparsity_core.reports.figures import PALETTE, empty, legend_below, metric_curve, metric_label, text
-from sparsity_core.sae.compare import MATCH_THRESHOLD, split_counts  # noqa: F401 (split_counts: for the pages)
+from sparsity_core.sae.compare import MATCH_THRESHOLD, match_features, split_counts  # noqa: F401 (for the pages)
 
 FINAL_KEYS = ("l0", "fve", "nmse", "dead_fraction", "eval_dead_fraction", "dense_fraction", "tokens_per_s",
               "ce_recovered",
