@@ -116,9 +116,8 @@ def estimate(spec: BaseSpec, history: pd.DataFrame) -> Optional[Estimate]:
     seconds = pd.to_numeric(history["duration_s"], errors="coerce")  # None (never started) -> NaN
     rows = history[(history["kind"] == kind) & (history["model"] == spec.model) & (history["status"] == "succeeded")
                    & history["method"].fillna("").eq(spec.method_name or "") & (seconds > 0)]
-    infos = rows["info"] if "info" in rows else pd.Series([{}] * len(rows), index=rows.index)
     similar = []  # (size, seconds) of the newest similar runs
-    for stored, took, info in zip(rows["spec"], seconds[rows.index], infos):
+    for stored, took, info in zip(rows["spec"], seconds[rows.index], rows["info"]):
         old = json.loads(stored) if isinstance(stored, str) else dict(stored)
         if SAME[kind](old) == SAME[kind](new) and SIZE[kind](old) > 0:
             similar.append((float(SIZE[kind](old)), float(took) - _capture(info)[1]))
@@ -133,12 +132,15 @@ def estimate(spec: BaseSpec, history: pd.DataFrame) -> Optional[Estimate]:
     return found
 
 
+def _activations(info: Any) -> dict:
+    """`info.activations` of a stored run (a dict or JSON text), {} when it has none."""
+    return ((json.loads(info) if isinstance(info, str) else info) or {}).get("activations") or {}
+
+
 def _capture(info: Any) -> tuple[float, float]:
     """(tokens, seconds) an SAE run spent capturing activations (`info.activations.capture`), or
     (0, 0): it read them from the cache, it is no SAE run, or it ran before captures were timed."""
-    if isinstance(info, str):
-        info = json.loads(info)
-    got = ((info or {}).get("activations") or {}).get("capture") or {}
+    got = _activations(info).get("capture") or {}
     return float(got.get("tokens", 0)), float(got.get("seconds", 0))
 
 
@@ -147,13 +149,12 @@ def _capture_cost(new: dict[str, Any], history: pd.DataFrame) -> Optional[tuple[
     rate of the store's runs on the same model and layer that captured at least CAPTURE_MIN_TOKENS."""
     same = history[(history["kind"] == "sae") & (history["model"] == new["model"])]
     rates, held_out = [], []
-    for stored, info in zip(same["spec"], same["info"] if "info" in same else []):
+    for stored, info in zip(same["spec"], same["info"]):
         old = json.loads(stored) if isinstance(stored, str) else dict(stored)
         tokens, seconds = _capture(info)
         if _get("sae", old, "layer") == new["layer"] and tokens >= CAPTURE_MIN_TOKENS and seconds > 0:
             rates.append(tokens / seconds)
-            info = json.loads(info) if isinstance(info, str) else info
-            held_out.append(float(info["activations"].get("eval_tokens", 0)))
+            held_out.append(float(_activations(info).get("eval_tokens", 0)))
     if not rates:
         return None
     rate = float(np.median(rates))

@@ -19,6 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from sparsity_core.catalog.sae import SWEEP_KEYS
+
 # key -> (plain label, one-line help), for every metric the labs write (a test scans the labs)
 METRIC_LABELS: dict[str, tuple[str, str]] = {
     # pruning
@@ -108,19 +110,16 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
                               "class means differ most, one class against the rest, balanced: 50% is chance"),
 }
 # an SAE run's L0 sweep stores each swept metric again as sweep_<key>, x = that SAE's measured L0
-SWEPT = ("fve", "nmse", "dead_fraction", "eval_dead_fraction", "dense_fraction", "tokens_per_s", "ce_recovered",
-         "cosine_recovered", "probe_accuracy", "accuracy_recovered")  # sae.run.SWEEP_KEYS (a test checks)
 METRIC_LABELS.update({f"sweep_{key}": (f"{METRIC_LABELS[key][0]}, L0 sweep",
                                        f"{METRIC_LABELS[key][1]} (one SAE of the sweep; x: its L0)")
-                      for key in SWEPT})
+                      for key in SWEEP_KEYS})
 # fractions of a whole, shown as percent on every axis, colour bar and table
 PERCENT_KEYS = frozenset({
     "sparsity", "layer_sparsity", "layer_target", "unit_sparsity", "schedule_sparsity", "accuracy", "activation_sparsity",
     "layer_activation_sparsity", "activation_zeros", "topk_overlap", "mislabel_found",
     "dead_fraction", "eval_dead_fraction", "log_density", "ce_recovered", "cosine_recovered", "probe_accuracy",
-    "probe_accuracy_clean", "probe_accuracy_zero", "dense_fraction", "accuracy_recovered", "sparse_probe_accuracy",
-    *(f"sweep_{key}" for key in ("dead_fraction", "eval_dead_fraction", "dense_fraction", "ce_recovered",
-                                 "cosine_recovered", "probe_accuracy", "accuracy_recovered"))})
+    "probe_accuracy_clean", "probe_accuracy_zero", "dense_fraction", "accuracy_recovered", "sparse_probe_accuracy"})
+PERCENT_KEYS |= {f"sweep_{key}" for key in SWEEP_KEYS if key in PERCENT_KEYS}
 # below these a number needs a word: it is worse than the trivial baseline the metric is built on
 WORSE_THAN = {"fve": "worse than predicting the mean", "train_fve": "worse than predicting the mean",
               "ce_recovered": "worse than zeroing the layer", "cosine_recovered": "worse than zeroing the layer"}

@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from sparsity_core.reports.figures import PALETTE, empty, legend_below, metric_curve, metric_label, text
+from sparsity_core.reports.figures import PALETTE, PERCENT_KEYS, empty, legend_below, metric_curve, metric_label, text
 from sparsity_core.sae.compare import MATCH_THRESHOLD, match_features, split_counts  # noqa: F401 (for the pages)
 
 FINAL_KEYS = ("l0", "fve", "nmse", "dead_fraction", "eval_dead_fraction", "dense_fraction", "tokens_per_s",
@@ -138,8 +138,7 @@ def pareto_figure(frame: pd.DataFrame, key: str = "fve", labels: Optional[dict[i
         fig.add_trace(go.Scatter(x=part["l0"], y=part["value"], mode="lines+markers", name=html.escape(str(name)),
                                  text=hover, hovertemplate="%{text}<br>L0 %{x:.1f}: %{y:.3f}<extra></extra>",
                                  line_color=PALETTE[i % len(PALETTE)]))
-    percent = key in ("ce_recovered", "cosine_recovered", "accuracy_recovered", "dense_fraction", "dead_fraction",
-                      "eval_dead_fraction")
+    percent = key in PERCENT_KEYS
     fig.update_layout(title=f"{metric_label(key)} against L0 (each point one SAE)", xaxis_type="log",
                       xaxis_title="L0: active latents per token, held-out (log)", yaxis_title=metric_label(key),
                       yaxis_tickformat=".0%" if percent else "~g", height=360, margin=dict(t=40, b=40))

@@ -48,7 +48,7 @@ def preflight_sae(spec: SAESpec, parent: Optional[ParentRun]) -> None:
     if spec.layer >= blocks:
         errors["layer"] = f"layer {spec.layer} is out of range: {spec.model} has blocks 0..{blocks - 1}"
     if hidden:
-        errors.update(_k_problems(spec, hidden))
+        errors.update(k_problems(spec, hidden))
     if spec.batch_tokens > spec.tokens:
         errors["batch_tokens"] = f"a batch of {spec.batch_tokens:,} tokens is more than the budget ({spec.tokens:,})"
     if not errors and (problem := budget_problem(spec, held())):
@@ -69,13 +69,13 @@ def _image_problems(spec: SAESpec) -> dict[str, str]:
         errors["layer"] = (f"layer {spec.layer} is out of range: {spec.model} has hidden layers "
                            f"0..{len(widths) - 1} (widths {', '.join(map(str, widths))})")
     else:
-        errors.update(_k_problems(spec, widths[spec.layer]))
+        errors.update(k_problems(spec, widths[spec.layer]))
     if spec.batch_tokens > spec.tokens:
         errors["batch_tokens"] = f"a batch of {spec.batch_tokens:,} images is more than the budget ({spec.tokens:,})"
     return errors
 
 
-def _k_problems(spec: SAESpec, width: int) -> dict[str, str]:
+def k_problems(spec: SAESpec, width: int) -> dict[str, str]:
     """k, and every k of the L0 sweep, within the expansion x width latents."""
     latents, errors = spec.expansion * width, {}
     for field, ks in (("k", [spec.k]), ("k_sweep", spec.k_sweep)):

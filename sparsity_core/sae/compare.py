@@ -17,6 +17,8 @@ above MATCH_THRESHOLD: 1 is the same feature kept, 2 or more a split, 0 a featur
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import pandas as pd
 
@@ -27,16 +29,10 @@ MATCH_CHUNK = 1024  # rows of A per product: bounds memory at 1024 x d_sae_b flo
 def match_features(dec_a: np.ndarray, dec_b: np.ndarray, chunk: int = MATCH_CHUNK) -> pd.DataFrame:
     """One row per latent of A: `latent_a`, `latent_b` (its best match in B) and their `cosine`
     (1: B learned the same direction; near 0: nothing like it). Both decoders share d_in."""
-    if dec_a.shape[1] != dec_b.shape[1]:
-        raise ValueError(f"the SAEs read activations of different widths ({dec_a.shape[1]} vs {dec_b.shape[1]}): "
-                         "their features cannot be matched")
-    unit_b = _unit_rows(np.asarray(dec_b, dtype=np.float32))
     best_i = np.empty(len(dec_a), dtype=np.int64)
     best_v = np.empty(len(dec_a), dtype=np.float32)
-    for start in range(0, len(dec_a), chunk):
-        sims = _unit_rows(np.asarray(dec_a[start:start + chunk], dtype=np.float32)) @ unit_b.T
-        best_i[start:start + chunk] = sims.argmax(axis=1)
-        best_v[start:start + chunk] = sims.max(axis=1)
+    for rows, sims in _cosines(dec_a, dec_b, chunk):
+        best_i[rows], best_v[rows] = sims.argmax(axis=1), sims.max(axis=1)
     return pd.DataFrame({"latent_a": np.arange(len(dec_a)), "latent_b": best_i, "cosine": best_v})
 
 
@@ -44,15 +40,22 @@ def split_counts(dec_small: np.ndarray, dec_big: np.ndarray, threshold: float = 
                  chunk: int = MATCH_CHUNK) -> np.ndarray:
     """For each latent (row) of `dec_small`, how many rows of `dec_big` have a decoder cosine above
     `threshold` with it (module docstring). Both decoders share d_in."""
-    if dec_small.shape[1] != dec_big.shape[1]:
-        raise ValueError(f"the SAEs read activations of different widths ({dec_small.shape[1]} vs "
-                         f"{dec_big.shape[1]}): their features cannot be matched")
-    unit_big = _unit_rows(np.asarray(dec_big, dtype=np.float32))
     counts = np.empty(len(dec_small), dtype=np.int64)
-    for start in range(0, len(dec_small), chunk):
-        sims = _unit_rows(np.asarray(dec_small[start:start + chunk], dtype=np.float32)) @ unit_big.T
-        counts[start:start + chunk] = (sims > threshold).sum(axis=1)
+    for rows, sims in _cosines(dec_small, dec_big, chunk):
+        counts[rows] = (sims > threshold).sum(axis=1)
     return counts
+
+
+def _cosines(dec_a: np.ndarray, dec_b: np.ndarray, chunk: int) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows of A, their cosines with every row of B) a chunk of A at a time: memory stays at
+    chunk x d_sae_b floats."""
+    if dec_a.shape[1] != dec_b.shape[1]:
+        raise ValueError(f"the SAEs read activations of different widths ({dec_a.shape[1]} vs {dec_b.shape[1]}): "
+                         "their features cannot be matched")
+    unit_b = _unit_rows(np.asarray(dec_b, dtype=np.float32))
+    for start in range(0, len(dec_a), chunk):
+        rows = slice(start, start + chunk)
+        yield rows, _unit_rows(np.asarray(dec_a[rows], dtype=np.float32)) @ unit_b.T
 
 
 def _unit_rows(m: np.ndarray) -> np.ndarray:

@@ -20,11 +20,11 @@ from typing import Optional
 
 import torch
 
-from sparsity_core.catalog.sae import HIDDEN_LAYERS
+from sparsity_core.catalog.sae import HIDDEN_LAYERS, SWEEP_KEYS
 from sparsity_core.jobs.context import ParentRun, RunContext, Stage, check_parent, target_tag
 from sparsity_core.pruning.artifacts import load_pruned
 from sparsity_core.sae.activations import ActivationKey, cached_tokens, image_activations, load_activations
-from sparsity_core.sae.checks import budget_problem, preflight_sae
+from sparsity_core.sae.checks import budget_problem, k_problems, preflight_sae
 from sparsity_core.sae.corpus import token_count
 from sparsity_core.sae.export import export_saelens, hook_name, save_sae
 from sparsity_core.sae.features import feature_tables
@@ -93,7 +93,8 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
         ctx.metric("dead_fraction", stats["dead_fraction"], x=seen)
 
     sweep = sorted({spec.k, *spec.k_sweep})  # [k] without a sweep: the path is the single SAE's
-    _check_sweep(spec, sweep, d_in)
+    if problems := k_problems(spec, d_in):  # the width is known now, also for an hf: model whose config hides it
+        raise SpecError(problems)
     trained = 0.3 + 0.5 / len(sweep)  # the run's own SAE takes its share of the training stage
     result = train_sae(sae, train.acts, cfg, device, log=log, progress=Stage(ctx, 0.3, trained))
     # Step 4: held-out measurements (dense and dead latents included), the density histogram and
@@ -149,10 +150,6 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
     ctx.update(1.0, f"done: L0 {final['l0']:.1f}, FVE {final['fve']:.3f}")
 
 
-SWEEP_KEYS = ("fve", "nmse", "dead_fraction", "eval_dead_fraction", "dense_fraction", "tokens_per_s",
-              "ce_recovered", "cosine_recovered", "probe_accuracy", "accuracy_recovered")
-
-
 def held_out(sae, result, cfg: TrainConfig, evals) -> tuple[dict[str, float], torch.Tensor]:
     """({l0, fve, nmse, dead_fraction, tokens_per_s, dense_fraction, eval_dead_fraction}, the
     per-latent firing counts) of a trained SAE on the held-out rows."""
@@ -160,13 +157,6 @@ def held_out(sae, result, cfg: TrainConfig, evals) -> tuple[dict[str, float], to
     final.update(dead_fraction=result.dead_fraction(cfg.window), tokens_per_s=result.tokens_per_s)
     final.update(dense_and_dead(counts, len(evals)))
     return final, counts
-
-
-def _check_sweep(spec: SAESpec, sweep: list[int], d_in: int) -> None:
-    latents = spec.expansion * d_in
-    if sweep[-1] > latents:
-        raise SpecError({"k_sweep": f"k={sweep[-1]} is larger than the number of latents "
-                                    f"({spec.expansion} x {d_in} = {latents})"})
 
 
 def run_sweep(spec: SAESpec, ctx: RunContext, handle, train, evals, eval_key, device, sweep: list[int],

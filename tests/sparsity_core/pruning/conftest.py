@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from sparsity_core.pruning import record
 from sparsity_core.zoo.minilm import model_dir
 
 
@@ -20,3 +21,25 @@ def tiny_llama_checkpoint(tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def evaluated_states(monkeypatch) -> list[dict[str, torch.Tensor]]:
+    """The model's state at every evaluation of a run, in order (the dense reference first), filled
+    in as the run evaluates: the evaluator is wrapped, not replaced."""
+    states, real = [], record.make_evaluator
+
+    def spying(handle, seed, limit=None):
+        evaluator = real(handle, seed, limit)
+
+        class Spy:
+            describe = evaluator.describe
+
+            def __call__(self, h):
+                states.append({k: v.detach().clone() for k, v in h.model.state_dict().items()})
+                return evaluator(h)
+
+        return Spy()
+
+    monkeypatch.setattr(record, "make_evaluator", spying)
+    return states

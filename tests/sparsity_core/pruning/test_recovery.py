@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sparsity_core.jobs.context import RunContext
-from sparsity_core.pruning import METHODS, record
+from sparsity_core.pruning import METHODS
 from sparsity_core.pruning.artifacts import load_pruned
 from sparsity_core.pruning.checks import preflight_prune
 from sparsity_core.pruning.recovery import cubic_sparsity, gradual_prune
@@ -159,27 +159,6 @@ def test_neuron_removal_with_finetune_shrinks_digits_mlp():
     assert {"masks@0.5", "pruned@0.5", "plan@0.5", "model"} <= set(ctx.artifacts)
 
 
-def _spy_on_evaluations(monkeypatch) -> list[dict[str, torch.Tensor]]:
-    """The model's state at every evaluation of a run: the dense reference first, then each target."""
-    states = []
-    real = record.make_evaluator
-
-    def spying(handle, seed, limit=None):
-        evaluator = real(handle, seed, limit)
-
-        class Spy:
-            describe = evaluator.describe
-
-            def __call__(self, h):
-                states.append({k: v.detach().clone() for k, v in h.model.state_dict().items()})
-                return evaluator(h)
-
-        return Spy()
-
-    monkeypatch.setattr(record, "make_evaluator", spying)
-    return states
-
-
 @pytest.mark.parametrize("fields", [
     {"schedule": "gradual", "recovery": "finetune", "steps": 6, "finetune_steps": 2},
     {"recovery": "finetune", "steps": 4},
@@ -187,13 +166,12 @@ def _spy_on_evaluations(monkeypatch) -> list[dict[str, torch.Tensor]]:
     {"pattern": "neurons"},
     {"method": "sparsegpt", "calibration_samples": 64},
 ], ids=["gradual", "oneshot-finetune", "neurons-finetune", "neurons", "oneshot-sparsegpt"])
-def test_load_pruned_rebuilds_what_the_run_evaluated(fields, monkeypatch):
+def test_load_pruned_rebuilds_what_the_run_evaluated(fields, evaluated_states):
     spec = parse_spec({"kind": "prune", "model": "digits-mlp", "sparsities": [0.5, 0.75], "lr": 1e-2,
                        "batch_size": 64, **fields})
-    states = _spy_on_evaluations(monkeypatch)
     ctx = RunContext()
     run_prune(spec, ctx)
-    evaluated = dict(zip(spec.sparsities, states[-2:]))  # recovery evaluates the dense model first
+    evaluated = dict(zip(spec.sparsities, evaluated_states[-2:]))  # recovery evaluates the dense model first
     parent = ctx.as_parent(3, spec)
     assert parent.targets() == [0.5, 0.75]
     for target, state in evaluated.items():

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from sparsity_core.jobs.context import RunContext
-from sparsity_core.pruning import record
 from sparsity_core.pruning.checks import preflight_prune
 from sparsity_core.pruning.run import run_prune
 from sparsity_core.specs import SCHEMA_VERSION, SpecError, parse_spec
@@ -48,31 +47,10 @@ def test_a_soup_refuses_ingredients_of_different_models():
         UniformSoup().state()
 
 
-def _states_at_evaluations(monkeypatch) -> list[dict[str, torch.Tensor]]:
-    """The model's state at every evaluation: dense, then each ingredient, then the soup."""
-    states, real = [], record.make_evaluator
-
-    def spying(handle, seed, limit=None):
-        evaluator = real(handle, seed, limit)
-
-        class Spy:
-            describe = evaluator.describe
-
-            def __call__(self, h):
-                states.append({k: v.detach().clone() for k, v in h.model.state_dict().items()})
-                return evaluator(h)
-
-        return Spy()
-
-    monkeypatch.setattr(record, "make_evaluator", spying)
-    return states
-
-
-def test_a_soups_run_on_digits_records_each_ingredient_their_mean_best_and_the_soup(monkeypatch):
+def test_a_soups_run_on_digits_records_each_ingredient_their_mean_best_and_the_soup(evaluated_states):
     spec = parse_spec({"kind": "prune", "model": "digits-mlp", "sparsities": [0.8], "recovery": "finetune",
                        "steps": 6, "lr": 1e-2, "batch_size": 64, "train_rows": 256, "soup_ingredients": 2})
     preflight_prune(spec)
-    states = _states_at_evaluations(monkeypatch)
     ctx = RunContext()
     run_prune(spec, ctx)
     ing = [ctx.values("accuracy", f"ingredient {i}")[0.8] for i in range(2)]
@@ -82,8 +60,8 @@ def test_a_soups_run_on_digits_records_each_ingredient_their_mean_best_and_the_s
     assert ctx.values("sparsity")[0.8] == pytest.approx(0.8, abs=1e-3)
     assert ctx.facts["recovery"]["soup"]["seeds"] == [0, 1]
     # evaluations: dense, ingredient 0, ingredient 1, the soup
-    assert len(states) == 4
-    dense, first, second, soup = states
+    assert len(evaluated_states) == 4
+    dense, first, second, soup = evaluated_states
     for name in ("body.0.weight", "body.2.weight"):
         assert not torch.equal(first[name], second[name])  # other seeds, other data orders
         assert torch.equal(first[name] == 0, second[name] == 0)  # one mask

@@ -13,7 +13,7 @@ from sparsity_core.sae import probing
 from sparsity_core.sae.activations import site_module, site_outputs
 from sparsity_core.sae.compare import split_counts
 from sparsity_core.sae.metrics import dense_and_dead
-from sparsity_core.sae.run import SWEEP_KEYS, run_sae
+from sparsity_core.sae.run import run_sae
 from sparsity_core.specs import SpecError, parse_spec
 from sparsity_core.zoo import load_model
 
@@ -170,8 +170,3 @@ def test_a_sweep_k_above_the_latents_is_refused_by_the_run():
         run_sae(parse_spec({**DIGITS, "k_sweep": [129]}), RunContext())
     assert err.value.errors["k_sweep"] == "k=129 is larger than the number of latents (1 x 128 = 128)"
 
-
-def test_the_report_knows_every_swept_key():
-    from sparsity_core.reports import figures
-
-    assert figures.SWEPT == SWEEP_KEYS
