@@ -22,7 +22,7 @@ import hashlib
 import os
 from itertools import islice
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -141,26 +141,43 @@ def clean_embeddings(handle, train_texts: list[str], test_texts: list[str],
     return train, test, False
 
 
+def _once(baselines: Optional[dict], key: tuple, compute: Callable[[], Any]) -> Any:
+    """`compute()` the first time a run asks for `key`, its stored result after: what does not
+    depend on the SAE (clean and zeroed passes, the probe) is computed once for every SAE of an L0
+    sweep. `baselines` None: no memo, computed every time."""
+    if baselines is None:
+        return compute()
+    if key not in baselines:
+        baselines[key] = compute()
+    return baselines[key]
+
+
 @torch.no_grad()
-def probe_and_cosine(handle, module, sae: SAE, scale: float, seed: int,
-                     cache: Optional[Path]) -> tuple[dict[str, float], dict]:
+def probe_and_cosine(handle, module, sae: SAE, scale: float, seed: int, cache: Optional[Path],
+                     baselines: Optional[dict] = None) -> tuple[dict[str, float], dict]:
     """Encoders: probe accuracy and embedding cosine, clean / SAE-spliced / zero-ablated (module docstring)."""
     from sklearn.linear_model import LogisticRegression
 
-    # Step 1: the fixed evaluation set, seeded (train and test snippets are of different movies)
-    train, test = rotten_tomatoes("train", seed=seed), rotten_tomatoes("test", seed=seed)
-    train_texts, y_train, train_tokens = by_length(handle.tokenizer, train.texts[:SAE_PROBE_TRAIN],
-                                                   train.labels[:SAE_PROBE_TRAIN])
-    test_texts, y_test, test_tokens = by_length(handle.tokenizer, test.texts[:SAE_PROBE_TEST],
-                                                test.labels[:SAE_PROBE_TEST])
-    # Step 2: the clean model's embeddings (the same for every SAE on this model: cached) and the probe, fitted once
-    clean_train, clean, cached = clean_embeddings(handle, train_texts, test_texts, cache)
-    probe = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(clean_train.numpy(), y_train)
-    # Step 3: the test embeddings with the site's output replaced by the SAE's reconstruction, then by zeros
+    def baseline():
+        # Step 1: the fixed evaluation set, seeded (train and test snippets are of different movies)
+        train, test = rotten_tomatoes("train", seed=seed), rotten_tomatoes("test", seed=seed)
+        train_texts, y_train, train_tokens = by_length(handle.tokenizer, train.texts[:SAE_PROBE_TRAIN],
+                                                       train.labels[:SAE_PROBE_TRAIN])
+        test_texts, y_test, test_tokens = by_length(handle.tokenizer, test.texts[:SAE_PROBE_TEST],
+                                                    test.labels[:SAE_PROBE_TEST])
+        # Step 2: the clean model's embeddings (the same for every SAE on this model: cached), the
+        # probe fitted once on them, and the test embeddings with the site zeroed
+        clean_train, clean, cached = clean_embeddings(handle, train_texts, test_texts, cache)
+        probe = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(clean_train.numpy(), y_train)
+        with splice(module, zero_replacer):
+            zero = handle.embed(test_texts)
+        return (train_texts, train_tokens, test_texts, y_test, test_tokens, clean, cached, probe, zero)
+
+    (train_texts, train_tokens, test_texts, y_test, test_tokens, clean, cached, probe,
+     zero) = _once(baselines, ("encoder", id(module), seed), baseline)
+    # Step 3: the test embeddings with the site's output replaced by the SAE's reconstruction
     with splice(module, sae_replacer(sae, scale)):
         spliced = handle.embed(test_texts)
-    with splice(module, zero_replacer):
-        zero = handle.embed(test_texts)
     acc = {name: float(np.mean(probe.predict(emb.numpy()) == y_test))
            for name, emb in (("clean", clean), ("sae", spliced), ("zero", zero))}
     cos = {name: float(torch.nn.functional.cosine_similarity(emb, clean, dim=-1).mean())
@@ -178,18 +195,21 @@ def probe_and_cosine(handle, module, sae: SAE, scale: float, seed: int,
 
 
 def lm_cross_entropy(handle, module, sae: SAE, scale: float, data: str, context: int,
-                     seed: int) -> tuple[dict[str, float], dict]:
+                     seed: int, baselines: Optional[dict] = None) -> tuple[dict[str, float], dict]:
     """Causal LMs: CE clean / SAE-spliced / zero-ablated on the first SAE_CE_WINDOWS windows of
     the corpus's test split (in capture order, as the held-out activations)."""
-    texts = corpus_texts(data, "test", seed)
-    windows = list(islice(iter_windows(handle.tokenizer, texts, context), SAE_CE_WINDOWS))  # tokenises only these
-    clean = causal_lm_ce(handle, windows)
     # the first position of each window (the attention sink) is left clean in both: the SAE is
     # neither trained nor judged on it, and zeroing it alone wrecks every later position
+    def baseline():
+        texts = corpus_texts(data, "test", seed)
+        windows = list(islice(iter_windows(handle.tokenizer, texts, context), SAE_CE_WINDOWS))  # tokenises only these
+        with splice(module, lambda out: zero_replacer(out, keep_first=True)):
+            zero = causal_lm_ce(handle, windows)
+        return windows, causal_lm_ce(handle, windows), zero
+
+    windows, clean, zero = _once(baselines, ("lm", id(module), data, context, seed), baseline)
     with splice(module, sae_replacer(sae, scale, keep_first=True)):
         spliced = causal_lm_ce(handle, windows)
-    with splice(module, lambda out: zero_replacer(out, keep_first=True)):
-        zero = causal_lm_ce(handle, windows)
     values = {"ce_clean": clean, "ce_sae": spliced, "ce_zero": zero,
               "ce_recovered": (zero - spliced) / (zero - clean) if zero != clean else float("nan")}
     described = {"dataset": data, "split": "test", "seed": seed, "windows": len(windows), "context": context,
@@ -220,16 +240,18 @@ def classifier_accuracy(handle, module, sae: SAE, scale: float) -> tuple[dict[st
 
 
 def downstream(handle, sae: SAE, scale: float, layer: int, site: str, data: str, context: int,
-               seed: int, cache: Optional[Path] = None) -> tuple[dict[str, float], dict]:
+               seed: int, cache: Optional[Path] = None,
+               baselines: Optional[dict] = None) -> tuple[dict[str, float], dict]:
     """(the cost of splicing the SAE into the model, the evaluation set it was measured on), see the
     module docstring; ({}, {}) for a model with no downstream measure here. `cache`: a folder keyed
-    by the model (and parent run) where the clean model's encoder embeddings are kept."""
+    by the model (and parent run) where the clean model's encoder embeddings are kept. `baselines`:
+    one dict per run, so that the SAEs of an L0 sweep share the clean and zeroed passes (`_once`)."""
     module = site_module(handle, layer, site)
     sae.eval()
     if site == "hidden":
         return classifier_accuracy(handle, module, sae, scale)
     if handle.task == "causal_lm":
-        return lm_cross_entropy(handle, module, sae, scale, data, context, seed)
+        return lm_cross_entropy(handle, module, sae, scale, data, context, seed, baselines)
     if handle.task == "encoder" and handle.embed is not None:
-        return probe_and_cosine(handle, module, sae, scale, seed, cache)
+        return probe_and_cosine(handle, module, sae, scale, seed, cache, baselines)
     return {}, {}

@@ -104,11 +104,12 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
     centres, share = log_density_histogram(counts, len(evals))
     for c, v in zip(centres, share):
         ctx.metric("log_density", float(v), x=float(c))
+    baselines: dict = {}  # the clean and zeroed passes, shared with the sweep's SAEs
     if spec.downstream:
         ctx.update(trained, "splicing the SAE into the model: a fixed held-out set, clean, with the SAE, zeroed")
         start = time.perf_counter()
         values, evaluated = downstream(handle, sae, result.scale, spec.layer, spec.site, spec.data, spec.context,
-                                       spec.seed, cache=eval_key.folder() if eval_key else None)
+                                       spec.seed, cache=eval_key.folder() if eval_key else None, baselines=baselines)
         final.update(values)
         ctx.info(downstream={**evaluated, "seconds": round(time.perf_counter() - start, 2)})
     for key, value in final.items():
@@ -116,7 +117,8 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
     # Step 4b: the SAEBench-style suite: an L0 sweep (one more SAE per k, same activations) and
     # sparse probing of the run's own SAE
     if len(sweep) > 1:
-        run_sweep(spec, ctx, handle, train, evals, eval_key, device, sweep, final, Stage(ctx, trained, 0.85))
+        run_sweep(spec, ctx, handle, train, evals, eval_key, device, sweep, final, Stage(ctx, trained, 0.85),
+                  baselines)
     if spec.probing:
         ctx.update(0.86, "sparse probing: k-sparse probes on the labelled corpora, latents against raw activations")
         start = time.perf_counter()
@@ -160,7 +162,7 @@ def held_out(sae, result, cfg: TrainConfig, evals) -> tuple[dict[str, float], to
 
 
 def run_sweep(spec: SAESpec, ctx: RunContext, handle, train, evals, eval_key, device, sweep: list[int],
-              own: dict[str, float], progress: Stage) -> None:
+              own: dict[str, float], progress: Stage, baselines: Optional[dict] = None) -> None:
     """The L0 sweep (SAEBench sweeps L0 because most metrics move with it): one SAE per k of `sweep`
     on the same activations, each measured as the run's own SAE (`own`, at spec.k) is. Metrics
     `sweep_<key>` with x = the L0 measured on held-out tokens and series `k=<k>`."""
@@ -180,7 +182,7 @@ def run_sweep(spec: SAESpec, ctx: RunContext, handle, train, evals, eval_key, de
         rows[k], _ = held_out(sae, result, cfg, evals)
         if spec.downstream:
             values, _ = downstream(handle, sae, result.scale, spec.layer, spec.site, spec.data, spec.context,
-                                   spec.seed, cache=eval_key.folder() if eval_key else None)
+                                   spec.seed, cache=eval_key.folder() if eval_key else None, baselines=baselines)
             rows[k].update(values)
     for k in sweep:
         for key in SWEEP_KEYS:

@@ -50,6 +50,21 @@ def test_lm_set_is_the_first_windows_of_the_test_split(tiny_models):
     assert hooks_left(handle.model) == 0
 
 
+def test_an_l0_sweep_shares_the_clean_and_zeroed_passes(tiny_models, monkeypatch):
+    from sparsity_core.sae import metrics
+
+    handle, calls, real = load_model(tiny_models["llama"]), [], metrics.causal_lm_ce
+    monkeypatch.setattr(metrics, "causal_lm_ce", lambda h, w: calls.append(1) or real(h, w))
+    first, second = tiny_sae(32), VARIANTS["topk"](32, 64, 8, None, 1)
+    alone = downstream(handle, second, 1.0, 0, "mlp", "rotten_tomatoes", 32, 0)[0]
+    assert len(calls) == 3  # clean, SAE, zeroed
+    baselines: dict = {}
+    downstream(handle, first, 1.0, 0, "mlp", "rotten_tomatoes", 32, 0, baselines=baselines)
+    shared = downstream(handle, second, 1.0, 0, "mlp", "rotten_tomatoes", 32, 0, baselines=baselines)[0]
+    assert len(calls) == 3 + 3 + 1  # the second SAE only needs its own spliced pass
+    assert shared == pytest.approx(alone)
+
+
 @pytest.mark.parametrize("model", ["bert", "llama"])
 def test_no_hook_is_left_when_the_sae_fails_mid_forward(tiny_models, model):
     handle = load_model(tiny_models[model])
