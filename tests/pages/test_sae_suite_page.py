@@ -5,38 +5,12 @@ sizes side by side show feature splitting, and the compare page draws one line p
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from safetensors.numpy import save_file
 from streamlit.testing.v1 import AppTest
 
 from db import repo
-from sparsity_core.jobs import submit
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE, COMPARE = str(ROOT / "pages" / "sae.py"), str(ROOT / "pages" / "compare.py")
-
-
-def _finished(home: Path, variant: str, metrics: list[dict], decoder) -> int:
-    """A succeeded SAE run with the artifacts the page reads, written by hand (no training)."""
-    run_id = submit({"kind": "sae", "model": "minilm-l6", "tokens": 8192, "data": "rotten_tomatoes",
-                     "variant": variant}, status="running", worker="test")
-    folder = home / "artifacts" / f"run-{run_id:06d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    features = pd.DataFrame({"latent": [0], "density": [0.01], "log10_density": [-2.0], "mean_activation": [1.0],
-                             "max_activation": [2.0], "top_tokens": ["movie"], "act_hist": [[0] * 35]})
-    contexts = pd.DataFrame({"latent": [0], "rank": [0], "activation": [2.0], "left": ["a"], "token": ["movie"],
-                             "right": ["!"]})
-    for name, table in (("features", features), ("contexts", contexts)):
-        table.to_parquet(folder / f"{name}.parquet")
-        repo.add_artifact(run_id, name, folder / f"{name}.parquet", "parquet")
-    (folder / "saelens").mkdir()
-    (folder / "saelens" / "cfg.json").write_text("{}")
-    repo.add_artifact(run_id, "saelens", folder / "saelens", "dir")
-    save_file({"W_dec": np.asarray(decoder, dtype=np.float32)}, str(folder / "sae.safetensors"))
-    repo.add_artifact(run_id, "sae", folder / "sae.safetensors", "safetensors")
-    repo.add_metrics(run_id, metrics)
-    repo.finish_run(run_id, "succeeded")
-    return run_id
 
 
 SWEEP = [{"key": "l0", "value": 32.0}, {"key": "fve", "value": 0.86}, {"key": "dense_fraction", "value": 0.01},
@@ -62,9 +36,9 @@ def test_sweep_and_probing_reach_the_spec_and_a_bad_sweep_shows_beside_its_widge
     assert (run.spec["k_sweep"], run.spec["probing"]) == ([16, 64], True)
 
 
-def test_a_finished_run_shows_its_pareto_probing_and_splitting_figures(store):
-    small = _finished(store, "topk", SWEEP, decoder=np.eye(2))
-    big = _finished(store, "topk", SWEEP[:2], decoder=[[1, 0.1], [1, -0.1], [0, 1]])
+def test_a_finished_run_shows_its_pareto_probing_and_splitting_figures(store, sae_run):
+    small = sae_run(variant="topk", metrics=SWEEP, decoder=np.eye(2))
+    big = sae_run(variant="topk", metrics=SWEEP[:2], decoder=[[1, 0.1], [1, -0.1], [0, 1]])
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.query_params["run"] = str(small)
     at.run()
@@ -78,9 +52,9 @@ def test_a_finished_run_shows_its_pareto_probing_and_splitting_figures(store):
     assert "50% split into 2 or more" in spec  # (1, 0) matches two of the big one's latents, (0, 1) one
 
 
-def test_the_compare_page_draws_one_line_per_variant(store):
-    a = _finished(store, "topk", SWEEP, decoder=np.eye(2))
-    b = _finished(store, "batchtopk", SWEEP[:2], decoder=np.eye(2))
+def test_the_compare_page_draws_one_line_per_variant(store, sae_run):
+    a = sae_run(variant="topk", metrics=SWEEP, decoder=np.eye(2))
+    b = sae_run(variant="batchtopk", metrics=SWEEP[:2], decoder=np.eye(2))
     at = AppTest.from_file(COMPARE, default_timeout=120)
     at.query_params.update(runs=f"{a},{b}", view="panels")
     at.run()

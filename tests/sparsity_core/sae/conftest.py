@@ -29,3 +29,22 @@ def tiny_models(tmp_path_factory):
         out[name] = f"hf:{folder}"
     return out
 
+
+
+@pytest.fixture
+def identity_sae():
+    """A factory: an SAE of variant `name` with W_enc = W_dec = identity and zero biases, so its
+    pre-activations equal the input and every selection can be read off x by hand."""
+    import torch
+
+    from sparsity_core.sae import VARIANTS
+
+    def make(name: str, d: int = 4, k: int = 2, **kwargs):
+        sae = VARIANTS[name](d, d, k=k, **kwargs)
+        with torch.no_grad():
+            sae.W_enc.copy_(torch.eye(d))
+            sae.W_dec.copy_(torch.eye(d))
+            sae.b_enc.zero_()
+            sae.b_dec.zero_()
+        return sae
+    return make

@@ -10,18 +10,8 @@ from sparsity_core.sae.jumprelu import THETA_SPEED
 from sparsity_core.sae.trainer import TrainConfig, train_sae
 
 
-def _identity(name, d=2, **kwargs):
-    sae = VARIANTS[name](d, d, k=1, **kwargs)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.eye(d))
-        sae.W_dec.copy_(torch.eye(d))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
-
-
-def test_jumprelu_threshold_gradient_by_hand():
-    sae = _identity("jumprelu", l1_coeff=0.5)  # lambda fixed at 0.5 (no steering)
+def test_jumprelu_threshold_gradient_by_hand(identity_sae):
+    sae = identity_sae("jumprelu", d=2, k=1, l1_coeff=0.5)  # lambda fixed at 0.5 (no steering)
     with torch.no_grad():
         sae.log_theta_slow.zero_()  # theta = [1, 1]
         sae.bandwidth.fill_(0.5)  # band: |z - 1| < 0.25
@@ -57,8 +47,8 @@ def test_jumprelu_starts_at_the_target_l0_with_a_least_squares_scale():
         assert ((x - sae.b_dec - recon) * recon).sum().item() == pytest.approx(0.0, abs=1e-3 * recon.pow(2).sum().item())
 
 
-def test_gated_paths_losses_and_gradients_by_hand():
-    sae = _identity("gated", l1_coeff=2.0)
+def test_gated_paths_losses_and_gradients_by_hand(identity_sae):
+    sae = identity_sae("gated", d=2, k=1, l1_coeff=2.0)
     with torch.no_grad():
         sae.r_mag.fill_(torch.log(torch.tensor(2.0)).item())  # W_mag = 2 W_gate: W_gate = I / 2
         sae.b_gate.copy_(torch.tensor([-0.2, 0.1]))

@@ -8,19 +8,8 @@ from sparsity_core.sae import VARIANTS
 from sparsity_core.sae.base import StepContext, sparse_decode
 
 
-def _identity_sae(name, d=4, k=2):
-    """W_enc = identity, biases 0: pre-activations equal the input, so selections read off x."""
-    sae = VARIANTS[name](d, d, k=k)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.eye(d))
-        sae.W_dec.copy_(torch.eye(d))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
-
-
-def test_topk_keeps_exactly_k_largest():
-    sae = _identity_sae("topk", k=2)
+def test_topk_keeps_exactly_k_largest(identity_sae):
+    sae = identity_sae("topk", k=2)
     x = torch.tensor([[0.1, 3.0, -1.0, 2.0], [5.0, 4.0, 3.0, 0.5]])
     f = sae.encode(x)
     assert torch.equal(f, torch.tensor([[0.0, 3.0, 0.0, 2.0], [5.0, 4.0, 0.0, 0.0]]))
@@ -28,16 +17,16 @@ def test_topk_keeps_exactly_k_largest():
     assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 1), (0, 3), (1, 0), (1, 1)]
 
 
-def test_batchtopk_shares_the_budget_across_tokens():
-    sae = _identity_sae("batchtopk", k=2)
+def test_batchtopk_shares_the_budget_across_tokens(identity_sae):
+    sae = identity_sae("batchtopk", k=2)
     x = torch.tensor([[9.0, 8.0, 7.0, 6.0], [0.1, 0.2, 0.0, 0.3]])  # token 0 is the "hard" one
     rows, cols = sae.select(x, StepContext())
     # k x batch = 4 pairs, all from token 0 (its 4 values beat every value of token 1)
     assert rows.tolist() == [0, 0, 0, 0] and sorted(cols.tolist()) == [0, 1, 2, 3]
 
 
-def test_feature_choice_respects_its_budget():
-    sae = _identity_sae("feature_choice", k=1)
+def test_feature_choice_respects_its_budget(identity_sae):
+    sae = identity_sae("feature_choice", k=1)
     x = torch.tensor([[1.0, 0.0, 0.0, 9.0], [2.0, 0.0, 5.0, 8.0], [3.0, 7.0, 0.0, 7.0], [4.0, 6.0, 0.0, 6.0]])
     # budget k x batch = 4 pairs over 4 latents -> each latent picks its top 1 token
     assert sae.capacity(4, StepContext()) == 1
@@ -47,8 +36,8 @@ def test_feature_choice_respects_its_budget():
     assert codes.vals.numel() <= 4 and int(codes.counts().max()) <= 1
 
 
-def test_relu_l1_penalty_by_hand():
-    sae = _identity_sae("relu_l1")
+def test_relu_l1_penalty_by_hand(identity_sae):
+    sae = identity_sae("relu_l1")
     with torch.no_grad():
         sae.W_dec.mul_(2.0)  # decoder norms 2: the L1 term doubles
     sae.coeff.fill_(0.5)
@@ -61,16 +50,16 @@ def test_relu_l1_penalty_by_hand():
     assert out.l0.item() == 2
 
 
-def test_flops_penalty_by_hand():
-    sae = _identity_sae("flops")
+def test_flops_penalty_by_hand(identity_sae):
+    sae = identity_sae("flops")
     x = torch.tensor([[1.0, 0.0, 2.0, 0.0], [3.0, 0.0, 0.0, 0.0]])
     out = sae.train_step(x, StepContext())
     # mean activations per latent [2, 0, 1, 0] -> sum of squares 5
     assert out.parts["flops"].item() == pytest.approx(5.0)
 
 
-def test_matryoshka_adds_each_prefix_reconstruction_by_hand():
-    sae = _identity_sae("matryoshka_batchtopk", d=16, k=2)  # prefixes: the first 1 and the first 4 latents
+def test_matryoshka_adds_each_prefix_reconstruction_by_hand(identity_sae):
+    sae = identity_sae("matryoshka_batchtopk", d=16, k=2)  # prefixes: the first 1 and the first 4 latents
     assert sae.prefixes() == [1, 4]
     x = torch.zeros(1, 16)
     x[0, 0], x[0, 5] = 1.0, 2.0  # batch top 2: latents 0 and 5, recon = x, full mse 0
