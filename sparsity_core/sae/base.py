@@ -42,6 +42,7 @@ def register_variant(cls: type["SAE"]) -> type["SAE"]:
     if cls.name in VARIANTS:
         raise ValueError(f"SAE variant {cls.name!r} is registered already")
     cls.description, cls.penalty = entry.description, entry.penalty
+    cls.options = ("prefixes",) if entry.prefixes else ()  # spec fields its constructor takes (variants.build_sae)
     VARIANTS[cls.name] = cls
     return cls
 
@@ -152,6 +153,7 @@ class SAE(nn.Module):
     description: ClassVar[str] = ""  # from the catalog, set at registration
     unit_norm_decoder: ClassVar[bool] = False  # TopK family: unit rows, parallel gradient removed
     penalty: ClassVar[bool] = False  # sparsity from a penalty (relu_l1, flops), not an allocation (catalog)
+    options: ClassVar[tuple[str, ...]] = ()  # spec fields beyond the shared ones the constructor takes (catalog)
     aux_dead: ClassVar[bool] = False  # AuxK loss that revives dead latents
 
     def __init__(self, d_in: int, d_sae: int, k: int = 32, l1_coeff: Optional[float] = None, seed: int = 0):

@@ -23,7 +23,6 @@ from sparsity_core.sae.batchtopk import BatchTopKSAE
 @register_variant
 class MatryoshkaBatchTopKSAE(BatchTopKSAE):
     name = "matryoshka_batchtopk"
-    options = ("prefixes",)  # spec fields this variant's constructor takes (sae.variants.build_sae)
 
     def __init__(self, d_in, d_sae, k=32, l1_coeff=None, seed=0, prefixes: Optional[Sequence[float]] = None):
         super().__init__(d_in, d_sae, k, l1_coeff, seed)

@@ -27,7 +27,7 @@ __all__ = ["SAE", "VARIANTS", "build_sae", "register_variant", "variant_options"
 def variant_options(name: str, fields: dict[str, Any]) -> dict[str, Any]:
     """The entries of `fields` that variant `name`'s constructor takes (its `options`, e.g. a
     Matryoshka SAE's `prefixes`); other variants take none."""
-    return {key: fields[key] for key in getattr(VARIANTS[name], "options", ()) if fields.get(key) is not None}
+    return {key: fields[key] for key in VARIANTS[name].options if fields.get(key) is not None}
 
 
 def build_sae(spec, d_in: int) -> SAE:
