@@ -217,18 +217,27 @@ def is_activation(method) -> bool:
     return method in METHODS and METHODS[method].activation
 
 
-def draw_activation(run) -> None:
-    """A WINA / TEAL run: quality against activation sparsity, overlaid with the other method's runs
-    on the same model (the metric keys are shared), and a language model's generations."""
+def draw_quality(run, what: str, curve, key: str):
+    """Quality against sparsity (one chart per quality metric the run has), with earlier runs on the
+    same model of the same family overlaid: weight pruning with weight pruning, WINA / TEAL with
+    WINA / TEAL (their x is activation sparsity, not weight sparsity). Returns the metrics frame."""
+    activation = is_activation(run.method)
     earlier = [r for r in repo.list_runs(kind="prune", status="succeeded", limit=30)
-               if r.model == run.model and r.id != run.id and is_activation(r.method)]
-    overlay = st.multiselect("Overlay earlier WINA / TEAL runs on the same model", earlier, format_func=run_label,
-                             key="p_activation_overlay")
+               if r.model == run.model and r.id != run.id and is_activation(r.method) == activation]
+    overlay = st.multiselect(f"Overlay earlier {what} on the same model", earlier, format_func=run_label, key=key)
     frame = repo.metrics_frame([run.id, *[r.id for r in overlay]])
     labels = {r.id: run_label(r) for r in [run, *overlay]}
     keys = [k for k in ("perplexity", "accuracy", "embedding_cosine") if k in set(frame["key"])]
-    for col, key in zip(st.columns(max(1, len(keys))), keys):
-        col.plotly_chart(activation_curve(frame, key, labels), key=f"activation-{key}")
+    for col, metric in zip(st.columns(max(1, len(keys))), keys):
+        col.plotly_chart(curve(frame, metric, labels, run.id) if activation else curve(frame, metric, labels),
+                         key=f"{key}-{metric}")
+    return frame
+
+
+def draw_activation(run) -> None:
+    """A WINA / TEAL run: quality against activation sparsity, overlaid with the other method's runs
+    on the same model (the metric keys are shared), and a language model's generations."""
+    frame = draw_quality(run, "WINA / TEAL runs", activation_curve, "p_activation_overlay")
     views = load_views(run.id) or {}
     gens = generation_table(views, "activation-sparse")
     if len(gens):
@@ -244,15 +253,7 @@ def draw_results(run) -> None:
     if is_activation(run.method):
         draw_activation(run)
         return
-    earlier = [r for r in repo.list_runs(kind="prune", status="succeeded", limit=30)
-               if r.model == run.model and r.id != run.id]
-    overlay = st.multiselect("Overlay earlier runs on the same model", earlier, format_func=run_label)
-    ids = [run.id, *[r.id for r in overlay]]
-    frame = repo.metrics_frame(ids)
-    labels = {r.id: run_label(r) for r in [run, *overlay]}
-    keys = [k for k in ("perplexity", "accuracy", "embedding_cosine") if k in set(frame["key"])]
-    for col, key in zip(st.columns(max(1, len(keys))), keys):
-        col.plotly_chart(metric_curve(frame, key, labels), key=f"curve-{key}")
+    frame = draw_quality(run, "pruning runs", metric_curve, "p_overlay")
     st.plotly_chart(layer_sparsity_heatmap(frame, run.id), key="heatmap")
     allocated = allocation_targets(frame, run.id)  # an OWL / ERK run: what each layer was asked, what it reached
     if allocated:

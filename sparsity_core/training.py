@@ -202,7 +202,7 @@ class SRSTE:
         changed = total = 0
         for name, module in self.linears.items():
             weight = module.weight
-            mask = self.mask_fn(weight.abs())
+            mask = self._mask(module)
             if name in self.masks:
                 changed += int((mask != self.masks[name]).sum())
             total += mask.numel()
@@ -228,9 +228,16 @@ class SRSTE:
         """Mask every layer from its final |W| (exactly the pattern from now on); the masks."""
         self._restore()
         for name, module in self.linears.items():
-            self.masks[name] = self.mask_fn(module.weight.abs())
+            self.masks[name] = self._mask(module)
             module.weight.mul_(self.masks[name].to(module.weight.dtype))
         return dict(self.masks)
+
+    def _mask(self, module: nn.Module) -> Tensor:
+        """`mask_fn` on the layer's (out, in) |W|, so N:M groups run along the input dimension, in
+        the weight's own layout (GPT-2's Conv1D stores (in, out), as pruning.base.weight_2d)."""
+        conv1d = type(module).__name__ == "Conv1D"  # pruning.base.weight_2d's rule (training sits below pruning)
+        mask = self.mask_fn((module.weight.t() if conv1d else module.weight).abs())
+        return mask.t() if conv1d else mask
 
 
 # ---------------------------------------------------------------- sparse model soups

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections import Counter
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
@@ -66,7 +67,6 @@ import torch
 from torch import Tensor, nn
 
 from sparsity_core.catalog.pruning import METHODS as CATALOG
-from sparsity_core.catalog.pruning import MethodEntry
 from sparsity_core.jobs.context import RunContext, Stage, target_tag
 from sparsity_core.pruning.artifacts import write_json
 from sparsity_core.pruning.base import in_features, weight_2d
@@ -163,15 +163,6 @@ class ActivationMethod:
     @property
     def weighted(self) -> bool:
         return self.weights != "none"
-
-    @property
-    def entry(self) -> MethodEntry:
-        return CATALOG[self.name]
-
-    def norms(self, layer: nn.Module) -> Optional[Tensor]:
-        """The layer's own column norms if the method weighs |x| at all (None: TEAL). Per layer only:
-        `plan_layers` is what sparsify_inputs uses (shared inputs, anchors, rotation)."""
-        return column_norms(layer) if self.weighted else None
 
     def norms_of(self, weight: Tensor) -> Optional[Tensor]:
         """The same from an (out, in) weight tensor."""
@@ -295,13 +286,21 @@ def sparsify(x: Tensor, sparsity: float, plan: LayerPlan) -> tuple[Tensor, Tenso
     return mask, kept, kept if plan.basis is None else (kept @ plan.basis.T).to(x.dtype)
 
 
-def _hook(name: str, sparsity: float, plan: LayerPlan, counts: InputCounts, shared: dict):
+def _hook(name: str, sparsity: float, plan: LayerPlan, counts: InputCounts, shared: dict, readers: int):
+    """The pre-hook of one layer. Layers that read one input (q / k / v) share its mask: the first
+    reader of an x computes it and keeps it in `shared` for the `readers - 1` others, the last one
+    drops it, so at most one block's shared inputs are alive at a time (not every layer's)."""
     def pre_hook(_module: nn.Module, args: tuple):
         x = args[0]
         hit = shared.get(plan.key)
-        if hit is None or hit[0] is not x:  # the first reader of this x computes the mask, the others reuse it
-            hit = shared[plan.key] = (x, *sparsify(x, sparsity, plan))
-        _, mask, kept, sparse = hit
+        if hit is None or hit[0] is not x:  # the first reader of this x computes the mask
+            hit = [x, *sparsify(x, sparsity, plan), readers]
+            if readers > 1:
+                shared[plan.key] = hit
+        _, mask, kept, sparse, _ = hit
+        hit[4] -= 1
+        if hit[4] <= 0:  # the last reader: nothing else needs this x's mask
+            shared.pop(plan.key, None)
         counts.add(name, mask, kept)
         return (sparse, *args[1:])
 
@@ -309,14 +308,18 @@ def _hook(name: str, sparsity: float, plan: LayerPlan, counts: InputCounts, shar
 
 
 @contextlib.contextmanager
-def sparsify_inputs(linears: dict[str, nn.Module], method: ActivationMethod, sparsity: float
-                    ) -> Iterator[InputCounts]:
+def sparsify_inputs(linears: dict[str, nn.Module], method: ActivationMethod, sparsity: float,
+                    plans: Optional[dict[str, LayerPlan]] = None) -> Iterator[InputCounts]:
     """Within the block every layer of `linears` sees its input sparsified per token by `method`
-    at `sparsity`; yields the InputCounts. The hooks are removed on exit, also after an error."""
+    at `sparsity`; yields the InputCounts. `plans`: `plan_layers(linears, method)` when the caller
+    has it already (it does not depend on the target). The hooks are removed on exit, also after an error."""
     counts, shared, handles = InputCounts(list(linears)), {}, []
+    plans = plans if plans is not None else plan_layers(linears, method)
+    readers = Counter(plan.key for plan in plans.values())
     try:
-        for name, plan in plan_layers(linears, method).items():
-            handles.append(linears[name].register_forward_pre_hook(_hook(name, sparsity, plan, counts, shared)))
+        for name, plan in plans.items():
+            handles.append(linears[name].register_forward_pre_hook(
+                _hook(name, sparsity, plan, counts, shared, readers[plan.key])))
         yield counts
     finally:
         for handle in handles:
@@ -353,15 +356,15 @@ def run_activation(spec: PruneSpec, ctx: RunContext) -> None:
     if handle.task == "causal_lm":
         views["generation"] = {"prompt": PROMPT, "dense": generate(handle), "pruned": {}}
     # Step 2: each target from the same dense weights: evaluate under the hooks, then record
-    n = len(spec.sparsities)
+    n, plans = len(spec.sparsities), plan_layers(linears, method)  # the plan (norms, rotations) is target-free
     for i, target in enumerate(spec.sparsities):
         stage = Stage(ctx, i / n, (i + 1) / n)
         stage(0.0, f"activation sparsity {target:.0%}: evaluating")
-        with sparsify_inputs(linears, method, target) as counts:
+        with sparsify_inputs(linears, method, target, plans) as counts:
             quality = evaluator(handle)
         record_target(ctx, method, target, counts, quality)
         if "generation" in views:
             stage(0.9, f"activation sparsity {target:.0%}: generating")
-            with sparsify_inputs(linears, method, target):
+            with sparsify_inputs(linears, method, target, plans):
                 views["generation"]["pruned"][target_tag(target)] = generate(handle)
     write_json(ctx, "views", views)

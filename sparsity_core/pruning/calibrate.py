@@ -5,8 +5,7 @@ by block through the model as it is being pruned (the Wanda and SparseGPT papers
     stats["model.layers.0.self_attn.q_proj"]["sq_sum"]   # (in,) sum of x_j^2 over tokens
 
     def prune_block(i, linears, stats):                   # sequential: one block's stats at a time
-        method.prune(linears, 0.5, stats=stats)
-        return True                                       # weights changed: recompute the block's outputs
+        method.prune(linears, 0.5, stats=stats)           # then the pruned block's outputs feed block i + 1
     block_by_block(handle, calib.batches, method.stats(), prune_block)
 
 Per layer: `sq_sum` (Wanda's ||X_j||^2), `mean` (DSnoT's E[x_j]), `hessian` (SparseGPT's
@@ -38,8 +37,8 @@ from sparsity_core.zoo import ModelHandle, blocks, prunable_linears
 from sparsity_core.zoo.adapters import block_prefix
 
 Stats = dict[str, dict[str, Tensor]]
-# visit(block index, that block's linears, their statistics) -> True when it changed the weights
-Visit = Callable[[int, dict[str, nn.Module], Stats], bool]
+# visit(block index, that block's linears, their statistics): prunes them in place (any return is ignored)
+Visit = Callable[[int, dict[str, nn.Module], Stats], Any]
 
 
 class _Acc:
@@ -206,13 +205,12 @@ def _set_hidden(inputs: tuple[list, dict], hidden: Tensor) -> None:
 
 
 @torch.no_grad()
-def block_by_block(handle: ModelHandle, batches: Iterable, need: Iterable[str], visit: Visit,
-                   on_block: Optional[Callable[[int, int], None]] = None) -> None:
+def block_by_block(handle: ModelHandle, batches: Iterable, need: Iterable[str], visit: Visit) -> None:
     """Sequential calibration: `visit(i, linears, stats)` for each block in order, with the stats
     of block i's inputs after the blocks before it were visited (see the module docstring)."""
     batches, model, stack = list(batches), handle.model, blocks(handle)
     if not stack:
-        return _layer_by_layer(model, block_groups(handle), batches, need, visit, on_block)
+        return _layer_by_layer(model, block_groups(handle), batches, need, visit)
     device, prefix, linears = handle.device, block_prefix(handle), prunable_linears(handle)
     with _no_cache(model):
         # Step 1: the inputs of block 0 (embeddings, masks, position embeddings), then stop
@@ -220,27 +218,25 @@ def block_by_block(handle: ModelHandle, batches: Iterable, need: Iterable[str], 
         masks = [_pad_mask(b) for b in batches]
         for i, block in enumerate(stack):
             group = {n: m for n, m in linears.items() if n.startswith(f"{prefix}.{i}.")}
-            # Step 2: this block's statistics on its inputs (its outputs kept in case nothing changes)
-            with _StatHooks(group, need, device) as hooks:
-                outputs = []
-                for (args, kwargs), mask in zip(inputs, masks):
-                    hooks.new_batch(mask)
-                    outputs.append(_hidden(block(*args, **kwargs)))
-            # Step 3: prune the block; its statistics go out of scope with the visit
-            changed = visit(i, group, hooks.result()) if group else False
-            del hooks
+            if group:
+                # Step 2: this block's statistics on its inputs (statistics only: no outputs are kept,
+                # so one copy of the calibration activations is alive, not two)
+                with _StatHooks(group, need, device) as hooks:
+                    for (args, kwargs), mask in zip(inputs, masks):
+                        hooks.new_batch(mask)
+                        block(*args, **kwargs)
+                # Step 3: prune the block; its statistics go out of scope with the visit
+                visit(i, group, hooks.result())
+                del hooks
             # Step 4: the pruned block's outputs are the next block's inputs
-            if changed:
-                outputs = [_hidden(block(*args, **kwargs)) for args, kwargs in inputs]
+            outputs = [_hidden(block(*args, **kwargs)) for args, kwargs in inputs]
             for item, hidden in zip(inputs, outputs):
                 _set_hidden(item, hidden)
             del outputs
-            if on_block:
-                on_block(i + 1, len(stack))
 
 
 def _layer_by_layer(model: nn.Module, groups: list[dict[str, nn.Module]], batches: list, need: Iterable[str],
-                    visit: Visit, on_block: Optional[Callable[[int, int], None]]) -> None:
+                    visit: Visit) -> None:
     """Sequential calibration of a model without blocks: one whole forward per layer group."""
     device = next(model.parameters()).device
     with _no_cache(model):
@@ -251,5 +247,3 @@ def _layer_by_layer(model: nn.Module, groups: list[dict[str, nn.Module]], batche
                     _forward(model, batch, device)
             visit(i, group, hooks.result())
             del hooks
-            if on_block:
-                on_block(i + 1, len(groups))

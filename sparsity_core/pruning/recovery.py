@@ -109,16 +109,17 @@ def zeros_kept(linears: dict, masks: dict[str, Tensor]) -> None:
             raise RuntimeError(f"{name}: {lost} pruned weights are nonzero; the mask was not kept")
 
 
-def training_batches(handle: ModelHandle, batch_size: int, seed: int, rows: Optional[int]) -> ShuffledBatches:
-    """The model's labelled training split (its catalog entry's `train_data`) as an endless seeded stream."""
+def training_data(handle: ModelHandle, rows: Optional[int]) -> tuple[int, Callable]:
+    """(rows, fetch(indices) -> batch) of the model's labelled training split (its catalog entry's
+    `train_data`), loaded once; `ShuffledBatches(rows, batch_size, seed, fetch)` streams it in a seeded order."""
     name = handle.entry.train_data if handle.entry is not None else None
     if name is None:
         raise ValueError(f"{handle.name} has no labelled training split for recovery")
     data = load_dataset(name, "train", seed=0).subset(rows)  # seed 0: the split the cached model trained on
     if data.images is not None:
         x, y = torch.from_numpy(data.images), torch.from_numpy(data.labels)
-        return ShuffledBatches(len(y), batch_size, seed, lambda idx: (x[idx], y[idx]))
-    return ShuffledBatches(len(data), batch_size, seed, text_batches(handle.tokenizer, data))
+        return len(y), lambda idx: (x[idx], y[idx])
+    return len(data), text_batches(handle.tokenizer, data)
 
 
 class RecoveryJob:
@@ -135,11 +136,16 @@ class RecoveryJob:
         self.cfg = TrainConfig(lr=spec.lr, warmup=0.1, temperature=spec.distill_temperature,
                                alpha=spec.distill_alpha, hidden_weight=spec.distill_hidden_weight)
         trained = spec.recovery != "none"
-        self.batches = training_batches(self.handle, spec.batch_size, spec.seed, spec.train_rows) if trained else None
+        # the training split, loaded once; a soup's ingredients each stream it in their own seeded order
+        self.data = training_data(self.handle, spec.train_rows) if trained else None
+        self.batches = self.batches_for(spec.seed)
         per_target = spec.steps + (spec.finetune_steps if spec.schedule == "gradual" else 0)
         self.total_steps = len(spec.sparsities) * per_target * max(soup_size(spec), 1) if trained else 0
         self.global_step = 0
         self.flip_rates: dict[str, dict[str, float]] = {}
+
+    def batches_for(self, seed: int) -> Optional[ShuffledBatches]:
+        return ShuffledBatches(self.data[0], self.spec.batch_size, seed, self.data[1]) if self.data else None
 
     def describe(self) -> dict:
         s = self.spec
@@ -191,7 +197,7 @@ class RecoveryJob:
             # Step 2: one ingredient, from the start, with its own seed
             model.load_state_dict(start)
             torch.manual_seed(s.seed + i)
-            batches = training_batches(self.handle, s.batch_size, s.seed + i, s.train_rows)
+            batches = self.batches_for(s.seed + i)
             self.train(s.steps, target, guard, batches, what=f"ingredient {i + 1}/{k}")
             zeros_kept(linears, guard.masks)
             # Step 3: its quality, under the evaluator's own keys, series `ingredient i`

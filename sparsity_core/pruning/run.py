@@ -102,12 +102,11 @@ def prune_target(spec: PruneSpec, handle: ModelHandle, method: PruningMethod, ca
     masks: dict[str, Tensor] = {}
     total = len(prunable_linears(handle))
 
-    def visit(_i: int, group: dict[str, nn.Module], stats: dict) -> bool:
+    def visit(_i: int, group: dict[str, nn.Module], stats: dict) -> None:
         done = len(masks)
         part = {n: sparsity[n] for n in group} if isinstance(sparsity, Mapping) else sparsity
         masks.update(method.prune(group, part, scope=spec.scope, pattern=spec.pattern, stats=stats,
                                   on_layer=on_layer and (lambda d, _n, name: on_layer(done + d, total, name))))
-        return True
 
     block_by_block(handle, cal.batches, method.stats(), visit)
     return masks, sparsity

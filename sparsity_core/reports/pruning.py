@@ -189,12 +189,15 @@ def layer_sparsity_pair(metrics: pd.DataFrame, runs: pd.DataFrame, x: float) -> 
     return legend_below(fig)
 
 
-def activation_curve(frame: pd.DataFrame, key: str, run_labels: Optional[dict[int, str]] = None) -> go.Figure:
+def activation_curve(frame: pd.DataFrame, key: str, run_labels: Optional[dict[int, str]] = None,
+                     run_id: Optional[int] = None) -> go.Figure:
     """Quality of WINA / TEAL runs against the activation sparsity they targeted (one line per run,
-    so WINA and TEAL on the same model overlay), with the dense model at 0 as a dotted reference."""
+    so WINA and TEAL on the same model overlay), with the dense model at 0 as a dotted reference:
+    `run_id`'s own (an overlaid run may have evaluated other samples), else the first run's."""
     fig = metric_curve(frame, key, run_labels, x_title="activation sparsity (share of each layer's inputs skipped "
                                                        "per token)")
-    dense = frame[(frame["key"] == key) & (frame["series"] == "") & np.isclose(frame["x"].astype(float), 0.0)]
+    dense = frame[(frame["key"] == key) & (frame["series"] == "") & np.isclose(frame["x"].astype(float), 0.0)
+                  & ((frame["run_id"] == run_id) if run_id is not None else True)]
     if len(dense):
         fig.add_hline(y=float(dense["value"].iloc[0]), line={"dash": "dot", "color": "grey"},
                       annotation_text="dense (activation sparsity 0)")

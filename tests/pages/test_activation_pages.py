@@ -61,6 +61,18 @@ def test_a_finished_wina_run_draws_quality_against_activation_sparsity():
     assert _titles(at) == ["accuracy against activation sparsity"]
 
 
+def test_overlays_offer_runs_of_the_same_family_only():
+    # a weight-pruning run and two activation runs on one model: each overlay lists its own kind
+    # (their x axes differ: weight sparsity against activation sparsity)
+    magnitude = _finished({"kind": "prune", "model": "digits-mlp", "method": "magnitude", "sparsities": [0.5]},
+                          run_prune)
+    teal = _finished({**WINA, "method": "teal", "sparsities": [0, 0.5]}, run_prune)
+    wina = _finished({**WINA, "sparsities": [0, 0.5]}, run_prune)
+    (offered,) = _show("pruning.py", wina).multiselect(key="p_activation_overlay").options
+    assert f"#{teal}" in offered and "teal" in offered
+    assert _show("pruning.py", magnitude).multiselect(key="p_overlay").options == []
+
+
 def test_a_kernel_run_on_a_wina_run_shows_dense_vs_gathered_gemvs():
     parent = _finished(WINA, run_prune)
     run_id = _finished({"kind": "kernel", "model": "digits-mlp", "shapes": [], "parent_run": parent,

@@ -48,7 +48,6 @@ def _sequential_stats(handle, batches, prune: bool) -> list[dict]:
         seen.append({n: {k: v.clone() for k, v in s.items()} for n, s in stats.items()})
         if prune:
             METHODS["magnitude"]().prune(group, 0.5)
-        return prune
 
     block_by_block(handle, batches, {"norm", "hessian"}, visit)
     return seen
