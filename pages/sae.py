@@ -37,7 +37,8 @@ PLACES = ErrorPlaces(SAESpec, {
     "model": "sae_model", "layer": "sae_layer", "site": "sae_site", "data": "sae_data", "variant": "sae_variant",
     "k": "sae_k", "expansion": "sae_expansion", "l1_coeff": "sae_l1", "tokens": "sae_tokens", "lr": "sae_lr",
     "batch_tokens": "sae_batch", "parent_run": "sae_parent", "parent_sparsity": "sae_parent_sparsity",
-    "seed": "sae_seed", "name": "sae_name", "k_sweep": "sae_k_sweep", "probing": "sae_probing", "prefixes": "sae_prefixes"})
+    "seed": "sae_seed", "name": "sae_name", "k_sweep": "sae_k_sweep", "probing": "sae_probing", "prefixes": "sae_prefixes",
+    "absorption": "sae_absorption"})
 
 left, mid, right = st.columns(3)
 with left:
@@ -81,6 +82,13 @@ with mid:
                                "on their principal components; the first run on a site captures the documents "
                                "(~170k tokens, a minute or two on a laptop), later runs reuse them")
     PLACES.field_error("probing")
+    absorb = st.checkbox("Feature absorption (first-letter task; for LMs whose tokens spell words, e.g. SmolLM2)",
+                         key="sae_absorption", value=DEFAULTS["absorption"], disabled=image,
+                         help="SAEBench's absorption: a probe reads each word's first letter, k-sparse probes find "
+                              "the SAE's latents for each letter, and the rate counts the words on which those "
+                              "stay silent while another latent carries the letter (~2,000 prompts, captured once "
+                              "per site: about a minute on SmolLM2 on a laptop, seconds after)")
+    PLACES.field_error("absorption")
     expansion = st.number_input("Expansion (latents = expansion x width)", min_value=1,
                                 value=DEFAULTS["expansion"], step=1, key="sae_expansion",
                                 help=f"at most {caps.SAE_EXPANSION}")
@@ -126,7 +134,7 @@ spec = {
     "name": name or None, "parent_run": parent.id if parent else None,
     "parent_sparsity": None if parent_sparsity < 0 else float(parent_sparsity),
     "k_sweep": [int(t) if t.strip().isdigit() else t.strip() for t in sweep.split(",") if t.strip()],
-    "probing": bool(probing),
+    "probing": bool(probing), "absorption": bool(absorb) and not image,
     **({"prefixes": sorted(prefixes)} if nested else {})}
 estimate_line(spec)
 if st.button("Train", type="primary", key="sae_submit"):
@@ -171,11 +179,13 @@ def draw_browser(run) -> None:
     if hidden:
         st.caption(f"{hidden} of {len(features)} latents fire on more than {limit:g}% of {unit} and are hidden "
                    "(raise the limit to list them)")
-    cols = [c for c in ("latent", "density", "selectivity", "max_activation", "top_tokens", "promoted", "matches")
+    cols = [c for c in ("latent", "labels", "density", "selectivity", "max_activation", "top_tokens", "promoted",
+                        "matches")
             if c in found]
     st.dataframe(found[cols].head(500), width="stretch", hide_index=True,
                  column_config={"density": st.column_config.NumberColumn(f"fires on (% of {unit})", format="percent"),
                                 "top_tokens": "top labels" if unit == "images" else "top tokens",
+                                "labels": "predicts (probes, absorption)",
                                 "selectivity": st.column_config.NumberColumn(format="%.2f"),
                                 "max_activation": st.column_config.NumberColumn("max activation", format="%.2f")})
     if found.empty:
@@ -196,6 +206,8 @@ def draw_browser(run) -> None:
     with left:
         st.markdown(f"**Latent {latent}** · fires on {row['density']:.3%} of held-out {unit} · max activation "
                     f"{row['max_activation']:.2f}, mean when firing {row['mean_activation']:.2f}")
+        if row.get("labels"):  # what the run's probes found it predicts (sparse probing, absorption)
+            st.text(f"Predicts: {row['labels']}")
         st.caption("Its top images: the test digits that switch it on most, with their labels" if unit == "images"
                    else "Its top contexts: the number is the latent's activation on the bold token; every token "
                         "is shaded by the latent's activation on it (darker = stronger; hover for the value)")
@@ -275,8 +287,9 @@ def draw_fates(run, other, decoders: dict, matches: pd.DataFrame) -> None:
         col.html(browser.contexts_html(contexts[contexts["latent"] == latent]))
 
 
-def draw_suite(frame: pd.DataFrame, labels: dict) -> None:
-    """The SAEBench-style evaluation this run made: dense / dead latents, the L0 sweep, sparse probing."""
+def draw_suite(frame: pd.DataFrame, labels: dict, run=None) -> None:
+    """The SAEBench-style evaluation this run made: dense / dead latents, the L0 sweep, sparse probing,
+    feature absorption (its per-letter table from the run's info)."""
     keys = set(frame["key"])
     helps = [f"**{figures.metric_label(k)}**: {figures.metric_help(k)}" for k in ("dense_fraction", "eval_dead_fraction")
              if k in keys]
@@ -297,6 +310,25 @@ def draw_suite(frame: pd.DataFrame, labels: dict) -> None:
         st.caption(figures.metric_help("sparse_probe_accuracy") + ". The latents beating the raw activations at "
                    "small k is what sparse probing shows: single latents that name a topic or a sentiment.")
         st.plotly_chart(figs.sparse_probing_figure(frame, labels), key="sae-probing")
+    info = (run.info or {}).get("absorption") if run is not None else None
+    if info:
+        st.subheader("Feature absorption")
+        if not info.get("letters"):
+            st.info(f"No letter was scored: the first-letter probe's mean test F1 on this site is "
+                    f"{info.get('probe_f1_mean', 0):.2f}, and a letter needs at least "
+                    f"{info.get('thresholds', {}).get('min_probe_f1', 0.6)} (and enough words read right). This "
+                    "site does not spell its words linearly enough to tell absorption apart; SAEBench uses causal "
+                    "LMs (here: smollm2-135m, middle layers).")
+            return
+        st.caption(f"**{figures.metric_label('absorption_rate')}**: {figures.metric_help('absorption_rate')}. "
+                   f"**{figures.metric_label('absorption_latent_f1')}**: {figures.metric_help('absorption_latent_f1')}.")
+        st.plotly_chart(figs.absorption_figure(frame), key="sae-absorption")
+        table = figs.absorption_table(info["letters"])
+        st.dataframe(table, width="stretch", hide_index=True, column_config={
+            c: st.column_config.NumberColumn(format="percent") for c in ("full absorption", "absorption fraction")})
+        st.caption(f"{info.get('train_words', 0):,} train and {info.get('test_words', 0):,} test words, each read "
+                   f"in a prompt like: {info.get('example', '')!r}. The latents are the browser's latents below: "
+                   "open one by its number.")
 
 
 def draw_splitting(run, other, dec: dict) -> None:
@@ -320,7 +352,7 @@ def draw_results(run) -> None:
     for col, key in zip(cols, ("train_fve", "train_l0", "dead_fraction")):
         col.plotly_chart(figs.training_curve(frame, key, labels), key=f"sae-curve-{key}")
     st.plotly_chart(figs.density_histogram(frame, labels), key="sae-density")
-    draw_suite(frame, labels)
+    draw_suite(frame, labels, run)
     draw_browser(run)
     st.subheader("Side by side")
     draw_compare(run)

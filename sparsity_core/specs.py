@@ -397,6 +397,9 @@ class SAESpec(BaseSpec):
     # SAEBench-style evaluation (Karvonen et al. 2025), sae/probing.py and the sweep in sae/run.py
     probing: bool = Field(False, description="sparse probing: k-sparse probes (k = 1, 2, 5, 20) on the latents, the "
                                              "raw activations and their principal components, on the labelled corpora")
+    absorption: bool = Field(False, description="feature absorption (SAEBench's first-letter task): how often the "
+                                                "latents for 'starts with L' stay silent on L-words because another "
+                                                "latent took them; text models whose tokens spell words")
     k_sweep: list[int] = Field(default_factory=list,
                                description="an L0 sweep in one run: one SAE per k on the same activations (at "
                                            "most 6 values; the run's own k joins them and is the one browsed)")

@@ -108,6 +108,19 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "sparse_probe_accuracy": ("k-sparse probe accuracy",
                               "a logistic regression on the k latents (or dimensions, or principal components) whose "
                               "class means differ most, one class against the rest, balanced: 50% is chance"),
+    # feature absorption (sae/absorption.py)
+    "absorption_rate": ("full absorption rate",
+                        "share of the words a first-letter probe reads right on which the letter's own latents stay "
+                        "silent and one other latent carries the letter instead (lower is better)"),
+    "absorption_fraction": ("absorption fraction",
+                            "share of a word's first-letter direction carried by other latents in place of the "
+                            "letter's own, averaged over words and letters (lower is better)"),
+    "absorption_split": ("main latents per letter",
+                         "latents a k-sparse probe needs for 'starts with <letter>': more than 1 is feature splitting"),
+    "absorption_latent_f1": ("letter latents' F1",
+                             "how well the letters' main latents alone find the words of their letter (1 is "
+                             "perfect); far below the probe's, the SAE has few letter latents to absorb from"),
+    "absorption_by_letter": ("absorption by first letter", "full absorption rate and absorption fraction, per letter"),
 }
 # an SAE run's L0 sweep stores each swept metric again as sweep_<key>, x = that SAE's measured L0
 METRIC_LABELS.update({f"sweep_{key}": (f"{METRIC_LABELS[key][0]}, L0 sweep",
@@ -118,7 +131,8 @@ PERCENT_KEYS = frozenset({
     "sparsity", "layer_sparsity", "layer_target", "unit_sparsity", "schedule_sparsity", "accuracy", "activation_sparsity",
     "layer_activation_sparsity", "activation_zeros", "topk_overlap", "mislabel_found",
     "dead_fraction", "eval_dead_fraction", "log_density", "ce_recovered", "cosine_recovered", "probe_accuracy",
-    "probe_accuracy_clean", "probe_accuracy_zero", "dense_fraction", "accuracy_recovered", "sparse_probe_accuracy"})
+    "probe_accuracy_clean", "probe_accuracy_zero", "dense_fraction", "accuracy_recovered", "sparse_probe_accuracy",
+    "absorption_rate", "absorption_fraction", "absorption_by_letter"})
 PERCENT_KEYS |= {f"sweep_{key}" for key in SWEEP_KEYS if key in PERCENT_KEYS}
 # below these a number needs a word: it is worse than the trivial baseline the metric is built on
 WORSE_THAN = {"fve": "worse than predicting the mean", "train_fve": "worse than predicting the mean",

@@ -21,7 +21,8 @@ from sparsity_core.sae.compare import MATCH_THRESHOLD, match_features, split_cou
 FINAL_KEYS = ("l0", "fve", "nmse", "dead_fraction", "eval_dead_fraction", "dense_fraction", "tokens_per_s",
               "ce_recovered",
               "ce_clean", "ce_sae", "ce_zero", "probe_accuracy", "probe_accuracy_clean", "probe_accuracy_zero",
-              "embedding_cosine", "embedding_cosine_zero", "cosine_recovered")
+              "embedding_cosine", "embedding_cosine_zero", "cosine_recovered", "absorption_rate", "absorption_fraction",
+              "absorption_split", "absorption_latent_f1")
 ACT_BINS = np.linspace(-2.0, 1.5, 36)  # must match sparsity_core.sae.features.ACT_BINS (a test checks)
 DOWNSTREAM_KEYS = ("ce_recovered", "cosine_recovered", "accuracy_recovered")  # LMs, encoders, MLP classifiers
 SOURCE_WORDS = {"sae": "SAE latents", "raw": "raw activations", "pca": "principal components"}
@@ -175,6 +176,37 @@ def sparse_probing_figure(frame: pd.DataFrame, labels: Optional[dict[int, str]] 
     fig.update_layout(title="sparse probing: how well k latents alone tell the classes apart", height=380,
                       margin=dict(t=60, b=40))
     return legend_below(fig)
+
+
+def absorption_figure(frame: pd.DataFrame) -> go.Figure:
+    """Per first letter, the full absorption rate and the absorption fraction (bars side by side);
+    letters the ground-truth probe could not read are left out (`sae.absorption`)."""
+    from sparsity_core.sae.absorption import LETTERS
+
+    rows = frame[frame["key"] == "absorption_by_letter"]
+    if rows.empty:
+        return empty("no feature absorption in this run (tick 'feature absorption' when training)")
+    fig = go.Figure()
+    for i, series in enumerate(("full absorption", "absorption fraction")):
+        part = rows[rows["series"] == series].sort_values("x")
+        fig.add_trace(go.Bar(x=[LETTERS[int(x)].upper() for x in part["x"]], y=part["value"], name=series,
+                             marker_color=PALETTE[i]))
+    fig.update_layout(title="feature absorption by first letter: how often the letter's own latents are bypassed",
+                      barmode="group", xaxis_title="first letter of the word",
+                      yaxis_title="share of the probe's correct words", yaxis_tickformat=".0%", height=340,
+                      margin=dict(t=40, b=40))
+    return legend_below(fig)
+
+
+def absorption_table(letters: list[dict]) -> pd.DataFrame:
+    """One row per scored letter: its main latents, how well they find the letter's words against the
+    ground-truth probe, the two rates, and absorbed words with the latent that took each."""
+    return pd.DataFrame([{
+        "letter": r["letter"].upper(), "main latents": ", ".join(map(str, r["main"])),
+        "latents' F1": r["split_f1"][-1], "probe F1": r["probe_f1"], "words probed right": r["true_positives"],
+        "full absorption": r["full"], "absorption fraction": r["fraction"],
+        "absorbed words (latent that took it)": ", ".join(f"{w} ({j})" for w, j in r["examples"])}
+        for r in letters])
 
 
 def splitting_histogram(children: np.ndarray, label_small: str, label_big: str) -> go.Figure:

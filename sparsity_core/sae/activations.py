@@ -20,8 +20,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import torch
@@ -180,6 +182,22 @@ def site_outputs(handle: ModelHandle, module: nn.Module, enc: dict) -> Tensor:
     if not got:
         raise RuntimeError("the site's hook never ran: the module is not on the forward path")
     return got[0]
+
+
+def cached_tensors(cache: Optional[Path], name: str, key: str,
+                   compute: Callable[[], dict[str, Tensor]]) -> tuple[dict[str, Tensor], bool]:
+    """`compute()` (named tensors) kept in `cache`/<name>-<hash of key>.safetensors, and whether they
+    came from there. `cache` is a folder that fixes the model, layer, site and parent (a run's
+    held-out activation folder); `key` fixes the inputs (texts, context, prompts). None: no cache."""
+    path = None if cache is None else cache / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
+    if path is not None and path.exists():
+        return load_file(path), True
+    got = compute()
+    if path is not None:
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        save_file({k: v.contiguous() for k, v in got.items()}, tmp)
+        tmp.replace(path)  # never a half-written file under the final name
+    return got, False
 
 
 # ------------------------------------------------------------------ capture + cache

@@ -30,6 +30,9 @@ def preflight_sae(spec: SAESpec, parent: Optional[ParentRun]) -> None:
             errors.update(exc.errors)
     if spec.model in HIDDEN_LAYERS:
         errors.update(_image_problems(spec))
+        if spec.absorption:
+            errors["absorption"] = (f"feature absorption reads how a text model spells words; {spec.model} reads "
+                                    "images: untick it")
         if errors:
             raise SpecError(errors)
         return

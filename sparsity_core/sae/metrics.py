@@ -18,20 +18,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from sparsity_core.catalog.caps import SAE_CE_WINDOWS, SAE_PROBE_TEST, SAE_PROBE_TRAIN
 from sparsity_core.data import digits, rotten_tomatoes
-from sparsity_core.sae.activations import site_module, splice
+from sparsity_core.sae.activations import cached_tensors, site_module, splice
 from sparsity_core.sae.base import SAE
 from sparsity_core.sae.corpus import corpus_texts, iter_windows
 
@@ -128,17 +125,9 @@ def clean_embeddings(handle, train_texts: list[str], test_texts: list[str],
                      cache: Optional[Path]) -> tuple[Tensor, Tensor, bool]:
     """(train, test) embeddings of the unspliced model, and whether they came from `cache` (a folder
     whose key fixes the model and its parent pruning run; the file name fixes the texts)."""
-    digest = hashlib.sha256("\0".join([*train_texts, "\1", *test_texts]).encode()).hexdigest()[:16]
-    path = None if cache is None else cache / f"downstream-clean-{digest}.safetensors"
-    if path is not None and path.exists():
-        got = load_file(path)
-        return got["train"], got["test"], True
-    train, test = handle.embed(train_texts), handle.embed(test_texts)
-    if path is not None:
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({"train": train.contiguous(), "test": test.contiguous()}, tmp)
-        tmp.replace(path)  # never a half-written file under the final name
-    return train, test, False
+    got, cached = cached_tensors(cache, "downstream-clean", "\0".join([*train_texts, "\1", *test_texts]),
+                                 lambda: {"train": handle.embed(train_texts), "test": handle.embed(test_texts)})
+    return got["train"], got["test"], cached
 
 
 def _once(baselines: Optional[dict], key: tuple, compute: Callable[[], Any]) -> Any:

@@ -31,18 +31,15 @@ the ten digits each against the rest.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from sparsity_core.data import load_dataset
-from sparsity_core.sae.activations import Activations, leaves_out_first, site_module, site_outputs
+from sparsity_core.sae.activations import Activations, cached_tensors, leaves_out_first, site_module, site_outputs
 from sparsity_core.sae.base import SAE
 from sparsity_core.sae.metrics import CHUNK
 
@@ -132,6 +129,31 @@ def k_sparse_scores(features: dict[str, tuple[np.ndarray, np.ndarray]], train_la
     return {key: float(np.mean(v)) for key, v in scores.items()}
 
 
+LATENTS_PER_CLASS = 3  # the latents the browser labels with a class: the first of its k-sparse probe
+
+
+def class_latents(train_sae: np.ndarray, labels: np.ndarray, names) -> dict[str, list[int]]:
+    """{class name: the LATENTS_PER_CLASS latents a k-sparse probe for it reads first}: largest
+    mean difference between the class's train rows and the rest (`top_k_mean_diff`), the latents
+    that fire more on the class only (a latent that fires less says "not this class")."""
+    out = {}
+    for c in np.unique(labels):
+        pos = labels == c
+        diff = train_sae[pos].mean(0) - train_sae[~pos].mean(0)
+        out[str(names[int(c)])] = [int(j) for j in np.argsort(-diff, kind="stable")[:LATENTS_PER_CLASS] if diff[j] > 0]
+    return out
+
+
+def probe_labels(described: dict) -> dict[int, list[str]]:
+    """{latent: ["sport (bbc_news)", ...]} from a probing run's `class_latents`, for the browser."""
+    labels: dict[int, list[str]] = {}
+    for task, facts in described["tasks"].items():
+        for name, latents in facts.get("latents", {}).items():
+            for j in latents:
+                labels.setdefault(j, []).append(f"{name} ({task})")
+    return labels
+
+
 # ------------------------------------------------------------------ pooled activations
 @torch.no_grad()
 def doc_activations(handle, module, texts: list[str], context: int) -> tuple[Tensor, Tensor]:
@@ -166,17 +188,12 @@ def cached_doc_activations(handle, module, texts: list[str], context: int,
                            cache: Optional[Path]) -> tuple[Tensor, Tensor, bool]:
     """`doc_activations`, kept in `cache` (a folder keyed by model, layer, site and parent; the file
     name fixes the texts and the context), and whether they came from there."""
-    digest = hashlib.sha256("\0".join([str(DOC_ROWS), str(context), *texts]).encode()).hexdigest()[:16]
-    path = None if cache is None else cache / f"probe-docs-{digest}.safetensors"
-    if path is not None and path.exists():
-        got = load_file(path)
-        return got["acts"], got["doc"], True
-    acts, doc = doc_activations(handle, module, texts, context)
-    if path is not None:
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({"acts": acts, "doc": doc}, tmp)
-        tmp.replace(path)  # never a half-written file under the final name
-    return acts, doc, False
+    def compute():
+        acts, doc = doc_activations(handle, module, texts, context)
+        return {"acts": acts, "doc": doc}
+
+    got, cached = cached_tensors(cache, "probe-docs", "\0".join([str(DOC_ROWS), str(context), *texts]), compute)
+    return got["acts"], got["doc"], cached
 
 
 @torch.no_grad()
@@ -217,10 +234,11 @@ def sparse_probing(handle, sae: SAE, scale: float, layer: int, site: str, contex
             facts.update({f"{split}_docs": len(data), f"{split}_tokens": len(acts),
                           f"{split}_activations": "cached" if cached else "computed"})
         # Step 2: pooled per document (SAE latents, raw, principal components), Step 3: the probes
-        scores = k_sparse_scores(_sources(sae, scale, got["train"], got["test"], ks), labels["train"],
-                                 labels["test"], ks, seed)
+        sources = _sources(sae, scale, got["train"], got["test"], ks)
+        scores = k_sparse_scores(sources, labels["train"], labels["test"], ks, seed)
         rows += [{"task": task, "source": s, "k": k, "accuracy": v} for (s, k), v in scores.items()]
-        described[task] = {**facts, "classes": len(data.classes), "binary_tasks": len(binary_tasks(labels["train"]))}
+        described[task] = {**facts, "classes": len(data.classes), "binary_tasks": len(binary_tasks(labels["train"])),
+                           "latents": class_latents(sources["sae"][0], labels["train"], data.classes)}
     return rows, {"tasks": described, "ks": list(ks), "context": context, "seed": seed, "pooling": POOLING,
                   "probe": PROBE_WORDS}
 
@@ -232,10 +250,13 @@ def probe_images(sae: SAE, scale: float, train: Activations, test: Activations, 
     sae.eval()
     tr = (train.acts[:n_train], torch.arange(min(n_train, len(train))), min(n_train, len(train)))
     te = (test.acts[:n_test], torch.arange(min(n_test, len(test))), min(n_test, len(test)))
-    scores = k_sparse_scores(_sources(sae, scale, tr, te, ks), train.token_ids[:n_train].numpy(),
-                             test.token_ids[:n_test].numpy(), ks, seed)
+    sources = _sources(sae, scale, tr, te, ks)
+    digit = train.token_ids[:n_train].numpy()
+    scores = k_sparse_scores(sources, digit, test.token_ids[:n_test].numpy(), ks, seed)
     rows = [{"task": "digits", "source": s, "k": k, "accuracy": v} for (s, k), v in scores.items()]
-    return rows, {"tasks": {"digits": {"train_docs": tr[2], "test_docs": te[2], "classes": 10, "binary_tasks": 10}},
+    latents = class_latents(sources["sae"][0], digit, [f"digit {c}" for c in range(10)])
+    return rows, {"tasks": {"digits": {"train_docs": tr[2], "test_docs": te[2], "classes": 10, "binary_tasks": 10,
+                                       "latents": latents}},
                   "ks": list(ks), "seed": seed, "pooling": "none: one row per image", "probe": PROBE_WORDS}
 
 

@@ -8,7 +8,11 @@ held-out numbers without x (`l0`, `fve`, `nmse`, `dead_fraction`, `eval_dead_fra
 `dense_fraction`, `tokens_per_s`, downstream keys), and the log-density histogram (`log_density`,
 x = bin centre). The SAEBench-style suite (Karvonen et al. 2025): with `k_sweep`, one SAE per k on
 the same activations (`sweep_<key>`, x = measured L0, series `k=<k>`; the browsed SAE is the one at
-`k`); with `probing`, k-sparse probes (`sparse_probe_accuracy`, x = k, series `<task>|<source>`).
+`k`); with `probing`, k-sparse probes (`sparse_probe_accuracy`, x = k, series `<task>|<source>`);
+with `absorption`, first-letter feature absorption (`absorption_rate`, `absorption_fraction`,
+`absorption_split`, `absorption_latent_f1`; per letter `absorption_by_letter`, x = letter index
+0..25, series `full absorption` / `absorption fraction`). The latents the probes and the
+absorption task name get a `labels` column in `features` ("sport (bbc_news)", "first letter L").
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import torch
 from sparsity_core.catalog.sae import HIDDEN_LAYERS, SWEEP_KEYS
 from sparsity_core.jobs.context import ParentRun, RunContext, Stage, check_parent, target_tag
 from sparsity_core.pruning.artifacts import load_pruned
+from sparsity_core.sae.absorption import LETTERS, absorption, absorption_labels
 from sparsity_core.sae.activations import ActivationKey, cached_tokens, image_activations, load_activations
 from sparsity_core.sae.checks import budget_problem, k_problems, preflight_sae
 from sparsity_core.sae.corpus import token_count
 from sparsity_core.sae.export import export_saelens, hook_name, save_sae
 from sparsity_core.sae.features import feature_tables
 from sparsity_core.sae.metrics import dense_and_dead, downstream, log_density_histogram, reconstruction_metrics
-from sparsity_core.sae.probing import probe_images, sparse_probing
+from sparsity_core.sae.probing import probe_images, probe_labels, sparse_probing
 from sparsity_core.sae.trainer import TrainConfig, train_sae
 from sparsity_core.sae.variants import build_sae
 from sparsity_core.specs import SAESpec, SpecError
@@ -112,6 +117,19 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
                                        spec.seed, cache=eval_key.folder() if eval_key else None, baselines=baselines)
         final.update(values)
         ctx.info(downstream={**evaluated, "seconds": round(time.perf_counter() - start, 2)})
+    absorbed = None
+    if spec.absorption:
+        ctx.update(trained, "feature absorption: a first-letter probe on the vocabulary's words, each letter's "
+                            "main latents, the latents that take their place")
+        start = time.perf_counter()
+        absorbed, summary, described = absorption(handle, sae, result.scale, spec.layer, spec.site, spec.seed,
+                                                  cache=eval_key.folder(), baselines=baselines)
+        final.update(summary)
+        for row in absorbed:
+            x = float(LETTERS.index(row["letter"]))
+            ctx.metric("absorption_by_letter", row["full"], x=x, series="full absorption")
+            ctx.metric("absorption_by_letter", row["fraction"], x=x, series="absorption fraction")
+        ctx.info(absorption={**described, "letters": absorbed, "seconds": round(time.perf_counter() - start, 2)})
     for key, value in final.items():
         ctx.metric(key, value)
     # Step 4b: the SAEBench-style suite: an L0 sweep (one more SAE per k, same activations) and
@@ -119,6 +137,7 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
     if len(sweep) > 1:
         run_sweep(spec, ctx, handle, train, evals, eval_key, device, sweep, final, Stage(ctx, trained, 0.85),
                   baselines)
+    labels: dict[int, list[str]] = absorption_labels(absorbed) if absorbed else {}
     if spec.probing:
         ctx.update(0.86, "sparse probing: k-sparse probes on the labelled corpora, latents against raw activations")
         start = time.perf_counter()
@@ -130,10 +149,13 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
         for row in rows:
             ctx.metric("sparse_probe_accuracy", row["accuracy"], x=row["k"], series=f"{row['task']}|{row['source']}")
         ctx.info(probing={**probed, "seconds": round(time.perf_counter() - start, 2)})
+        for latent, names in probe_labels(probed).items():
+            labels.setdefault(latent, []).extend(names)
     # Step 5: feature statistics for the browser, weights and the SAELens export
     ctx.update(0.92, "feature statistics for the browser: densities, top contexts")
     unembed = _unembedding(handle, spec)
     features, contexts = feature_tables(sae, evals, result.scale, handle.tokenizer, unembed)
+    features["labels"] = [", ".join(labels.get(int(j), [])) for j in features["latent"]]
     out = Path(ctx.artifact_dir)
     features.to_parquet(out / "features.parquet")
     contexts.to_parquet(out / "contexts.parquet")
@@ -184,6 +206,9 @@ def run_sweep(spec: SAESpec, ctx: RunContext, handle, train, evals, eval_key, de
             values, _ = downstream(handle, sae, result.scale, spec.layer, spec.site, spec.data, spec.context,
                                    spec.seed, cache=eval_key.folder() if eval_key else None, baselines=baselines)
             rows[k].update(values)
+        if spec.absorption:
+            rows[k].update(absorption(handle, sae, result.scale, spec.layer, spec.site, spec.seed,
+                                      cache=eval_key.folder(), baselines=baselines)[1])
     for k in sweep:
         for key in SWEEP_KEYS:
             if key in rows[k]:

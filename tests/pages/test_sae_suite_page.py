@@ -61,3 +61,41 @@ def test_the_compare_page_draws_one_line_per_variant(store, sae_run):
     assert not at.exception
     spec = next(c.proto.spec for c in at.get("plotly_chart") if "against L0" in c.proto.spec)
     assert '"name":"topk"' in spec.replace(" ", "") and '"name":"batchtopk"' in spec.replace(" ", "")
+
+
+ABSORBED = [{"key": "l0", "value": 32.0}, {"key": "fve", "value": 0.86}, {"key": "absorption_rate", "value": 0.2},
+            {"key": "absorption_latent_f1", "value": 0.5},
+            *({"key": "absorption_by_letter", "series": s, "x": 11.0, "value": v}
+              for s, v in (("full absorption", 0.2), ("absorption fraction", 0.3)))]
+LETTER_L = {"letter": "l", "main": [2], "split_f1": [0.5], "probe_f1": 0.8, "true_positives": 10, "full": 0.2,
+            "fraction": 0.3, "examples": [["lion", 1], ["lamp", 1]]}
+
+
+def test_absorption_reaches_the_spec_and_a_finished_run_shows_its_letters_and_labels(store, sae_run):
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at.number_input(key="sae_tokens").set_value(8192)
+    at.checkbox(key="sae_absorption").check()
+    at.button(key="sae_submit").click().run()
+    assert not at.exception and repo.list_runs()[0].spec["absorption"] is True
+    run_id = sae_run(metrics=ABSORBED)
+    repo.update_info(run_id, absorption={"letters": [LETTER_L], "train_words": 1400, "test_words": 600,
+                                         "example": " tartan has the first letter: T\n lion has the first letter:"})
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert not at.exception
+    assert any("absorption by first letter" in c.proto.spec for c in at.get("plotly_chart"))
+    table = next(d.value for d in at.dataframe if "main latents" in d.value.columns)
+    assert table.iloc[0].to_dict() == {
+        "letter": "L", "main latents": "2", "latents' F1": 0.5, "probe F1": 0.8, "words probed right": 10,
+        "full absorption": 0.2, "absorption fraction": 0.3, "absorbed words (latent that took it)": "lion (1), lamp (1)"}
+
+
+def test_a_site_no_letter_was_scored_on_says_why(store, sae_run):
+    run_id = sae_run()
+    repo.update_info(run_id, absorption={"letters": [], "probe_f1_mean": 0.28, "thresholds": {"min_probe_f1": 0.6}})
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert not at.exception
+    assert any("No letter was scored" in i.value and "0.28" in i.value for i in at.info)

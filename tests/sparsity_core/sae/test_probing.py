@@ -5,6 +5,7 @@ L0 sweep's rows and sparse probing in a real (digits) run."""
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -146,6 +147,12 @@ def test_sparse_probing_on_the_digits_hidden_layer_stores_every_source_and_k():
     assert sorted({m["x"] for m in rows}) == [1.0, 2.0, 5.0, 20.0]
     assert all(0.5 <= m["value"] <= 1.0 for m in rows)  # balanced tasks: chance is 50%
     assert ctx.facts["probing"]["tasks"]["digits"]["binary_tasks"] == 10
+    # each digit's first latents are the browser's labels: "digit 3 (digits)" beside the latent
+    latents = ctx.facts["probing"]["tasks"]["digits"]["latents"]
+    assert sorted(latents) == [f"digit {d}" for d in range(10)] and all(1 <= len(v) <= 3 for v in latents.values())
+    features = pd.read_parquet(ctx.artifacts["features"][0]).set_index("latent")
+    first = latents["digit 3"][0]
+    assert "digit 3 (digits)" in features.loc[first, "labels"].split(", ")
 
 
 @pytest.mark.parametrize("sweep, words", [
