@@ -8,7 +8,8 @@ the MLP and attention outputs before they are added back; `hidden` is an MLP cla
 layer `layer` after its ReLU (digits-mlp: 256 then 128 units), read on whole image splits
 (`image_activations`, one row per image, no cache: 1,797 digits take milliseconds). Text is cut into windows of `context`
 tokens (`corpus.py`; each window gets the tokenizer's special tokens), every real token of a window
-is one row, except a causal LM's first position (its attention sink: `leaves_out_first`).
+is one row, except a causal LM's first position (its attention sink: `leaves_out_first`) and its
+rare massive activations further in (`massive_rows`; the count is `manifest["massive_left_out"]`).
 Shards are safetensors under cache_dir("activations", <key hash>), written in window order with a
 manifest, so a later run on the same model/parent/layer/site/data reuses them and a bigger budget
 only captures the missing tail. Capture stops the forward pass right after the site (a private
@@ -36,7 +37,9 @@ from sparsity_core.sae.corpus import corpus_texts, iter_windows
 from sparsity_core.zoo import ModelHandle, blocks
 from sparsity_core.zoo.adapters import resolve_path
 
-CAPTURE_ORDER = 3  # bumped when what a shard holds changes (2: corpora shuffled; 3: no causal-LM sink rows)
+CAPTURE_ORDER = 4  # bumped when what a shard holds changes (2: corpora shuffled; 3: no causal-LM sink rows;
+#                   4: nor a causal LM's massive activations further in, `massive_rows`)
+MASSIVE_NORM = 16  # a causal LM's row this many times its batch's median norm is a massive activation
 SHARD_TOKENS = 65_536  # ~50 MB of fp16 at d=384: small enough to write often, few files at 1M tokens
 WINDOWS_PER_BATCH = 16  # 16 x 128 tokens per forward keeps the attention matmuls efficient on a CPU
 SITE_PATHS = {  # the module whose output is a site (catalog.sae.SITES; resid is the block), first match wins
@@ -216,10 +219,11 @@ def load_activations(handle: ModelHandle, key: ActivationKey, n_tokens: int,
     return _read(folder, manifest, n_tokens)
 
 
-def cached_tokens(key: ActivationKey) -> int:
-    """Rows of `key` captured so far (0 before its first capture)."""
+def cached_tokens(key: ActivationKey, field: str = "tokens") -> int:
+    """Rows of `key` captured so far (0 before its first capture); `field="massive_left_out"`: the
+    massive activations its capture left out so far."""
     path = key.folder() / "manifest.json"
-    return json.loads(path.read_text())["tokens"] if path.exists() else 0
+    return json.loads(path.read_text()).get(field, 0) if path.exists() else 0
 
 
 def _manifest(folder, key: ActivationKey) -> dict:
@@ -242,6 +246,20 @@ def leaves_out_first(handle: ModelHandle) -> bool:
     return True
 
 
+def massive_rows(out: Tensor, real: Optional[Tensor] = None) -> Tensor:
+    """(batch, seq) bool: the positions of `out` (batch, seq, d) whose norm is more than
+    MASSIVE_NORM times the median norm of the `real` positions (all when None). Sun et al. (2024)
+    find such massive activations on the first token and on the first delimiters; on SmolLM2's
+    block 15 a few per 16k tokens beyond the first position (' me', '\\n', ' another') have norms of
+    4,000 to 26,000 against a median of 173 (ordinary tokens stay below 9x): one of them holds as
+    much variance as 16k ordinary rows, and threshold SAEs (BatchTopK, JumpReLU) trained with them
+    scored FVE -4 to -8 on corpora whose test split held one. Like the sink they are left out of
+    the capture and kept as they are when an SAE is spliced in."""
+    norms = out.float().norm(dim=-1)
+    ref = norms[real] if real is not None else norms.flatten()
+    return norms > MASSIVE_NORM * ref.median() if ref.numel() else torch.zeros_like(norms, dtype=torch.bool)
+
+
 def _capture(handle, key, manifest, n_tokens, progress) -> None:
     folder = key.folder()
     module = site_module(handle, key.layer, key.site)
@@ -254,8 +272,11 @@ def _capture(handle, key, manifest, n_tokens, progress) -> None:
         enc = handle.tokenizer.pad({"input_ids": batch}, return_tensors="pt").to(handle.device)
         out = site_outputs(handle, module, enc)
         real = enc["attention_mask"].bool()
-        if sink:  # right-padded: column 0 is every window's first token
+        if sink:  # right-padded: column 0 is every window's first token; then the massive rows
             real[:, 0] = False
+            massive = massive_rows(out, real) & real
+            manifest["massive_left_out"] = manifest.get("massive_left_out", 0) + int(massive.sum())
+            real &= ~massive
         buf["acts"].append(out[real].to("cpu", torch.float16))
         buf["token_ids"].append(enc["input_ids"][real].cpu())
         buf["window"].append((torch.arange(w0, w0 + len(batch))[:, None].expand_as(real.cpu()))[real.cpu()])

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from sparsity_core.catalog.caps import SAE_CE_WINDOWS, SAE_PROBE_TEST, SAE_PROBE_TRAIN
 from sparsity_core.data import digits, rotten_tomatoes
-from sparsity_core.sae.activations import cached_tensors, site_module, splice
+from sparsity_core.sae.activations import cached_tensors, massive_rows, site_module, splice
 from sparsity_core.sae.base import SAE
 from sparsity_core.sae.corpus import corpus_texts, iter_windows
 
@@ -77,24 +77,28 @@ def log_density_histogram(counts: Tensor, n_tokens: int) -> tuple[np.ndarray, np
 
 
 def sae_replacer(sae: SAE, scale: float, keep_first: bool = False):
-    """The site's output -> the SAE's reconstruction of it; with `keep_first`, the first position of
-    each (right-padded) window stays as it was: a causal LM's attention sink, which the SAE never
-    saw in training (activations.py leaves it out of the capture)."""
+    """The site's output -> the SAE's reconstruction of it; with `keep_first` (causal LMs), the
+    first position of each (right-padded) window, the attention sink, and the massive activations
+    further in stay as they were: the SAE never saw them in training (activations.py leaves them
+    out of the capture)."""
     def replace(out: Tensor) -> Tensor:
         flat = out.reshape(-1, out.shape[-1]).float() * scale
         new = (sae(flat) / scale).reshape(out.shape).to(out.dtype)
-        return _first_kept(out, new) if keep_first else new
+        return _sink_kept(out, new) if keep_first else new
     return replace
 
 
 def zero_replacer(out: Tensor, keep_first: bool = False) -> Tensor:
     new = torch.zeros_like(out)
-    return _first_kept(out, new) if keep_first else new
+    return _sink_kept(out, new) if keep_first else new
 
 
-def _first_kept(old: Tensor, new: Tensor) -> Tensor:
-    if new.dim() == 3:  # (batch, seq, d)
-        new[:, 0] = old[:, 0]
+def _sink_kept(old: Tensor, new: Tensor) -> Tensor:
+    """`new` with the sink (position 0) and the massive rows of `old` put back (batch, seq, d)."""
+    if new.dim() == 3:
+        kept = massive_rows(old)
+        kept[:, 0] = True
+        new[kept] = old[kept]
     return new
 
 

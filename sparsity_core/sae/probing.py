@@ -39,7 +39,14 @@ import torch
 from torch import Tensor
 
 from sparsity_core.data import load_dataset
-from sparsity_core.sae.activations import Activations, cached_tensors, leaves_out_first, site_module, site_outputs
+from sparsity_core.sae.activations import (
+    Activations,
+    cached_tensors,
+    leaves_out_first,
+    massive_rows,
+    site_module,
+    site_outputs,
+)
 from sparsity_core.sae.base import SAE
 from sparsity_core.sae.metrics import CHUNK
 
@@ -51,7 +58,7 @@ SOURCES = ("sae", "raw", "pca")
 PROBE_TRAIN_DOCS = 600
 PROBE_TEST_DOCS = 300
 DOCS_PER_BATCH = 32
-DOC_ROWS = 2  # bumped when which rows of a document are pooled changes (2: no causal-LM sink), for the cache
+DOC_ROWS = 3  # bumped when which rows of a document are pooled changes (2: no causal-LM sink; 3: nor massive rows)
 PROBE_MAX_ITER = 1000  # SAEBench's: sklearn's 100 does not converge on unscaled latents
 
 
@@ -173,10 +180,11 @@ def doc_activations(handle, module, texts: list[str], context: int) -> tuple[Ten
         special = enc.pop("special_tokens_mask").bool()
         real = enc["attention_mask"].bool()
         keep = real & ~special
-        if sink:  # a causal LM's first position: left out as in the capture (activations.leaves_out_first)
-            keep[:, 0] = False
-        keep |= real & ~keep.any(1, keepdim=True)  # nothing else left: keep those
         out = site_outputs(handle, module, enc.to(handle.device)).cpu()
+        if sink:  # a causal LM's first position and massive rows: left out as in the capture (activations.py)
+            keep[:, 0] = False
+            keep &= ~massive_rows(out, keep)
+        keep |= real & ~keep.any(1, keepdim=True)  # nothing else left: keep those
         acts.append(out[keep].to(torch.float16))
         docs.append(torch.from_numpy(ids)[:, None].expand_as(keep)[keep])
     doc = torch.cat(docs)
@@ -260,6 +268,7 @@ def probe_images(sae: SAE, scale: float, train: Activations, test: Activations, 
                   "ks": list(ks), "seed": seed, "pooling": "none: one row per image", "probe": PROBE_WORDS}
 
 
-POOLING = "mean over each document's tokens, special tokens, padding and a causal LM's first position left out"
+POOLING = ("mean over each document's tokens, special tokens, padding and a causal LM's first position and massive "
+           "activations left out")
 PROBE_WORDS = ("SAEBench k-sparse probe: balanced binary tasks (one class vs the rest), the k dimensions with the "
                "largest class-mean difference on train, logistic regression C=1; pca: the first k components")

@@ -79,7 +79,8 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
         evals = load_activations(handle, eval_key, EVAL_TOKENS, Stage(ctx, 0.25, 0.3))
         # what this run captured, and how long it took: the estimate of a later run's first capture
         capture = {"tokens": cached_tokens(train_key) + cached_tokens(eval_key) - before,
-                   "seconds": round(time.perf_counter() - start, 2)}
+                   "seconds": round(time.perf_counter() - start, 2),
+                   "massive_left_out": sum(cached_tokens(k, "massive_left_out") for k in (train_key, eval_key))}
     d_in = train.acts.shape[1]
     ctx.info(activations={"model": spec.model, "layer": spec.layer, "site": spec.site, "data": spec.data,
                           "context": spec.context, "train_tokens": len(train), "eval_tokens": len(evals),
