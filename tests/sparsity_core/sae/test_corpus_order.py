@@ -1,6 +1,8 @@
 """The capture order of `all` (every token budget must sample all three corpora), and the stored
 token counts the pre-run check reads."""
 
+import json
+
 from sparsity_core.catalog.sae import CORPORA
 from sparsity_core.data import load_dataset
 from sparsity_core.sae.corpus import cached_token_count, corpus_texts, token_count
@@ -41,3 +43,17 @@ def test_a_token_count_is_counted_once_then_read():
     assert token_count(ThreeTokens(), "tiny", "bbc_news", "test", 64) == 3 * n_texts
     assert cached_token_count("tiny", "bbc_news", "test", 64) == 3 * n_texts
     assert cached_token_count("tiny", "bbc_news", "test", 128) is None  # another window size: not counted
+
+
+def test_the_bundled_counts_are_the_real_ones_and_read_on_a_fresh_machine():
+    from transformers import AutoTokenizer
+
+    from sparsity_core.sae.corpus import BUNDLED_COUNTS, iter_windows
+    from sparsity_core.zoo.minilm import model_dir
+
+    bundled = json.loads(BUNDLED_COUNTS.read_text())
+    assert len(bundled) == 3 * 4 * 2  # minilm-l6, minilm-l6-rt, smollm2-135m x all + 3 corpora x train, test
+    # nothing counted on this machine yet (each test has its own home): the bundled count is read
+    assert cached_token_count("minilm-l6", "rotten_tomatoes", "test", 128) == 70_367
+    tok = AutoTokenizer.from_pretrained(model_dir())
+    assert sum(len(w) for w in iter_windows(tok, corpus_texts("rotten_tomatoes", "test", 0), 128)) == 70_367
