@@ -5,8 +5,15 @@ from itertools import islice
 
 import torch
 
-from sparsity_core.sae.activations import (ActivationKey, cached_tokens, hooked, load_activations, massive_rows,
-                                           site_module, site_outputs)
+from sparsity_core.sae.activations import (
+    ActivationKey,
+    cached_tokens,
+    hooked,
+    load_activations,
+    massive_rows,
+    site_module,
+    site_outputs,
+)
 from sparsity_core.sae.corpus import corpus_texts, iter_windows
 from sparsity_core.sae.metrics import sae_replacer, zero_replacer
 from sparsity_core.zoo import load_model
