@@ -301,8 +301,9 @@ def draw_suite(frame: pd.DataFrame, labels: dict, run=None) -> None:
                    "tokens: up and to the left is better. The compare page overlays several runs (one line per "
                    "variant) on the same axes.")
         down = figs.downstream_key(frame)
-        shown = ["fve", *([down] if down else []), "dense_fraction", "eval_dead_fraction"]
-        for col, key in zip(st.columns(2) * 2, shown):
+        shown = ["fve", *([down] if down else []), "dense_fraction", "eval_dead_fraction",
+                 *(["absorption_rate"] if "sweep_absorption_rate" in keys else [])]
+        for col, key in zip([c for _ in range(-(-len(shown) // 2)) for c in st.columns(2)], shown):
             col.plotly_chart(figs.pareto_figure(frame, key, labels), key=f"sae-pareto-{key}")
             col.caption(figures.metric_help(key))
     if "sparse_probe_accuracy" in keys:

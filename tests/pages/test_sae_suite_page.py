@@ -18,6 +18,8 @@ SWEEP = [{"key": "l0", "value": 32.0}, {"key": "fve", "value": 0.86}, {"key": "d
          *({"key": "sweep_fve", "series": f"k={k}", "x": float(k), "value": v} for k, v in ((16, 0.8), (32, 0.86))),
          *({"key": "sweep_cosine_recovered", "series": f"k={k}", "x": float(k), "value": v}
            for k, v in ((16, 0.6), (32, 0.7))),
+         *({"key": "sweep_absorption_rate", "series": f"k={k}", "x": float(k), "value": v}
+           for k, v in ((16, 0.05), (32, 0.02))),
          *({"key": "sparse_probe_accuracy", "series": f"bbc_news|{s}", "x": float(k), "value": 0.7}
            for s in ("sae", "raw", "pca") for k in (1, 2, 5, 20))]
 
@@ -45,6 +47,7 @@ def test_a_finished_run_shows_its_pareto_probing_and_splitting_figures(store, sa
     assert not at.exception
     titles = [c.proto.spec for c in at.get("plotly_chart")]
     assert any("against L0" in t for t in titles) and any("sparse probing" in t for t in titles)
+    assert any("full absorption rate against L0" in t for t in titles)  # the sweep's absorption, its own panel
     assert any("dense latents, held-out" in c.value for c in at.caption)
     at.selectbox(key="sae-other").set_value(next(r for r in repo.list_runs() if r.id == big)).run()
     assert not at.exception
