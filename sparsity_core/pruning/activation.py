@@ -82,9 +82,14 @@ def kept_count(width: int, sparsity: float) -> int:
     return max(1, width - math.floor(sparsity * width + 0.5))
 
 
+def weight_norms(weight: Tensor) -> Tensor:
+    """||W[:, i]||_2 of every input column i of an (out, in) weight tensor, in float32."""
+    return weight.detach().float().norm(dim=0)
+
+
 def column_norms(layer: nn.Module) -> Tensor:
-    """||W[:, i]||_2 of every input column i of a layer's (out, in) weight, in float32."""
-    return weight_2d(layer).detach().float().norm(dim=0)
+    """`weight_norms` of a layer's (out, in) weight (Conv1D's transposed)."""
+    return weight_norms(weight_2d(layer))
 
 
 def scores(x: Tensor, norms: Optional[Tensor] = None) -> Tensor:
@@ -126,7 +131,7 @@ def input_groups(names: list[str]) -> dict[str, tuple[str, ...]]:
 
 def stacked_norms(weights: list[Tensor]) -> Tensor:
     """||[W_1; W_2; ...][:, i]||_2 of (out_j, in) weights sharing their input: sqrt(sum_j ||W_j[:, i]||^2)."""
-    return torch.stack([w.detach().float().norm(dim=0) ** 2 for w in weights]).sum(0).sqrt()
+    return torch.stack([weight_norms(w) ** 2 for w in weights]).sum(0).sqrt()
 
 
 def svd_basis(weight: Tensor) -> Tensor:
@@ -166,7 +171,7 @@ class ActivationMethod:
 
     def norms_of(self, weight: Tensor) -> Optional[Tensor]:
         """The same from an (out, in) weight tensor."""
-        return weight.detach().float().norm(dim=0) if self.weighted else None
+        return weight_norms(weight) if self.weighted else None
 
     def describe(self) -> dict:
         return {"method": self.name, "score": self.score, "selection": "per-token top-k, uniform over layers",
@@ -244,7 +249,7 @@ def plan_layers(linears: dict[str, nn.Module], method: ActivationMethod) -> dict
             plans[name] = LayerPlan((members[0], "stacked"), stacked_norms([in_basis(linears[m], basis) for m in members]).to(device),
                                     basis)
         else:  # own, or the anchor itself
-            plans[name] = LayerPlan((name, "own"), in_basis(layer, basis).norm(dim=0).to(device), basis)
+            plans[name] = LayerPlan((name, "own"), weight_norms(in_basis(layer, basis)).to(device), basis)
     return plans
 
 

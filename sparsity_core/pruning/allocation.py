@@ -33,7 +33,8 @@ from typing import Mapping, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-ALLOCATIONS = ("uniform", "owl", "erk")
+from sparsity_core.catalog.pruning import ALLOCATIONS
+
 MAX_SPARSITY = 1.0  # the clip of _shift_to_mean: a block can at most lose every weight
 
 
@@ -142,4 +143,4 @@ def layer_sparsities(kind: str, groups: Sequence[Mapping[str, nn.Module]], targe
             raise ValueError("owl needs one outlier ratio per block (owl_outlier_ratios)")
         per_block = owl_sparsities(ratios, target, lam, block_sizes(groups))
         return {name: s for group, s in zip(groups, per_block) for name in group}
-    raise ValueError(f"unknown allocation {kind!r}; known: {', '.join(ALLOCATIONS)}")
+    raise ValueError(f"unknown allocation {kind!r}; known: {', '.join(ALLOCATIONS)}")  # the catalog's names

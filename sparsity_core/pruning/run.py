@@ -24,6 +24,7 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor, nn
 
+from sparsity_core.catalog.pruning import CALIBRATIONS
 from sparsity_core.data.calibration import calibration_set
 from sparsity_core.jobs.context import RunContext, Stage
 from sparsity_core.pruning import METHODS
@@ -37,11 +38,6 @@ from sparsity_core.specs import PruneSpec
 from sparsity_core.zoo import ModelHandle, prunable_linears
 
 CALIBRATION_SHARE = 0.15  # of the progress bar: one forward pass over the calibration set
-STATISTICS = {
-    "sequential": "block by block: each block's inputs come from the blocks before it, already pruned "
-                  "(Sun et al. 2023; Frantar & Alistarh 2023); repeated for every target",
-    "one_pass": "one pass of the dense model, shared by every target",
-}
 
 
 @dataclass
@@ -65,7 +61,7 @@ def calibrate(spec: PruneSpec, handle: ModelHandle, method: PruningMethod, stage
         return Calibrated()
     calib = calibration_set(handle, spec.calibration_samples, spec.seq_len, spec.seed)
     needs, mode = method.entry.needs_calibration, spec.calibration
-    statistics = STATISTICS[mode] if needs else "dense-model input norms, for OWL's outlier ratios only"
+    statistics = CALIBRATIONS[mode] if needs else "dense-model input norms, for OWL's outlier ratios only"
     stage.ctx.info(calibration={**calib.info, "mode": mode if needs else "one_pass", "statistics": statistics})
     # Step 1: one-pass statistics (also what OWL's ratios need) unless the method goes block by block
     stats = None
