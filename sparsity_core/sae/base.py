@@ -30,6 +30,8 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta"
 
 THRESHOLD_MOMENTUM = 0.99  # inference thresholds: EMA over ~100 steps once past the first 100
 DENSE_FALLBACK = 0.08  # above this fraction of active pairs a dense matmul beats the sparse kernels
+GATHER_BELOW = 0.03  # below this fraction of active pairs the decoder's backward gathers pairs (`_pair_dots`)
+PAIR_CHUNK_FLOATS = 786_432  # floats of gathered rows per chunk of `_pair_dots` (3 MB: 2,048 rows of 384)
 
 
 def register_variant(cls: type["SAE"]) -> type["SAE"]:
@@ -56,6 +58,18 @@ class Codes:
     vals: Tensor  # (nnz,) float, differentiable
     n_tokens: int
     n_latents: int
+
+    _by_latent: Optional[tuple[Tensor, Tensor]] = field(default=None, repr=False)
+
+    def by_latent(self) -> tuple[Tensor, Tensor]:
+        """(order grouping the pairs by latent, CSR row pointers over latents), computed once: the
+        encoder's and the decoder's backward both group the same pairs."""
+        if self._by_latent is None:
+            order = torch.sort(self.cols.int()).indices  # int32 keys, unstable: ~4x faster; order within a row is free
+            crow = torch.zeros(self.n_latents + 1, dtype=torch.int64, device=self.cols.device)
+            crow[1:] = torch.cumsum(torch.bincount(self.cols, minlength=self.n_latents), 0)
+            self._by_latent = (order, crow)
+        return self._by_latent
 
     def counts(self) -> Tensor:
         """How many tokens each latent fired on in this batch, (d_sae,)."""
@@ -88,9 +102,7 @@ class StepContext:
 # --------------------------------------------------------------------------- sparse kernels
 def _by_latent_csr(codes: Codes, values: Tensor) -> Tensor:
     """(d_sae, n_tokens) CSR matrix holding `values` at the active pairs: rows grouped by latent."""
-    order = torch.sort(codes.cols.int()).indices  # int32 keys, unstable: ~4x faster; order within a row is free
-    crow = torch.zeros(codes.n_latents + 1, dtype=torch.int64, device=values.device)
-    crow[1:] = torch.cumsum(torch.bincount(codes.cols, minlength=codes.n_latents), 0)
+    order, crow = codes.by_latent()
     return torch.sparse_csr_tensor(crow, codes.rows[order], values[order],
                                    size=(codes.n_latents, codes.n_tokens), check_invariants=False)
 
@@ -127,10 +139,26 @@ class _SparseDecode(torch.autograd.Function):
     def backward(ctx, grad):
         vals, W_dec = ctx.saved_tensors
         codes = ctx.codes
-        # one dense matmul then a gather: cheaper than gathering nnz x d_in decoder rows
-        grad_vals = (grad @ W_dec.t())[codes.rows, codes.cols]
+        if codes.vals.numel() < GATHER_BELOW * codes.n_tokens * codes.n_latents:
+            grad_vals = _pair_dots(grad, W_dec, codes.rows, codes.cols)
+        else:  # many active pairs: one dense matmul then a gather
+            grad_vals = (grad @ W_dec.t())[codes.rows, codes.cols]
         grad_W = _by_latent_csr(codes, vals) @ grad
         return grad_vals, grad_W, None
+
+
+def _pair_dots(a: Tensor, b: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """a[rows[i]] . b[cols[i]] for every pair i, gathered in chunks that stay in cache (~3 MB): the
+    decoder's backward d loss / d vals[t, j] = grad[t] . W_dec[j] at the active pairs only. On 2
+    cores, batch 512: d 384 x 3072 latents, k = 32: 2.8 ms against 9.7 ms for the dense
+    grad @ W_dec.T (an encoder-sized matmul) and a gather, k = 64: 4.8 ms against 9.4; SmolLM2's
+    576 x 4608, k = 32: 4.9 against 22.5. Unchunked, the gathered rows outgrow the cache: 43 ms at k = 64."""
+    out = torch.empty(len(rows), dtype=a.dtype, device=a.device)
+    chunk = max(1, PAIR_CHUNK_FLOATS // a.shape[1])
+    for i in range(0, len(rows), chunk):
+        torch.sum(a.index_select(0, rows[i:i + chunk]) * b.index_select(0, cols[i:i + chunk]), 1,
+                  out=out[i:i + chunk])
+    return out
 
 
 def sparse_decode(codes: Codes, W_dec: Tensor) -> Tensor:
@@ -200,7 +228,7 @@ class SAE(nn.Module):
     def codes(self, x: Tensor, ctx: StepContext) -> Codes:
         # Step 1: pre-activations without a gradient through x (b_dec enters through a vector)
         with torch.no_grad():
-            pre = x @ self.W_enc + (self.b_enc - self.b_dec @ self.W_enc)
+            pre = torch.addmm(self.b_enc - self.b_dec @ self.W_enc, x, self.W_enc)  # one pass, not matmul + add
             rows, cols = self.select(pre, ctx)
         self._last_pre = pre
         return self.attach(x, pre, rows, cols)

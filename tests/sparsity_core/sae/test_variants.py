@@ -71,10 +71,13 @@ def test_matryoshka_adds_each_prefix_reconstruction_by_hand(identity_sae):
     assert out.loss.item() == pytest.approx(8.0)
 
 
-@pytest.mark.parametrize("kernels", ["sparse", "dense"])
+@pytest.mark.parametrize("kernels", ["sparse", "sparse, gathered backward", "dense"])
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_sparse_gradients_match_dense_autograd(name, kernels, monkeypatch):
-    monkeypatch.setattr("sparsity_core.sae.base.DENSE_FALLBACK", 1.0 if kernels == "sparse" else 0.0)
+    monkeypatch.setattr("sparsity_core.sae.base.DENSE_FALLBACK", 0.0 if kernels == "dense" else 1.0)
+    if "gathered" in kernels:  # the decoder's backward by pair dot products, in chunks of 5 pairs
+        monkeypatch.setattr("sparsity_core.sae.base.GATHER_BELOW", 1.0)
+        monkeypatch.setattr("sparsity_core.sae.base.PAIR_CHUNK_FLOATS", 5 * 8)
     torch.manual_seed(0)
     sae = VARIANTS[name](8, 24, k=3)
     x = torch.randn(16, 8)
