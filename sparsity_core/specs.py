@@ -110,7 +110,8 @@ class PruneSpec(BaseSpec):
         "fixed_mask", description="N:M recovery: fixed_mask trains under the one-shot mask; sr_ste trains the dense "
                                   "weights through a mask recomputed from |W| every step (Zhou et al. 2021)")
     srste_decay: float = Field(2e-4, ge=0, le=1, description="SR-STE's lambda_W, added times W to the gradient "
-                                                             "of the pruned weights (the paper: 2e-4)")
+                                                             "of the pruned weights (the paper: 2e-4, under SGD; "
+                                                             "here the optimiser is AdamW, which rescales the term)")
 
     @field_validator("method")
     @classmethod
