@@ -229,15 +229,15 @@ def draw_quality(run, what: str, curve, key: str):
     labels = {r.id: run_label(r) for r in [run, *overlay]}
     keys = [k for k in ("perplexity", "accuracy", "embedding_cosine") if k in set(frame["key"])]
     for col, metric in zip(st.columns(max(1, len(keys))), keys):
-        col.plotly_chart(curve(frame, metric, labels, run.id) if activation else curve(frame, metric, labels),
-                         key=f"{key}-{metric}")
+        col.plotly_chart(curve(frame, metric, labels), key=f"{key}-{metric}")
     return frame
 
 
 def draw_activation(run) -> None:
     """A WINA / TEAL run: quality against activation sparsity, overlaid with the other method's runs
     on the same model (the metric keys are shared), and a language model's generations."""
-    frame = draw_quality(run, "WINA / TEAL runs", activation_curve, "p_activation_overlay")
+    frame = draw_quality(run, "WINA / TEAL runs", lambda f, m, labels: activation_curve(f, m, labels, run.id),
+                         "p_activation_overlay")
     views = load_views(run.id) or {}
     gens = generation_table(views, "activation-sparse")
     if len(gens):

@@ -50,6 +50,8 @@ IMAGE_DATA: dict[str, str] = {"digits-mlp": "digits"}
 
 CORPORA = ("rotten_tomatoes", "bbc_news", "tweets")  # `data: all` interleaves the three
 DATA = ("all", *CORPORA, "digits")  # digits: images, for the MLP classifiers only
+# feature absorption's classes: a word's first letter (sae/absorption.py; the page's bars, no torch)
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
 # what an L0 sweep (`k_sweep`) stores again for each of its SAEs, as sweep_<key> with x = its L0
 SWEEP_KEYS = ("fve", "nmse", "dead_fraction", "eval_dead_fraction", "dense_fraction", "tokens_per_s",
               "ce_recovered", "cosine_recovered", "probe_accuracy", "accuracy_recovered", "absorption_rate",

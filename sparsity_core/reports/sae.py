@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from sparsity_core.catalog.sae import LETTERS
 from sparsity_core.reports.figures import PALETTE, PERCENT_KEYS, empty, legend_below, metric_curve, metric_label, text
 from sparsity_core.sae.compare import MATCH_THRESHOLD, match_features, split_counts  # noqa: F401 (for the pages)
 
@@ -181,8 +182,6 @@ def sparse_probing_figure(frame: pd.DataFrame, labels: Optional[dict[int, str]] 
 def absorption_figure(frame: pd.DataFrame) -> go.Figure:
     """Per first letter, the full absorption rate and the absorption fraction (bars side by side);
     letters the ground-truth probe could not read are left out (`sae.absorption`)."""
-    from sparsity_core.sae.absorption import LETTERS
-
     rows = frame[frame["key"] == "absorption_by_letter"]
     if rows.empty:
         return empty("no feature absorption in this run (tick 'feature absorption' when training)")

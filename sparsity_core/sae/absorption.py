@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import random
 import re
-import string
 from pathlib import Path
 from typing import Optional
 
@@ -53,11 +52,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sparsity_core.catalog.sae import LETTERS
 from sparsity_core.sae.activations import cached_tensors, site_module, site_outputs
 from sparsity_core.sae.base import SAE
 from sparsity_core.sae.metrics import CHUNK, _once
 
-LETTERS = string.ascii_lowercase
 TEMPLATE = " has the first letter:"  # SAEBench's "{word} has the first letter:"
 ICL_EXAMPLES = 4
 WORDS_PER_LETTER = 80  # 26 x 80 prompts of ~38 tokens: ~70k tokens through the model, once per site
@@ -82,8 +81,7 @@ SILENT = 1e-8
 def spelled_words(tokenizer) -> dict[str, list[tuple[str, int]]]:
     """{first letter: [(word, token id), ...]} for the vocabulary's lowercase words of two letters
     or more that " word" tokenises to one token (the word's own token, as it appears mid-sentence)."""
-    names = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-    texts = tokenizer.batch_decode([[i] for i in range(len(names))])
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
     candidates = sorted({t.strip() for t in texts if re.fullmatch(r"\s?[a-z]{2,}", t)})
     words: dict[str, list[tuple[str, int]]] = {}
     encoded = tokenizer([" " + w for w in candidates], add_special_tokens=False)["input_ids"]

@@ -72,19 +72,24 @@ def cached_token_count(model: str, data: str, split: str, context: int, seed: in
     return None
 
 
+def count_tokens(tokenizer, data: str, split: str, context: int, seed: int = 0) -> int:
+    """Tokens the split holds in windows of `context` (special tokens included), counted now."""
+    return sum(len(w) for w in iter_windows(tokenizer, corpus_texts(data, split, seed), context))
+
+
 def write_bundled_counts(context: int = 128, seed: int = 0) -> dict[str, int]:
     """Count every corpus split for the bundled text models and write BUNDLED_COUNTS (run it when a
-    corpus or a tokenizer changes: `python -c "from sparsity_core.sae.corpus import write_bundled_counts as w; w()"`)."""
-    from sparsity_core.zoo import load_model
+    corpus or a tokenizer changes: `python -c "from sparsity_core.sae.corpus import write_bundled_counts as w; w()"`).
+    The tokenizers come from the models' skeletons: no weights are read or trained."""
+    from sparsity_core.zoo import load_skeleton
 
     counts = {}
     for model in BUNDLED_MODELS:
-        tokenizer = load_model(model).tokenizer
+        tokenizer = load_skeleton(model).tokenizer
         for data in ("all", *CORPORA):
             for split in ("train", "test"):
-                texts = corpus_texts(data, split, seed)
-                counts[_count_key(model, data, split, context, seed)] = sum(
-                    len(w) for w in iter_windows(tokenizer, texts, context))
+                counts[_count_key(model, data, split, context, seed)] = count_tokens(tokenizer, data, split,
+                                                                                     context, seed)
     BUNDLED_COUNTS.write_text(json.dumps(counts, indent=1, sort_keys=True) + "\n")
     return counts
 
@@ -94,7 +99,7 @@ def token_count(tokenizer, model: str, data: str, split: str, context: int, seed
     held = cached_token_count(model, data, split, context, seed)
     if held is not None:
         return held
-    held = sum(len(w) for w in iter_windows(tokenizer, corpus_texts(data, split, seed), context))
+    held = count_tokens(tokenizer, data, split, context, seed)
     path = _counts_path()
     fresh = json.loads(path.read_text()) if path.exists() else {}  # another process may have added some
     tmp = path.with_suffix(f".tmp{os.getpid()}")

@@ -24,10 +24,10 @@ from typing import Optional
 
 import torch
 
-from sparsity_core.catalog.sae import HIDDEN_LAYERS, SWEEP_KEYS
+from sparsity_core.catalog.sae import HIDDEN_LAYERS, LETTERS, SWEEP_KEYS
 from sparsity_core.jobs.context import ParentRun, RunContext, Stage, check_parent, target_tag
 from sparsity_core.pruning.artifacts import load_pruned
-from sparsity_core.sae.absorption import LETTERS, absorption, absorption_labels
+from sparsity_core.sae.absorption import absorption, absorption_labels
 from sparsity_core.sae.activations import ActivationKey, cached_tokens, image_activations, load_activations
 from sparsity_core.sae.checks import budget_problem, k_problems, preflight_sae
 from sparsity_core.sae.corpus import token_count
@@ -63,7 +63,7 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
     # Step 2: the activations. Text: a budget the corpus can fill (counted once per corpus and
     # tokenizer), captured once and cached. An MLP classifier's hidden layer: every image of the
     # train and test splits (the trainer makes several passes when the budget is larger)
-    eval_key, parent_tag, capture = None, activation_key(spec, "train", parent, sparsity).parent or None, None
+    eval_key, parent_tag, capture, massive = None, activation_key(spec, "train", parent, sparsity).parent or None, None, None
     if spec.site == "hidden":
         ctx.update(0.0, f"reading hidden layer {spec.layer} of {spec.model} on the digits train and test images")
         train, evals = (image_activations(handle, spec.layer, split) for split in ("train", "test"))
@@ -79,13 +79,15 @@ def run_sae(spec: SAESpec, ctx: RunContext) -> None:
         evals = load_activations(handle, eval_key, EVAL_TOKENS, Stage(ctx, 0.25, 0.3))
         # what this run captured, and how long it took: the estimate of a later run's first capture
         capture = {"tokens": cached_tokens(train_key) + cached_tokens(eval_key) - before,
-                   "seconds": round(time.perf_counter() - start, 2),
-                   "massive_left_out": sum(cached_tokens(k, "massive_left_out") for k in (train_key, eval_key))}
+                   "seconds": round(time.perf_counter() - start, 2)}
+        # a causal LM's massive activations the cached captures left out (activations.massive_rows)
+        massive = sum(cached_tokens(k, "massive_left_out") for k in (train_key, eval_key))
     d_in = train.acts.shape[1]
     ctx.info(activations={"model": spec.model, "layer": spec.layer, "site": spec.site, "data": spec.data,
                           "context": spec.context, "train_tokens": len(train), "eval_tokens": len(evals),
                           "eval_split": "test", "parent": parent_tag,
-                          "rows": "images" if evals.images is not None else "tokens", "capture": capture},
+                          "rows": "images" if evals.images is not None else "tokens", "capture": capture,
+                          "massive_left_out": massive},
              device=str(device), d_in=d_in, d_sae=spec.expansion * d_in)
     # Step 3: train, logging a handful of points
     sae = build_sae(spec, d_in)  # the variant with its options (a Matryoshka SAE's prefixes)

@@ -48,7 +48,7 @@ def test_a_token_count_is_counted_once_then_read():
 def test_the_bundled_counts_are_the_real_ones_and_read_on_a_fresh_machine():
     from transformers import AutoTokenizer
 
-    from sparsity_core.sae.corpus import BUNDLED_COUNTS, iter_windows
+    from sparsity_core.sae.corpus import BUNDLED_COUNTS, count_tokens
     from sparsity_core.zoo.minilm import model_dir
 
     bundled = json.loads(BUNDLED_COUNTS.read_text())
@@ -56,4 +56,4 @@ def test_the_bundled_counts_are_the_real_ones_and_read_on_a_fresh_machine():
     # nothing counted on this machine yet (each test has its own home): the bundled count is read
     assert cached_token_count("minilm-l6", "rotten_tomatoes", "test", 128) == 70_367
     tok = AutoTokenizer.from_pretrained(model_dir())
-    assert sum(len(w) for w in iter_windows(tok, corpus_texts("rotten_tomatoes", "test", 0), 128)) == 70_367
+    assert count_tokens(tok, "rotten_tomatoes", "test", 128) == 70_367
