@@ -19,6 +19,7 @@ from sparsity_core.catalog.pruning import (
 from sparsity_core.reports.figures import layer_sparsity_heatmap, metric_curve
 from sparsity_core.reports.pruning import (
     activation_curve,
+    activation_layer_bars,
     allocation_bars,
     allocation_targets,
     generation_table,
@@ -238,6 +239,13 @@ def draw_activation(run) -> None:
     on the same model (the metric keys are shared), and a language model's generations."""
     frame = draw_quality(run, "WINA / TEAL runs", lambda f, m, labels: activation_curve(f, m, labels, run.id),
                          "p_activation_overlay")
+    targets = sorted(float(x) for x in frame.loc[(frame["run_id"] == run.id) & (frame["key"] == "layer_activation_sparsity")
+                                                 & (frame["x"] > 0), "x"].unique())
+    if targets:  # what each layer skipped, and how much of its input was zero anyway
+        at = targets[-1] if len(targets) == 1 else st.select_slider(
+            "Layers at activation sparsity", targets, value=targets[-1], format_func=lambda x: f"{x:.0%}",
+            key="p_activation_layers")
+        st.plotly_chart(activation_layer_bars(frame, run.id, at), key="activation_layers")
     views = load_views(run.id) or {}
     gens = generation_table(views, "activation-sparse")
     if len(gens):

@@ -17,9 +17,13 @@ parent run, three calls are timed side by side (harness.time_interleaved: median
   topk+gathered  the same with the selection included: the method's score of x and its top-k.
 x is a real activation, not a random one: the input each layer sees at the last token of one
 Rotten Tomatoes sentence (the first test image for an image model), captured from the dense
-model; idx is the parent method's keep set of that x (`pruning.activation.keep_mask`: WINA's
-depends on x and the layer's column norms, TEAL's on x alone). Check: each gathered output
-against W @ (x with the skipped elements zeroed), as a relative error.
+model; idx is the parent method's keep set of that x, chosen as the parent run chose it
+(`pruning.activation.plan_layers` + `keep_mask`): WINA weighs k_proj's and gate_proj's columns and
+gives q / v / up the magnitude set, TEAL keeps the largest |x_i| everywhere. Layers that read one
+input with one score (q / k / v under TEAL, q / v under WINA, gate / up) share one selection, as a
+decoding kernel would: the first of them pays the top-k in `topk+gathered`, the others gather with
+its indices. Check: each gathered output against W @ (x with the skipped elements zeroed), as a
+relative error.
 
 Metrics (x = the activation-sparsity target):
   layer_latency_ms  series `dense|layer`, `gathered|layer`, `topk+gathered|layer`
@@ -28,10 +32,13 @@ Metrics (x = the activation-sparsity target):
                     the LM head are not in it)
   speedup           series `gemv:gathered`, `gemv:topk+gathered`: summed dense / summed sparse
   rel_error         series `gemv:gathered`: the largest over the layers
-Artifact `gemv` (parquet): one row per (target, layer) with the three medians and the kept count.
+Artifact `gemv` (parquet): one row per (target, layer) with the three medians, the kept count, the
+layer whose selection it uses (`mask_of`) and whether it pays that selection (`selects`).
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import pandas as pd
 import torch
@@ -41,7 +48,14 @@ from torch import Tensor
 from sparsity_core.jobs.context import ParentRun, RunContext, Stage
 from sparsity_core.kernels.harness import rel_error, time_interleaved
 from sparsity_core.kernels.model import capture_inputs, model_inputs
-from sparsity_core.pruning.activation import ACTIVATION_METHODS, ActivationMethod, keep_mask, kept_count, scores
+from sparsity_core.pruning.activation import (
+    ACTIVATION_METHODS,
+    ActivationMethod,
+    keep_mask,
+    kept_count,
+    plan_layers,
+    scores,
+)
 from sparsity_core.pruning.base import weight_2d
 from sparsity_core.specs import KernelSpec
 from sparsity_core.zoo import ModelHandle, load_model, prunable_linears
@@ -64,10 +78,12 @@ def gathered_gemv(weight_t: Tensor, idx: Tensor, values: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def time_layer(weight: Tensor, x: Tensor, method: ActivationMethod, target: float, device: torch.device,
-               warmup: int, repeats: int) -> dict:
-    """One layer at one target: medians / IQRs of the three calls, the kept count and the check."""
-    norms = method.norms_of(weight)
+def time_layer(weight: Tensor, x: Tensor, norms: Optional[Tensor], target: float, device: torch.device,
+               warmup: int, repeats: int, selects: bool = True) -> dict:
+    """One layer at one target: medians / IQRs of the three calls, the kept count and the check.
+    norms: the score's column weights (None: |x_i| alone); selects: False for a layer that reuses
+    another layer's selection of the same x, whose `topk+gathered` is then the gather alone."""
+    norms = None if norms is None else norms.to(device, torch.float32)
     mask = keep_mask(x, target, norms)
     idx = mask.nonzero().flatten()  # ascending: the kept rows of W^T in memory order
     weight_t = weight.t().contiguous()
@@ -82,7 +98,8 @@ def time_layer(weight: Tensor, x: Tensor, method: ActivationMethod, target: floa
 
     timings = time_interleaved({"dense": lambda: torch.mv(weight, x),
                                 "gathered": lambda: gathered_gemv(weight_t, idx, values),
-                                "topk+gathered": select_and_gather}, device, warmup, repeats)
+                                "topk+gathered": select_and_gather if selects
+                                else lambda: gathered_gemv(weight_t, idx, values)}, device, warmup, repeats)
     row = {"kept": int(idx.numel()), "inputs": int(x.numel()), "rel_error": err}
     for call, t in timings.items():
         row[f"{call}_ms"], row[f"{call}_iqr_ms"] = t.median_ms, t.iqr_ms
@@ -92,15 +109,23 @@ def time_layer(weight: Tensor, x: Tensor, method: ActivationMethod, target: floa
 def time_layers(handle: ModelHandle, inputs: dict[str, Tensor], method: ActivationMethod, targets: list[float],
                 device: torch.device, warmup: int, repeats: int, dtype: torch.dtype = torch.float32,
                 on_step=None) -> list[dict]:
-    """Every prunable layer at every target; rows for the `gemv` artifact."""
+    """Every prunable layer at every target, each with the parent method's plan; rows for `gemv`."""
     layers = prunable_linears(handle)
+    plans = plan_layers(layers, method)
+    if any(plan.basis is not None for plan in plans.values()):
+        raise ValueError(f"{method.name} rotates its inputs: a rotated GEMV is not what this times")
+    first = {}  # the plan key's first layer: the one that pays the shared selection
+    for name, plan in plans.items():
+        first.setdefault(plan.key, name)
     rows = []
     for i, target in enumerate(targets):
         for j, (name, layer) in enumerate(layers.items()):
             weight = weight_2d(layer).detach().to(device, dtype).contiguous()
             x = inputs[name].to(device, dtype)
-            rows.append({"target": target, "layer": name,
-                         **time_layer(weight, x, method, target, device, warmup, repeats)})
+            owner = first[plans[name].key]
+            rows.append({"target": target, "layer": name, "mask_of": owner, "selects": owner == name,
+                         **time_layer(weight, x, plans[name].norms, target, device, warmup, repeats,
+                                      selects=owner == name)})
             if on_step:
                 on_step((i * len(layers) + j + 1) / (len(targets) * len(layers)), target, j + 1, len(layers))
     return rows
@@ -151,5 +176,7 @@ def run_activation_gemv(spec: KernelSpec, parent: ParentRun, ctx: RunContext, st
                          "layers": len(prunable_linears(handle)), "repeats_per_layer": repeats,
                          "input": "each layer's input at the last token of one example, captured from the dense model",
                          "gathered": "embedding_bag(sum) over W^T: reads only the kept columns of W",
+                         "selection": "the parent's plan: layers sharing an input and a score share one top-k, "
+                                      "paid by the first of them",
                          "sum": "per-layer medians summed over the prunable layers (not the whole decode step)",
                          "check": "rel_error of gathered vs W @ (x with skipped elements zeroed)"})

@@ -43,11 +43,12 @@ What is implemented, and how it relates to the papers:
 - Where: the inputs of `zoo.prunable_linears` (in a Llama block q, k, v, o, gate, up and down, as
   both papers; embeddings and the LM head stay dense). Layers that share a mask compute it once
   per token (the first one called), the others reuse it (`plan_layers`, LayerPlan.key).
-- kernels/activation.py times one layer at a time with `method.norms_of(weight)` (every layer's own
-  norms): its kept count and timing are those of any top-k, its kept set is wina-own's.
+- kernels/activation.py times each layer with this plan (`plan_layers`): the parent's kept sets,
+  one top-k per shared mask.
 
 A run records, at x = each target: `activation_sparsity` (input elements skipped, measured over
-every layer call of the evaluation), `layer_activation_sparsity` (series = layer),
+every layer call of the evaluation), `layer_activation_sparsity` and `layer_activation_zeros` (series =
+layer; drawn side by side on the run page),
 `activation_zeros` (inputs exactly zero after sparsification, the model's own zeros such as
 ReLU's included) and the evaluator's quality key (`perplexity`, `accuracy`, ...). Artifacts:
 `activation@x` (JSON: method, target, measured shares) per target, and `views` (a causal LM's
@@ -165,14 +166,6 @@ class ActivationMethod:
         if self.weights not in WEIGHTS:
             raise ValueError(f"weights must be one of {WEIGHTS}, not {self.weights!r}")
 
-    @property
-    def weighted(self) -> bool:
-        return self.weights != "none"
-
-    def norms_of(self, weight: Tensor) -> Optional[Tensor]:
-        """The same from an (out, in) weight tensor."""
-        return weight_norms(weight) if self.weighted else None
-
     def describe(self) -> dict:
         return {"method": self.name, "score": self.score, "selection": "per-token top-k, uniform over layers",
                 "shared_inputs": SHARING[self.weights], "transform": "SVD rotation of shared inputs" if self.transform else "none",
@@ -272,6 +265,10 @@ class InputCounts:
         """Share of input elements skipped, per layer that was called."""
         return {n: float(self.skipped[n]) / self.seen[n] for n in self.seen if self.seen[n]}
 
+    def zeros_per_layer(self) -> dict[str, float]:
+        """Share of input elements exactly zero after sparsification, per layer that was called."""
+        return {n: float(self.zeros[n]) / self.seen[n] for n in self.seen if self.seen[n]}
+
     def sparsity(self) -> float:
         """Share of all input elements skipped, over every layer call."""
         seen = sum(self.seen.values())
@@ -341,6 +338,8 @@ def record_target(ctx: RunContext, method: ActivationMethod, target: float, coun
     ctx.metric("activation_zeros", counts.zero_share(), x=target)
     for name, value in per_layer.items():
         ctx.metric("layer_activation_sparsity", value, x=target, series=name)
+    for name, value in counts.zeros_per_layer().items():
+        ctx.metric("layer_activation_zeros", value, x=target, series=name)
     for key, value in quality.items():
         ctx.metric(key, value, x=target)
     tag = target_tag(target)

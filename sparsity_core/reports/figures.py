@@ -46,6 +46,8 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
                             "WINA / TEAL: share of the layers' input elements skipped, per token, over the evaluation"),
     "layer_activation_sparsity": ("activation sparsity of the layer",
                                   "share of this layer's input elements skipped, per token"),
+    "layer_activation_zeros": ("zero inputs of the layer",
+                               "share of this layer's inputs exactly zero after activation sparsity, its own zeros included"),
     "activation_zeros": ("zero inputs", "share of the layers' inputs exactly zero after activation sparsity, "
                                         "the model's own zeros (e.g. after ReLU) included"),
     # kernels
@@ -129,7 +131,7 @@ METRIC_LABELS.update({f"sweep_{key}": (f"{METRIC_LABELS[key][0]}, L0 sweep",
 # fractions of a whole, shown as percent on every axis, colour bar and table
 PERCENT_KEYS = frozenset({
     "sparsity", "layer_sparsity", "layer_target", "unit_sparsity", "schedule_sparsity", "accuracy", "activation_sparsity",
-    "layer_activation_sparsity", "activation_zeros", "topk_overlap", "mislabel_found",
+    "layer_activation_sparsity", "layer_activation_zeros", "activation_zeros", "topk_overlap", "mislabel_found",
     "dead_fraction", "eval_dead_fraction", "log_density", "ce_recovered", "cosine_recovered", "probe_accuracy",
     "probe_accuracy_clean", "probe_accuracy_zero", "dense_fraction", "accuracy_recovered", "sparse_probe_accuracy",
     "absorption_rate", "absorption_fraction", "absorption_by_letter"})

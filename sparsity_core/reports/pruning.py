@@ -1,6 +1,7 @@
 """Figure builders of the pruning lab: weights before/after, a mask view, model size, generations,
 per-layer sparsity of several runs side by side, a sparse model soup against its ingredients, and a
-layer-wise allocation (OWL / ERK) against the sparsity each layer reached.
+layer-wise allocation (OWL / ERK) against the sparsity each layer reached, and a WINA / TEAL run's
+per-layer skipped and zero inputs.
 
 They take what the store holds (the long metrics frame from `db.repo.metrics_frame`, and the
 run's `views` JSON artifact as a dict) and return plotly figures or pandas frames, so the
@@ -214,22 +215,43 @@ def allocation_targets(frame: pd.DataFrame, run_id: int) -> list[float]:
 def allocation_bars(frame: pd.DataFrame, run_id: int, x: float) -> go.Figure:
     """Per-layer sparsity an OWL / ERK allocation asked for against what pruning reached, at
     target `x`; more than MAX_LAYER_ROWS layers (SmolLM2's 210) as one pair of bars per block."""
-    rows = frame[(frame["run_id"] == run_id) & frame["key"].isin(["layer_target", "layer_sparsity"])
-                 & np.isclose(frame["x"].astype(float), x)]
-    if not (rows["key"] == "layer_target").any():
-        return empty(f"no layer-wise allocation at {x:.0%} (a uniform run gives every layer the target)")
+    return layer_pair_bars(frame, run_id, x, (("layer_target", "allocated", "#9DA5B4"),
+                                              ("layer_sparsity", "reached", PALETTE[0])),
+                           f"layer-wise allocation at target {x:.0%}: allocated vs reached", "zeros in the layer",
+                           f"no layer-wise allocation at {x:.0%} (a uniform run gives every layer the target)")
+
+
+def activation_layer_bars(frame: pd.DataFrame, run_id: int, x: float) -> go.Figure:
+    """A WINA / TEAL run at activation-sparsity target `x`: per layer, the share of its inputs the
+    method skipped per token, and the share that is zero after it (the model's own zeros, e.g. after
+    a ReLU, included): where the two differ the layer's input was sparse before the method came."""
+    return layer_pair_bars(frame, run_id, x, (("layer_activation_sparsity", "skipped by the method", PALETTE[0]),
+                                              ("layer_activation_zeros", "zero after it", "#9DA5B4")),
+                           f"each layer's inputs at activation sparsity {x:.0%}", "share of the layer's inputs",
+                           f"no per-layer activation sparsity measured at {x:.0%}")
+
+
+def layer_pair_bars(frame: pd.DataFrame, run_id: int, x: float, bars: tuple, title: str, y_title: str,
+                    missing: str) -> go.Figure:
+    """Two per-layer metrics of one run at target `x` as bars side by side, layer by layer (one pair
+    per block, the mean of its layers, past MAX_LAYER_ROWS), with the target as a dotted line.
+    bars: ((key, name, colour), ...); the first key must be there, else the `missing` note."""
+    keys = [key for key, _, _ in bars]
+    rows = frame[(frame["run_id"] == run_id) & frame["key"].isin(keys) & np.isclose(frame["x"].astype(float), x)]
+    if not (rows["key"] == keys[0]).any():
+        return empty(missing)
     grouped = rows["series"].nunique() > MAX_LAYER_ROWS  # SmolLM2's 210 layers: one pair of bars per block
     if grouped:
         rows = group_layers(rows).groupby(["key", "block", "block_index"], as_index=False)["value"].mean()
         rows = rows.sort_values("block_index").rename(columns={"block": "series"})
     fig = go.Figure()
-    for key, name, colour in (("layer_target", "allocated", "#9DA5B4"), ("layer_sparsity", "reached", PALETTE[0])):
+    for key, name, colour in bars:
         part = rows[rows["key"] == key]
         fig.add_trace(go.Bar(x=part["series"], y=part["value"], name=name, marker={"color": colour},
                              hovertemplate="%{x}: %{y:.1%} " + name + "<extra></extra>"))
     fig.add_hline(y=x, line_dash="dot", annotation_text=f"target {x:.0%}")
-    fig.update_layout(barmode="group", title=f"layer-wise allocation at target {x:.0%}: allocated vs reached",
-                      yaxis_title="zeros in the layer" + (" (mean of the block's layers)" if grouped else ""),
+    fig.update_layout(barmode="group", title=title,
+                      yaxis_title=y_title + (" (mean of the block's layers)" if grouped else ""),
                       xaxis_title="block" if grouped else "layer", xaxis_type="category", yaxis_range=[0, 1],
                       yaxis_tickformat=".0%", height=400, margin=dict(t=40, b=40))
     return legend_below(fig)

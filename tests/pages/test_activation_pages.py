@@ -58,7 +58,9 @@ def test_the_pruning_page_offers_wina_with_activation_targets_and_refuses_global
 def test_a_finished_wina_run_draws_quality_against_activation_sparsity():
     run_id = _finished(WINA, run_prune)
     at = _show("pruning.py", run_id)
-    assert _titles(at) == ["accuracy against activation sparsity"]
+    assert _titles(at) == ["accuracy against activation sparsity", "each layer's inputs at activation sparsity 75%"]
+    at.select_slider(key="p_activation_layers").set_value(0.5).run()
+    assert _titles(at)[1] == "each layer's inputs at activation sparsity 50%"
 
 
 def test_overlays_offer_runs_of_the_same_family_only():

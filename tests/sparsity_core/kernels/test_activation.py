@@ -63,3 +63,41 @@ def test_kernel_run_on_a_wina_parent_times_dense_and_gathered_gemvs(wina_parent)
     kept = rows.set_index(["target", "layer"])["kept"]
     assert kept[(0.5, "body.0")] == 32 and kept[(0.75, "body.2")] == 64 and kept[(0.0, "body.2")] == 256
     assert ctx.facts["activation"]["method"] == "wina" and ctx.message == "done"
+
+
+def _tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sparsity_core.zoo import ModelHandle
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    return ModelHandle("tiny-llama", LlamaForCausalLM(config).eval(), "causal_lm", "llama")
+
+
+@pytest.mark.parametrize("method", ["wina", "teal"])
+def test_each_layer_is_timed_with_the_parents_kept_set_and_a_shared_selection_is_paid_once(method):
+    from sparsity_core.kernels.activation import time_layers
+    from sparsity_core.pruning.activation import ACTIVATION_METHODS
+    from sparsity_core.zoo import prunable_linears
+
+    handle = _tiny_llama()
+    layers = prunable_linears(handle)
+    gen = torch.Generator().manual_seed(1)
+    block_in, mlp_in = torch.randn(16, generator=gen), torch.randn(16, generator=gen)
+    inputs = {n: block_in if n.rpartition(".")[2] in ("q_proj", "k_proj", "v_proj") else
+              mlp_in if n.rpartition(".")[2] in ("gate_proj", "up_proj") else torch.randn(layer.in_features, generator=gen)
+              for n, layer in layers.items()}
+    rows = {r["layer"].rpartition(".")[2]: r for r in time_layers(handle, inputs, ACTIVATION_METHODS[method], [0.75],
+                                                                  torch.device("cpu"), warmup=0, repeats=1)}
+    # WINA (the release): k and gate weigh |x_i| by their columns' norms and select on their own;
+    # q / v (up) share the magnitude set. TEAL: q / k / v share one set, gate / up another.
+    owners = {"wina": {"q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "q_proj", "o_proj": "o_proj",
+                       "gate_proj": "gate_proj", "up_proj": "up_proj", "down_proj": "down_proj"},
+              "teal": {"q_proj": "q_proj", "k_proj": "q_proj", "v_proj": "q_proj", "o_proj": "o_proj",
+                       "gate_proj": "gate_proj", "up_proj": "gate_proj", "down_proj": "down_proj"}}[method]
+    assert {leaf: r["mask_of"].rpartition(".")[2] for leaf, r in rows.items()} == owners
+    assert {leaf for leaf, r in rows.items() if r["selects"]} == set(owners.values())
+    assert {leaf: r["kept"] for leaf, r in rows.items()} == {**dict.fromkeys(owners, 4), "down_proj": 8}  # a quarter kept
+    assert all(r["rel_error"] < 1e-5 for r in rows.values())

@@ -151,6 +151,8 @@ def test_a_wina_run_records_quality_and_measured_sparsity_per_target(wina_run):
     acc = ctx.values("accuracy")
     assert set(acc) == {0.0, 0.25, 0.5, 0.75} and acc[0.75] < acc[0.0]
     assert ctx.values("layer_activation_sparsity", "body.0")[0.5] == 0.5
+    zeros = ctx.values("layer_activation_zeros", "body.2")  # the input after a ReLU: zeros of its own
+    assert zeros[0.0] > 0 and all(zeros[t] >= t for t in zeros)  # what the method skips is zero too
     assert {"activation@0", "activation@0.5", "activation@0.75", "views"} <= set(ctx.artifacts)
     assert not any(name.startswith(("masks@", "pruned@")) for name in ctx.artifacts)  # no weight was pruned
     stored = json.loads(ctx.artifacts["activation@0.5"][0].read_text())

@@ -7,7 +7,7 @@ import pandas as pd
 from sparsity_core.reports.compare import curves_figures
 from sparsity_core.reports.figures import readable_table
 from sparsity_core.reports.kernels import gemv_figure, gemv_frame
-from sparsity_core.reports.pruning import activation_curve
+from sparsity_core.reports.pruning import activation_curve, activation_layer_bars
 
 
 def frame(rows) -> pd.DataFrame:
@@ -27,6 +27,16 @@ def test_quality_against_activation_sparsity_overlays_runs_with_dense_as_referen
     assert fig.layout.shapes[0].y0 == 0.98  # the dense model, activation sparsity 0
     assert fig.layout.title.text == "accuracy against activation sparsity"
     assert fig.layout.xaxis.title.text.startswith("activation sparsity")
+
+
+def test_per_layer_bars_show_what_the_method_skipped_and_what_was_zero_anyway():
+    layers = frame([(1, key, layer, 0.5, v) for layer, skipped, zero in (("body.0", 0.5, 0.62), ("body.2", 0.5, 0.81))
+                    for key, v in (("layer_activation_sparsity", skipped), ("layer_activation_zeros", zero))])
+    fig = activation_layer_bars(layers, 1, 0.5)
+    assert [t.name for t in fig.data] == ["skipped by the method", "zero after it"]
+    assert list(fig.data[0].x) == ["body.0", "body.2"] and list(fig.data[1].y) == [0.62, 0.81]
+    assert fig.layout.shapes[0].y0 == 0.5  # the target
+    assert "no per-layer activation sparsity measured at 75%" in activation_layer_bars(layers, 1, 0.75).layout.annotations[0].text
 
 
 def test_wina_and_teal_share_their_keys_on_the_compare_page():
