@@ -191,8 +191,9 @@ def draw_gemv(frame, run) -> None:
     st.subheader("Activation sparsity at batch 1: dense vs gathered GEMV")
     st.caption("Each prunable layer multiplies one real token's input (captured from the dense model). Dense reads "
                "every weight column; gathered reads only the columns of the inputs the parent's method keeps "
-               "(top-k per token), with and without the cost of choosing them. Milliseconds are per-layer medians "
-               "summed over the layers, not a whole decode step.")
+               "(top-k per token), with and without the cost of choosing them, through torch's embedding_bag and, "
+               "where a C compiler is there, the lab's own kernel. Milliseconds are per-layer medians summed over "
+               "the layers, not a whole decode step.")
     st.plotly_chart(gemv_figure(frame, run.id), key="gemv")
     st.dataframe(readable_table(gemv), hide_index=True, width="stretch")
     sparsity = st.selectbox("Per-layer latency at activation sparsity", list(gemv["activation sparsity"]),

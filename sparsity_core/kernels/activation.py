@@ -15,6 +15,11 @@ parent run, three calls are timed side by side (harness.time_interleaved: median
                  up, as the papers' sparse GEMV kernels do (W^T is stored once, like their
                  column-major weights);
   topk+gathered  the same with the selection included: the method's score of x and its top-k.
+  gathered_c     the kept columns through the lab's C kernel (native/gather_gemv.c: the kept rows
+                 of W^T stream through an output vector that stays in L1), on the CPU in float32
+                 when a C compiler is there; otherwise the call is left out and info says why.
+                 torch's embedding_bag pays a fixed cost per call that, on small layers, eats what
+                 the skipped columns save; this is what a decoding kernel of the papers does.
 x is a real activation, not a random one: the input each layer sees at the last token of one
 Rotten Tomatoes sentence (the first test image for an image model), captured from the dense
 model; idx is the parent method's keep set of that x, chosen as the parent run chose it
@@ -27,12 +32,12 @@ relative error.
 
 Metrics (x = the activation-sparsity target):
   layer_latency_ms  series `dense|layer`, `gathered|layer`, `topk+gathered|layer`
-  latency_ms, latency_iqr_ms  series `gemv:dense`, `gemv:gathered`, `gemv:topk+gathered`: summed
-                    over the prunable layers, one token through all of them (attention, norms and
-                    the LM head are not in it)
-  speedup           series `gemv:gathered`, `gemv:topk+gathered`: summed dense / summed sparse
-  rel_error         series `gemv:gathered`: the largest over the layers
-Artifact `gemv` (parquet): one row per (target, layer) with the three medians, the kept count, the
+  latency_ms, latency_iqr_ms  series `gemv:<call>` (dense, gathered, topk+gathered, gathered_c):
+                    summed over the prunable layers, one token through all of them (attention,
+                    norms and the LM head are not in it)
+  speedup           series `gemv:<call>` for every call but dense: summed dense / summed sparse
+  rel_error         series `gemv:gathered`: the largest over the layers and the gathered calls
+Artifact `gemv` (parquet): one row per (target, layer) with the calls' medians, the kept count, the
 layer whose selection it uses (`mask_of`) and whether it pays that selection (`selects`).
 """
 
@@ -48,6 +53,7 @@ from torch import Tensor
 from sparsity_core.jobs.context import ParentRun, RunContext, Stage
 from sparsity_core.kernels.harness import rel_error, time_interleaved
 from sparsity_core.kernels.model import capture_inputs, model_inputs
+from sparsity_core.kernels.native import gather_gemv, gather_gemv_unavailable
 from sparsity_core.pruning.activation import (
     ACTIVATION_METHODS,
     ActivationMethod,
@@ -60,7 +66,7 @@ from sparsity_core.pruning.base import weight_2d
 from sparsity_core.specs import KernelSpec
 from sparsity_core.zoo import ModelHandle, load_model, prunable_linears
 
-CALLS = ("dense", "gathered", "topk+gathered")
+CALLS = ("dense", "gathered", "topk+gathered", "gathered_c")  # gathered_c only where the C kernel builds
 MAX_REPEATS = 10  # per layer and target: 210 SmolLM2 layers x 4 targets x 3 calls stay near a minute
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -77,12 +83,20 @@ def gathered_gemv(weight_t: Tensor, idx: Tensor, values: Tensor) -> Tensor:
     return F.embedding_bag(idx.view(1, -1), weight_t, per_sample_weights=values.view(1, -1), mode="sum")[0]
 
 
+def native_unavailable(device: torch.device, dtype: torch.dtype) -> Optional[str]:
+    """None when the C gathered GEMV can be timed on `device` in `dtype`, else why not."""
+    if device.type != "cpu" or dtype != torch.float32:
+        return "the C gathered GEMV is a float32 CPU kernel"
+    return gather_gemv_unavailable()
+
+
 @torch.no_grad()
 def time_layer(weight: Tensor, x: Tensor, norms: Optional[Tensor], target: float, device: torch.device,
-               warmup: int, repeats: int, selects: bool = True) -> dict:
-    """One layer at one target: medians / IQRs of the three calls, the kept count and the check.
+               warmup: int, repeats: int, selects: bool = True, native: bool = False) -> dict:
+    """One layer at one target: medians / IQRs of the calls, the kept count and the check.
     norms: the score's column weights (None: |x_i| alone); selects: False for a layer that reuses
-    another layer's selection of the same x, whose `topk+gathered` is then the gather alone."""
+    another layer's selection of the same x, whose `topk+gathered` is then the gather alone;
+    native: also time the C kernel (`gathered_c`; see native_unavailable)."""
     norms = None if norms is None else norms.to(device, torch.float32)
     mask = keep_mask(x, target, norms)
     idx = mask.nonzero().flatten()  # ascending: the kept rows of W^T in memory order
@@ -90,16 +104,20 @@ def time_layer(weight: Tensor, x: Tensor, norms: Optional[Tensor], target: float
     values = x[idx]
     ref = torch.mv(weight.float(), (x * mask).float())
     err = rel_error(gathered_gemv(weight_t, idx, values), ref)
+    if native:
+        err = max(err, rel_error(gather_gemv(weight_t, idx, values), ref))
     k = kept_count(x.numel(), target)
 
     def select_and_gather() -> Tensor:  # the same top-k as keep_mask, its indices used as they come
         kept = scores(x, norms).topk(k, sorted=False).indices
         return gathered_gemv(weight_t, kept, x[kept])
 
-    timings = time_interleaved({"dense": lambda: torch.mv(weight, x),
-                                "gathered": lambda: gathered_gemv(weight_t, idx, values),
-                                "topk+gathered": select_and_gather if selects
-                                else lambda: gathered_gemv(weight_t, idx, values)}, device, warmup, repeats)
+    calls = {"dense": lambda: torch.mv(weight, x),
+             "gathered": lambda: gathered_gemv(weight_t, idx, values),
+             "topk+gathered": select_and_gather if selects else lambda: gathered_gemv(weight_t, idx, values)}
+    if native:
+        calls["gathered_c"] = lambda: gather_gemv(weight_t, idx, values)
+    timings = time_interleaved(calls, device, warmup, repeats)
     row = {"kept": int(idx.numel()), "inputs": int(x.numel()), "rel_error": err}
     for call, t in timings.items():
         row[f"{call}_ms"], row[f"{call}_iqr_ms"] = t.median_ms, t.iqr_ms
@@ -109,8 +127,10 @@ def time_layer(weight: Tensor, x: Tensor, norms: Optional[Tensor], target: float
 def time_layers(handle: ModelHandle, inputs: dict[str, Tensor], method: ActivationMethod, targets: list[float],
                 device: torch.device, warmup: int, repeats: int, dtype: torch.dtype = torch.float32,
                 on_step=None) -> list[dict]:
-    """Every prunable layer at every target, each with the parent method's plan; rows for `gemv`."""
+    """Every prunable layer at every target, each with the parent method's plan; rows for `gemv`
+    (with `gathered_c` columns where native_unavailable says None)."""
     layers = prunable_linears(handle)
+    native = native_unavailable(device, dtype) is None
     plans = plan_layers(layers, method)
     if any(plan.basis is not None for plan in plans.values()):
         raise ValueError(f"{method.name} rotates its inputs: a rotated GEMV is not what this times")
@@ -125,16 +145,21 @@ def time_layers(handle: ModelHandle, inputs: dict[str, Tensor], method: Activati
             owner = first[plans[name].key]
             rows.append({"target": target, "layer": name, "mask_of": owner, "selects": owner == name,
                          **time_layer(weight, x, plans[name].norms, target, device, warmup, repeats,
-                                      selects=owner == name)})
+                                      selects=owner == name, native=native)})
             if on_step:
                 on_step((i * len(layers) + j + 1) / (len(targets) * len(layers)), target, j + 1, len(layers))
     return rows
 
 
+def timed_calls(rows: list[dict]) -> list[str]:
+    """The CALLS the rows hold (gathered_c only where the C kernel ran)."""
+    return [c for c in CALLS if rows and f"{c}_ms" in rows[0]]
+
+
 def summed(rows: list[dict]) -> pd.DataFrame:
-    """Per target: each call's median and IQR summed over the layers, and the largest rel_error."""
+    """Per target: each timed call's median and IQR summed over the layers, and the largest rel_error."""
     frame = pd.DataFrame(rows)
-    cols = [f"{c}_ms" for c in CALLS] + [f"{c}_iqr_ms" for c in CALLS]
+    cols = [f"{c}{part}" for part in ("_ms", "_iqr_ms") for c in timed_calls(rows)]
     out = frame.groupby("target")[cols].sum()
     out["rel_error"] = frame.groupby("target")["rel_error"].max()
     out["kept"] = frame.groupby("target")["kept"].sum() / frame.groupby("target")["inputs"].sum()
@@ -159,14 +184,15 @@ def run_activation_gemv(spec: KernelSpec, parent: ParentRun, ctx: RunContext, st
     rows = time_layers(handle, inputs, method, targets, device, min(spec.warmup, 2), repeats,
                        DTYPES[spec.dtype], on_step)
     # Step 3: metrics, the per-layer table and what was measured
+    calls = timed_calls(rows)
     for row in rows:
-        for call in CALLS:
+        for call in calls:
             ctx.metric("layer_latency_ms", row[f"{call}_ms"], x=row["target"], series=f"{call}|{row['layer']}")
     for target, total in summed(rows).iterrows():
-        for call in CALLS:
+        for call in calls:
             ctx.metric("latency_ms", total[f"{call}_ms"], x=target, series=f"gemv:{call}")
             ctx.metric("latency_iqr_ms", total[f"{call}_iqr_ms"], x=target, series=f"gemv:{call}")
-        for call in CALLS[1:]:
+        for call in calls[1:]:
             ctx.metric("speedup", total["dense_ms"] / total[f"{call}_ms"], x=target, series=f"gemv:{call}")
         ctx.metric("rel_error", total["rel_error"], x=target, series="gemv:gathered")
     path = ctx.artifact_dir / "gemv.parquet"
@@ -176,6 +202,8 @@ def run_activation_gemv(spec: KernelSpec, parent: ParentRun, ctx: RunContext, st
                          "layers": len(prunable_linears(handle)), "repeats_per_layer": repeats,
                          "input": "each layer's input at the last token of one example, captured from the dense model",
                          "gathered": "embedding_bag(sum) over W^T: reads only the kept columns of W",
+                         "gathered_c": native_unavailable(device, DTYPES[spec.dtype])
+                         or "the lab's C kernel (kernels/native/gather_gemv.c) over W^T",
                          "selection": "the parent's plan: layers sharing an input and a score share one top-k, "
                                       "paid by the first of them",
                          "sum": "per-layer medians summed over the prunable layers (not the whole decode step)",

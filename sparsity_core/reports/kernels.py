@@ -276,12 +276,14 @@ def layer_choice_figure(layers: pd.DataFrame, sparsity: float, block: Optional[i
 
 # ---------------------------------------------------------------- activation sparsity at batch 1
 GEMV_CALLS = {"gemv:gathered": "kept columns only (gathered GEMV)",
-              "gemv:topk+gathered": "top-k selection + kept columns"}
+              "gemv:topk+gathered": "top-k selection + kept columns",
+              "gemv:gathered_c": "kept columns, the lab's C kernel"}
 
 
 def gemv_frame(frame: pd.DataFrame, run_id: int) -> pd.DataFrame:
     """A WINA / TEAL parent's batch-1 rows (kernels/activation.py): per activation-sparsity target,
-    the summed dense, gathered and top-k+gathered ms, the speedups and the largest rel_error."""
+    the summed dense, gathered and top-k+gathered ms (and the C kernel's, where it ran), the speedups
+    and the largest rel_error."""
     rows = frame[(frame["run_id"] == run_id) & frame["series"].astype(str).str.startswith("gemv:")]
     columns = ["activation sparsity", "dense_ms", "gathered_ms", "topk_gathered_ms", "speedup", "rel_error"]
     if rows.empty:
@@ -291,8 +293,13 @@ def gemv_frame(frame: pd.DataFrame, run_id: int) -> pd.DataFrame:
     table = pd.DataFrame({"activation sparsity": wide.index.to_numpy(), "dense_ms": get("latency_ms@gemv:dense"),
                           "gathered_ms": get("latency_ms@gemv:gathered"),
                           "topk_gathered_ms": get("latency_ms@gemv:topk+gathered"),
-                          "speedup": get("speedup@gemv:gathered"), "rel_error": get("rel_error@gemv:gathered")})
-    table.attrs["metric_keys"] = {"activation sparsity": "activation_sparsity", "speedup": "speedup"}
+                          "speedup": get("speedup@gemv:gathered"),
+                          "gathered_c_ms": get("latency_ms@gemv:gathered_c"), "speedup_c": get("speedup@gemv:gathered_c"),
+                          "rel_error": get("rel_error@gemv:gathered")})
+    if "latency_ms@gemv:gathered_c" not in wide:  # no C compiler, another device, or a run from before the kernel
+        table = table.drop(columns=["gathered_c_ms", "speedup_c"])
+    table.attrs["metric_keys"] = {"activation sparsity": "activation_sparsity", "speedup": "speedup",
+                                  "speedup_c": "speedup"}
     return table
 
 

@@ -2,8 +2,9 @@
 
     reason = csr_linear_unavailable()    # None, or why this machine cannot build/load the kernel
     y = csr_linear(csr_arrays, bias, x)  # x: (tokens, in) fp32 -> (tokens, out)
+    y = gather_gemv(weight_t, idx, vals) # W[:, idx] @ vals, weight_t = W^T (in, out): batch-1 activation sparsity
 
-The shared library is built once per (source, compiler, CPU) into the cache
+Each shared library is built once per (source, compiler, CPU) into the cache
 (`SPARSITY_CACHE/native/<hash>/`), with `-O3 -march=native -fopenmp`; later loads are instant. No C
 compiler, or a failed build, makes the `csr_tiled` layout report itself unsupported with the
 compiler's message: the lab never falls back to a different kernel under the same name.
@@ -27,7 +28,7 @@ from torch import Tensor
 
 from sparsity_core.paths import cache_dir
 
-SOURCE = Path(__file__).with_name("csr_linear.c")
+SOURCES = Path(__file__).parent  # csr_linear.c, gather_gemv.c: one library each
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 
 
@@ -60,10 +61,11 @@ def _compiler() -> Optional[str]:
 
 
 @lru_cache(maxsize=None)
-def _load() -> tuple[Optional[ctypes.CDLL], Optional[str]]:
-    """(library, None) or (None, why not). Built at most once per process and per cache."""
+def _load(name: str = "csr_linear") -> tuple[Optional[ctypes.CDLL], Optional[str]]:
+    """(library, None) or (None, why not) for `name`.c. Built at most once per process and per cache."""
+    source = SOURCES / f"{name}.c"
     if platform.system() not in ("Linux", "Darwin"):
-        return None, f"the compiled CSR kernel is built with a Unix C compiler; this is {platform.system()}"
+        return None, f"the compiled kernel {name} is built with a Unix C compiler; this is {platform.system()}"
     cc = _compiler()
     if cc is None:
         return None, "no C compiler found (install gcc, e.g. `apt-get install gcc`, or set CC)"
@@ -71,16 +73,16 @@ def _load() -> tuple[Optional[ctypes.CDLL], Optional[str]]:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"the C compiler {cc} does not run: {exc}"
-    key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(FLAGS), version, _cpu_id()]).encode()).hexdigest()[:16]
-    target = cache_dir("native", key) / "libcsr_linear.so"
+    key = hashlib.sha256("\0".join([source.read_text(), " ".join(FLAGS), version, _cpu_id()]).encode()).hexdigest()[:16]
+    target = cache_dir("native", key) / f"lib{name}.so"
     if not target.exists():
         with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so", delete=False) as tmp:
             partial = Path(tmp.name)
         try:
-            done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(partial)], capture_output=True, text=True,
+            done = subprocess.run([cc, *FLAGS, str(source), "-o", str(partial)], capture_output=True, text=True,
                                   timeout=300)
             if done.returncode != 0:
-                return None, f"compiling {SOURCE.name} failed: {(done.stderr or done.stdout).strip()[-400:]}"
+                return None, f"compiling {source.name} failed: {(done.stderr or done.stdout).strip()[-400:]}"
             partial.replace(target)  # atomic: concurrent workers never load a half-written file
         finally:
             partial.unlink(missing_ok=True)
@@ -89,8 +91,12 @@ def _load() -> tuple[Optional[ctypes.CDLL], Optional[str]]:
     except OSError as exc:
         return None, f"loading the compiled kernel failed: {exc}"
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.csr_linear.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, ctypes.c_int]
-    lib.csr_linear.restype = ctypes.c_int
+    if name == "csr_linear":
+        lib.csr_linear.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, ctypes.c_int]
+        lib.csr_linear.restype = ctypes.c_int
+    else:
+        lib.gather_gemv.argtypes = [ptr, ptr, ptr, i64, i64, i64, ptr, ctypes.c_int]
+        lib.gather_gemv.restype = ctypes.c_int
     return lib, None
 
 
@@ -117,4 +123,27 @@ def csr_linear(weight: CSRArrays, bias: Optional[Tensor], x: Tensor) -> Tensor:
                             x.shape[0], in_features, out_features, torch.get_num_threads())
     if status != 0:
         raise MemoryError("the CSR kernel could not allocate its token tile")
+    return y
+
+
+def gather_gemv_unavailable() -> Optional[str]:
+    return _load("gather_gemv")[1]
+
+
+def gather_gemv(weight_t: Tensor, idx: Tensor, vals: Tensor, threads: Optional[int] = None) -> Tensor:
+    """W[:, idx] @ vals with the compiled kernel, weight_t = W^T (in, out) fp32 contiguous on the CPU,
+    idx int64 and vals fp32 of one length (the kept inputs); on torch's CPU thread count by default."""
+    lib, reason = _load("gather_gemv")
+    if lib is None:
+        raise RuntimeError(reason)
+    if weight_t.dtype != torch.float32 or weight_t.device.type != "cpu" or not weight_t.is_contiguous():
+        raise ValueError("the gathered GEMV reads a contiguous float32 W^T on the CPU")
+    if idx.dtype != torch.int64 or idx.numel() != vals.numel():
+        raise ValueError(f"int64 indices and as many values are needed, not {idx.dtype} x {idx.numel()} and "
+                         f"{vals.numel()}")
+    idx, vals = idx.contiguous(), vals.detach().float().contiguous()
+    y = torch.empty(weight_t.shape[1], dtype=torch.float32)
+    if lib.gather_gemv(weight_t.data_ptr(), idx.data_ptr(), vals.data_ptr(), idx.numel(), weight_t.shape[0],
+                       weight_t.shape[1], y.data_ptr(), threads or torch.get_num_threads()):
+        raise ValueError(f"an index is outside the {weight_t.shape[0]} inputs of the weight")
     return y

@@ -8,6 +8,7 @@ import torch
 from sparsity_core.jobs.context import ParentRun, RunContext
 from sparsity_core.kernels.activation import gathered_gemv, last_token_inputs
 from sparsity_core.kernels.checks import activation_parent, preflight_kernel
+from sparsity_core.kernels.native import gather_gemv_unavailable
 from sparsity_core.kernels.run import run_kernel
 from sparsity_core.pruning.run import run_prune
 from sparsity_core.specs import SpecError, parse_spec
@@ -54,7 +55,8 @@ def test_last_token_inputs_are_what_each_layer_sees():
 def test_kernel_run_on_a_wina_parent_times_dense_and_gathered_gemvs(wina_parent):
     ctx = RunContext(parents=[wina_parent])
     run_kernel(parse_spec(KERNEL), ctx)
-    for call in ("dense", "gathered", "topk+gathered"):
+    native = gather_gemv_unavailable() is None  # CI has a C compiler: the lab's kernel is timed too
+    for call in ("dense", "gathered", "topk+gathered", *(("gathered_c",) if native else ())):
         totals = ctx.values("latency_ms", f"gemv:{call}")
         assert set(totals) == {0.0, 0.5, 0.75} and all(v > 0 for v in totals.values())
         assert set(ctx.values("layer_latency_ms", f"{call}|body.2")) == {0.0, 0.5, 0.75}
@@ -63,6 +65,7 @@ def test_kernel_run_on_a_wina_parent_times_dense_and_gathered_gemvs(wina_parent)
     kept = rows.set_index(["target", "layer"])["kept"]
     assert kept[(0.5, "body.0")] == 32 and kept[(0.75, "body.2")] == 64 and kept[(0.0, "body.2")] == 256
     assert ctx.facts["activation"]["method"] == "wina" and ctx.message == "done"
+    assert ctx.facts["activation"]["gathered_c"].startswith("the lab's C kernel" if native else "no C compiler")
 
 
 def _tiny_llama():

@@ -1,5 +1,6 @@
 """The compiled CSR kernel (csr_tiled) against F.linear, across tile edges, thread counts and
-shapes that do not fill a vector; and its refusal when no compiler is there."""
+shapes that do not fill a vector; and its refusal when no compiler is there. The compiled gathered
+GEMV (activation sparsity at batch 1) by hand, against W[:, idx] @ x[idx], and its refusals."""
 
 import os
 
@@ -74,3 +75,36 @@ def test_other_devices_and_dtypes_are_refused():
     layout = layout_for("csr_tiled")
     assert "CPU kernel" in layout.unsupported(torch.ones(4, 4), torch.device("cuda"), torch.float32)
     assert "float32" in layout.unsupported(torch.ones(4, 4), torch.device("cpu"), torch.float16)
+
+
+needs_gather = pytest.mark.skipif(native.gather_gemv_unavailable() is not None
+                                  and not os.environ.get("SPARSITY_REQUIRE_NATIVE"),
+                                  reason=str(native.gather_gemv_unavailable()))
+
+
+@needs_gather
+def test_gathered_gemv_by_hand():
+    w = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])  # W (out 2, in 3); keep x0 = 10 and x2 = 30
+    y = native.gather_gemv(w.t().contiguous(), torch.tensor([0, 2]), torch.tensor([10.0, 30.0]))
+    assert y.tolist() == [100.0, 220.0]  # 10 * [1, 4] + 30 * [3, 6]
+    assert native.gather_gemv(w.t().contiguous(), torch.tensor([], dtype=torch.int64), torch.tensor([])).tolist() == [0, 0]
+
+
+@needs_gather
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("out,kept", [(1, 7), (513, 5), (1100, 64)])  # a row, a slice edge, several slices
+def test_gathered_gemv_matches_the_kept_columns_matmul(out, kept, threads):
+    gen = torch.Generator().manual_seed(out)
+    w, x = torch.randn(out, 96, generator=gen), torch.randn(96, generator=gen)
+    idx = torch.randperm(96, generator=gen)[:kept]  # any order, as top-k gives them
+    y = native.gather_gemv(w.t().contiguous(), idx, x[idx], threads=threads)
+    torch.testing.assert_close(y, w[:, idx] @ x[idx])
+
+
+@needs_gather
+def test_gathered_gemv_refuses_an_index_past_the_inputs_and_a_transposed_view():
+    wt = torch.ones(3, 2)
+    with pytest.raises(ValueError, match="outside the 3 inputs"):
+        native.gather_gemv(wt, torch.tensor([3]), torch.ones(1))
+    with pytest.raises(ValueError, match="contiguous float32"):
+        native.gather_gemv(torch.ones(2, 3).t(), torch.tensor([0]), torch.ones(1))

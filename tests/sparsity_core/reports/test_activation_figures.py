@@ -58,4 +58,9 @@ def test_batch_one_gemv_figure_and_table():
     table = readable_table(gemv_frame(metrics, 7))
     assert table.to_dict("records")[1] == {"activation sparsity": "50%", "dense_ms": "20", "gathered_ms": "10",
                                            "topk_gathered_ms": "12.5", "speedup": "2", "rel_error": "3e-07"}
+    # the C kernel's rows, where it ran: a line of its own and two more columns
+    with_c = frame(rows + [(7, "latency_ms", "gemv:gathered_c", 0.5, 5.0), (7, "speedup", "gemv:gathered_c", 0.5, 4.0)])
+    assert [t.name for t in gemv_figure(with_c, 7).data][-1] == "kept columns, the lab's C kernel"
+    record = readable_table(gemv_frame(with_c, 7)).to_dict("records")[1]
+    assert (record["gathered_c_ms"], record["speedup_c"]) == ("5", "4")
     assert "no batch-1 GEMVs" in gemv_figure(metrics, 8).layout.annotations[0].text
