@@ -7,7 +7,8 @@
 Each shared library is built once per (source, compiler, CPU) into the cache
 (`SPARSITY_CACHE/native/<hash>/`), with `-O3 -march=native -fopenmp`; later loads are instant. No C
 compiler, or a failed build, makes the `csr_tiled` layout report itself unsupported with the
-compiler's message: the lab never falls back to a different kernel under the same name.
+compiler's message (and leaves the kernel lab's `gathered_c` GEMV out, saying why): the lab never
+falls back to a different kernel under the same name.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from torch import Tensor
 from sparsity_core.paths import cache_dir
 
 SOURCES = Path(__file__).parent  # csr_linear.c, gather_gemv.c: one library each
+_P, _I64, _INT = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+# each library's one function: (argument types, return type), as the C source declares it
+SIGNATURES = {"csr_linear": ([_P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT], _INT),
+              "gather_gemv": ([_P, _P, _P, _I64, _I64, _I64, _P, _INT], _INT)}
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11"]
 
 
@@ -90,13 +95,8 @@ def _load(name: str = "csr_linear") -> tuple[Optional[ctypes.CDLL], Optional[str
         lib = ctypes.CDLL(str(target))
     except OSError as exc:
         return None, f"loading the compiled kernel failed: {exc}"
-    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-    if name == "csr_linear":
-        lib.csr_linear.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, i64, ctypes.c_int]
-        lib.csr_linear.restype = ctypes.c_int
-    else:
-        lib.gather_gemv.argtypes = [ptr, ptr, ptr, i64, i64, i64, ptr, ctypes.c_int]
-        lib.gather_gemv.restype = ctypes.c_int
+    function = getattr(lib, name)
+    function.argtypes, function.restype = SIGNATURES[name]
     return lib, None
 
 

@@ -65,7 +65,8 @@ def test_kernel_run_on_a_wina_parent_times_dense_and_gathered_gemvs(wina_parent)
     kept = rows.set_index(["target", "layer"])["kept"]
     assert kept[(0.5, "body.0")] == 32 and kept[(0.75, "body.2")] == 64 and kept[(0.0, "body.2")] == 256
     assert ctx.facts["activation"]["method"] == "wina" and ctx.message == "done"
-    assert ctx.facts["activation"]["gathered_c"].startswith("the lab's C kernel" if native else "no C compiler")
+    assert ctx.facts["activation"]["gathered_c"] == ("the lab's C kernel (kernels/native/gather_gemv.c) over W^T"
+                                                     if native else gather_gemv_unavailable())
 
 
 def _tiny_llama():
