@@ -8,9 +8,11 @@ LAYOUT_HELP: dict[str, str] = {
     "csr": "compressed sparse rows: values + column index per non-zero (MKL / cuSPARSE)",
     "csr_tiled": "CSR through the lab's own C kernel (CPU, fp32): token tiles kept in cache, sums in registers",
     "coo": "coordinate list (row, column, value): the reference sparse format, rarely fast",
-    "bsr": "block sparse rows: dense blocks of block x block (Triton kernels on CUDA)",
-    "semi24": "2:4 semi-structured, cuSPARSELt backend (CUDA, sparse tensor cores)",
-    "semi24_cutlass": "2:4 semi-structured, CUTLASS backend (CUDA; refuses some GPUs, e.g. sm 9.0)",
+    "bsr": "block sparse rows: dense blocks of block x block (MKL on the CPU, cuSPARSE's bsrmm on CUDA)",
+    "bsr_triton": "block sparse rows through torch's Triton kernel (CUDA, fp16 / bf16): blocks on the tensor cores",
+    "semi24": "2:4 semi-structured, cuSPARSELt through torch's SparseSemiStructuredTensor (CUDA, sparse tensor cores)",
+    "semi24_direct": "2:4 semi-structured, cuSPARSELt called directly: searched algorithm, no tensor-subclass dispatch",
+    "semi24_cutlass": "2:4 semi-structured, CUTLASS backend (CUDA; torch builds it for sm 8.x only)",
     "shrunk": "a smaller dense layer without the pruned rows/columns (structured pruning)",
 }
 

@@ -95,6 +95,51 @@ class SparseMM(_Flat):
         return torch.addmm(self.bias_col, self.sparse_weight, x.t()).t()
 
 
+class TritonBSRLinear(_Flat):
+    """BSR through torch's Triton kernel (torch.sparse._triton_ops.bsr_dense_mm), which on a CUDA GPU
+    multiplies whole blocks on the tensor cores; torch.sparse.mm / addmm on a BSR tensor go to
+    cuSPARSE's bsrmm instead (measured on an H200: 5x slower than dense at 90% sparsity)."""
+
+    def __init__(self, weight: Tensor, bias: Optional[Tensor], block: int):
+        super().__init__()
+        from torch.sparse._triton_ops import bsr_dense_mm
+
+        self.out_features = weight.shape[0]
+        self.bsr, self.bias, self.mm = weight.to_sparse_bsr((block, block)), bias, bsr_dense_mm
+
+    def matmul(self, x):
+        out = self.mm(self.bsr, x.t())  # (out, tokens); its transpose is the (tokens, out) view
+        return (out if self.bias is None else out.add_(self.bias[:, None])).t()
+
+
+class Cusparselt24Linear(_Flat):
+    """2:4 through cuSPARSELt's own entry points: the weight compressed once, the algorithm picked
+    by cuSPARSELt's search for each token count (torch's SparseSemiStructuredTensor uses algorithm 0),
+    the output written token-major by the kernel (transpose_result) and the bias fused; no tensor
+    subclass, so no Python dispatch per call (through the subclass a call cost ~0.6 ms of CPU on an
+    H200 host, 6x a dense 4096x4096 layer at 16 tokens). Tokens are padded to a multiple of 16,
+    cuSPARSELt's smallest dense tile for every 2:4 dtype (int8's; 8 for 16-bit types)."""
+
+    PAD = 16
+
+    def __init__(self, weight: Tensor, bias: Optional[Tensor]):
+        super().__init__()
+        self.out_features = weight.shape[0]
+        self.packed, self.bias = torch._cslt_compress(weight.contiguous()), bias
+        self.alg_ids: dict[int, int] = {}
+
+    def matmul(self, x):
+        tokens = x.shape[0]
+        pad = -tokens % self.PAD
+        dense = (F.pad(x, (0, 0, 0, pad)) if pad else x).t()  # (in, tokens): column-major, read as is
+        if tokens not in self.alg_ids:  # searched once per token count, outside any CUDA graph capture
+            self.alg_ids[tokens] = torch._cslt_sparse_mm_search(self.packed, dense, bias=self.bias,
+                                                                transpose_result=True)
+        out = torch._cslt_sparse_mm(self.packed, dense, bias=self.bias, transpose_result=True,
+                                    alg_id=self.alg_ids[tokens])
+        return out[:tokens] if pad else out
+
+
 class TiledCSRLinear(_Flat):
     """CSR through the lab's compiled kernel (kernels/native/csr_linear.c): token tiles packed
     in cache, partial sums in registers, output written token-major."""
@@ -192,12 +237,42 @@ class BSR(Layout):
         return SparseMM(weight.to_sparse_bsr((self.block, self.block)), bias, weight.shape[0])
 
 
+@register_layout
+class BSRTriton(BSR):
+    name = "bsr_triton"
+
+    def with_block(self, block: int) -> "BSRTriton":
+        return BSRTriton(block)
+
+    def unsupported(self, weight, device, dtype):
+        if device.type != "cuda":
+            return "torch's Triton BSR kernel runs on CUDA GPUs"
+        if dtype not in (torch.float16, torch.bfloat16):
+            return f"torch's Triton BSR kernel takes float16 / bfloat16, not {dtype}"
+        if not _triton_bsr_available():
+            return "this torch build has no Triton BSR kernel (torch.sparse._triton_ops)"
+        return super().unsupported(weight, device, dtype)
+
+    def build(self, weight, bias):
+        return TritonBSRLinear(weight, bias, self.block)
+
+
+def _triton_bsr_available() -> bool:
+    try:
+        from torch.sparse._triton_ops import bsr_dense_mm
+    except ImportError:
+        return False
+    return bsr_dense_mm is not None  # None in builds without Triton
+
+
 class _Semi24(Layout):
-    """2:4 semi-structured sparsity through torch.sparse.to_sparse_semi_structured (sparse tensor
-    cores, compute capability 8.0+). `cutlass` forces the CUTLASS kernels instead of cuSPARSELt."""
+    """2:4 semi-structured sparsity on the sparse tensor cores (compute capability 8.0+): semi24 and
+    semi24_cutlass go through torch.sparse.to_sparse_semi_structured (cuSPARSELt, or the CUTLASS
+    kernels forced, which torch builds for 8.x); semi24_direct calls cuSPARSELt itself (Cusparselt24Linear)."""
 
     pattern = "2:4"
     cutlass: ClassVar[bool]
+    direct: ClassVar[bool] = False
 
     def unsupported(self, weight, device, dtype):
         if device.type != "cuda":
@@ -207,6 +282,8 @@ class _Semi24(Layout):
         major, minor = torch.cuda.get_device_capability(device)
         if major < 8:
             return f"compute capability {major}.{minor}: sparse tensor cores need 8.0 or newer"
+        if self.cutlass and major != 8:  # torch builds its CUTLASS 2:4 kernels for sm 8.x alone
+            return f"compute capability {major}.{minor}: torch's CUTLASS 2:4 kernels run on 8.x only (use semi24)"
         if not self.cutlass and not _cusparselt_available():
             return "this torch build has no cuSPARSELt"
         if dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.int8):
@@ -217,6 +294,8 @@ class _Semi24(Layout):
         return None
 
     def build(self, weight, bias):
+        if self.direct:
+            return Cusparselt24Linear(weight, bias)
         from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
 
         before = SparseSemiStructuredTensor._FORCE_CUTLASS
@@ -236,6 +315,13 @@ def _cusparselt_available() -> bool:
 class Semi24(_Semi24):
     name = "semi24"
     cutlass = False
+
+
+@register_layout
+class Semi24Direct(_Semi24):
+    name = "semi24_direct"
+    cutlass = False
+    direct = True
 
 
 @register_layout

@@ -99,7 +99,7 @@ def candidates(weight: Tensor, device: torch.device) -> list[str]:
         names.append("shrunk")
     two_of_four = weight.shape[1] % 4 == 0 and bool(weight.ne(0).reshape(-1, 4).sum(1).le(2).all())
     if device.type == "cuda" and two_of_four:
-        names += ["semi24", "semi24_cutlass"]
+        names += ["semi24", "semi24_direct", "semi24_cutlass"]
     return names
 
 

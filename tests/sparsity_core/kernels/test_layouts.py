@@ -25,8 +25,9 @@ def test_layout_equals_dense_or_says_why(name):
     layout = layout_for(name, block=16)
     weight, bias, x = masked_layer(pattern=layout.pattern, sparsity=0.5 if layout.pattern == "2:4" else 0.75)
     reason = layout.unsupported(weight, CPU, torch.float32)
-    if reason is not None:  # only the CUDA-only 2:4 layouts may refuse a CPU
-        assert name.startswith("semi24") and "CUDA" in reason
+    if reason is not None:  # only the CUDA-only layouts (2:4, Triton BSR) may refuse a CPU
+        assert name.startswith("semi24") or name == "bsr_triton"
+        assert "CUDA" in reason
         return
     out = layout.build(weight, bias)(x)
     assert out.shape == (2, 5, 64)
@@ -66,7 +67,8 @@ def test_semi24_refuses_the_cpu_with_a_reason():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("name", ["dense", "csr", "bsr", "semi24", "semi24_cutlass", "shrunk"])
+@pytest.mark.parametrize("name", ["dense", "csr", "bsr", "bsr_triton", "semi24", "semi24_direct", "semi24_cutlass",
+                                  "shrunk"])
 def test_cuda_layouts_equal_dense(name):
     device = torch.device("cuda", torch.cuda.current_device())
     layout = layout_for(name, block=64)
@@ -81,6 +83,22 @@ def test_cuda_layouts_equal_dense(name):
         pytest.skip(f"{name}: {exc}")
     torch.testing.assert_close(module(x).float(), torch.nn.functional.linear(x, weight, bias).float(),
                                rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("tokens", [1, 5, 16, 40])
+def test_cusparselt_pads_any_token_count(tokens):
+    device = torch.device("cuda", torch.cuda.current_device())
+    layout = layout_for("semi24_direct")
+    weight, bias, _ = masked_layer(128, 256, 0.5, layout.pattern)
+    weight, bias = weight.to(device, torch.float16), bias.to(device, torch.float16)
+    if layout.unsupported(weight, device, torch.float16):
+        pytest.skip(layout.unsupported(weight, device, torch.float16))
+    x = torch.randn(tokens, 256, device=device, dtype=torch.float16)
+    out = layout.build(weight, bias)(x)
+    assert out.shape == (tokens, 128)
+    torch.testing.assert_close(out.float(), torch.nn.functional.linear(x, weight, bias).float(), rtol=1e-2, atol=1e-2)
 
 
 def test_registry_refuses_a_name_the_catalog_does_not_offer():

@@ -200,6 +200,7 @@ def test_bad_recovery_specs_are_refused_before_queueing(fields, field, words):
     assert words in err.value.errors[field]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gradual_pruning_trains_on_the_gpu():
     model = tiny_classifier().to("cuda")
