@@ -3,20 +3,32 @@
     python benchmarks/kernels_cuda.py --out bundles/          # writes kernels-<name>.json per sweep
     python -m sparsity_core ... / Kernel page -> "Import results measured on another machine"
 
-Two sweeps, fp16, CUDA events with the L2 cache flushed before every call:
+Three sweeps, fp16, CUDA events with the L2 cache flushed before every call:
   layers  the issue's shapes (4096x4096 attention, 11008x4096 Llama-7B MLP) x 16..8192 tokens x
-          sparsity 0.5 / 0.9 x dense, csr, bsr 64x64, 2:4 (cuSPARSELt and CUTLASS);
+          sparsity 0.5 / 0.9 x dense, csr, bsr 64x64 (cuSPARSE and Triton), 2:4 (cuSPARSELt
+          through torch's subclass and directly, and CUTLASS);
   gap     the small-batch gap of 2:4 on 4096x4096 at 16..1024 tokens, eager vs CUDA graphs
-          (no per-call CPU launch cost) vs torch.compile, each against dense in the same mode.
-Targets (what was measured by hand on an H100, torch 2.11): 2:4 cuSPARSELt >= 1.3x on 11008x4096
-at 8192 tokens (1.57x seen); BSR 64x64 at 90% >= 2x at 8192 tokens (2.9x seen). Exit 1 if missed,
-2 without a GPU (nothing is measured or faked on a CPU).
+          (no per-call CPU launch cost) vs torch.compile, each against dense in the same mode;
+  gemv    activation sparsity at batch 1 (WINA's score |x_i| * ||W[:, i]||): SmolLM2-135M's and
+          Llama-7B's layer shapes at 25 / 50 / 65% of the input skipped, dense torch.mv vs the
+          gathered GEMV over the kept columns, torch's embedding_bag and the lab's Triton kernel
+          (kernels/activation.py's time_layer, CUDA-graph replays; x is random here, the kernel
+          page times a real run's activations), written to gemv.json.
+Targets, on the lab's best path for each: 2:4 through cuSPARSELt called directly (semi24_direct)
+>= 1.3x on 11008x4096 at 8192 tokens; BSR 64x64 at 90% through torch's Triton kernel (bsr_triton)
+>= 2x at 8192 tokens. Exit 1 if missed, 2 without a GPU (nothing is measured or faked on a CPU).
+First run on an H200 (torch 2.11+cu130, cuSPARSELt 0.8.0, 2026-12-04), through torch's default
+paths: semi24 (the SparseSemiStructuredTensor subclass) 0.59x, bsr (cuSPARSE bsrmm) 0.30x;
+semi24 cost ~0.6 ms of CPU dispatch per call (0.65 ms eager vs 0.04 ms as a CUDA graph at 16
+tokens), and semi24_cutlass refuses sm 9.0. semi24_direct and bsr_triton are the answer to that
+run and have not yet run on a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -25,18 +37,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 import torch  # noqa: E402
 
 from sparsity_core.jobs.context import RunContext  # noqa: E402
+from sparsity_core.kernels.activation import own_kernels, time_layer  # noqa: E402
 from sparsity_core.kernels.run import run_kernel  # noqa: E402
+from sparsity_core.pruning.activation import weight_norms  # noqa: E402
 from sparsity_core.reports.bundle import kernel_bundle  # noqa: E402
 from sparsity_core.specs import parse_spec  # noqa: E402
 
 SWEEPS = {
     "layers": {"shapes": [[4096, 4096], [11008, 4096]], "tokens": [16, 64, 256, 1024, 8192],
-               "sparsities": [0.5, 0.9], "layouts": ["dense", "csr", "bsr", "semi24", "semi24_cutlass"],
+               "sparsities": [0.5, 0.9], "layouts": ["dense", "csr", "bsr", "bsr_triton", "semi24", "semi24_direct", "semi24_cutlass"],
                "block": 64, "modes": ["eager"]},
     "gap": {"shapes": [[4096, 4096]], "tokens": [16, 64, 256, 1024], "sparsities": [0.5],
-            "layouts": ["dense", "semi24"], "modes": ["eager", "cuda_graph", "compile"]},
+            "layouts": ["dense", "semi24", "semi24_direct"], "modes": ["eager", "cuda_graph", "compile"]},
 }
-TARGETS = [("semi24|11008x4096|8192", 0.5, 1.3), ("bsr|11008x4096|8192", 0.9, 2.0)]
+GEMV = {"shapes": [[576, 576], [1536, 576], [576, 1536], [4096, 4096], [11008, 4096], [4096, 11008]],
+        "targets": [0.25, 0.5, 0.65]}
+TARGETS = [("semi24_direct|11008x4096|8192", 0.5, 1.3), ("bsr_triton|11008x4096|8192", 0.9, 2.0)]
 
 
 def print_table(name: str, rows: list[dict]) -> None:
@@ -50,11 +66,38 @@ def print_table(name: str, rows: list[dict]) -> None:
                   f"{r['speedup']:>8.2f} {r['rel_error']:>8.1e}  {r['status']}")
 
 
+def gemv_sweep(device: torch.device, dtype: torch.dtype, repeats: int) -> list[dict]:
+    """One row per (shape, target): time_layer's medians for dense, gathered and topk+gathered."""
+    gen = torch.Generator().manual_seed(0)
+    own = tuple(call for call, why in own_kernels(device, dtype).items() if why is None)
+    rows = []
+    for out, inp in GEMV["shapes"]:
+        weight = (torch.randn(out, inp, generator=gen) / math.sqrt(inp)).to(device, dtype)
+        x = torch.randn(inp, generator=gen).to(device, dtype)
+        for target in GEMV["targets"]:
+            row = time_layer(weight, x, weight_norms(weight), target, device, warmup=10, repeats=repeats,
+                             own=own, l2_flush=device.type == "cuda")
+            rows.append({"shape": f"{out}x{inp}", "target": target, **row})
+    return rows
+
+
+def print_gemv(rows: list[dict]) -> None:
+    print("\n== gemv: batch 1, WINA's keep set (speedup = dense / call)")
+    calls = [c for c in ("gathered", "topk+gathered", "gathered_c", "gathered_triton") if rows and f"{c}_ms" in rows[0]]
+    print(f"{'shape':<11} {'target':>6} {'kept':>11} {'dense ms':>9} "
+          + " ".join(f"{c[:15]:>15} {'x':>5}" for c in calls) + f" {'rel_err':>8}")
+    for r in rows:
+        dense = r["dense_ms"]
+        print(f"{r['shape']:<11} {r['target']:>6g} {r['kept']:>5}/{r['inputs']:<5} {dense:>9.4f} "
+              + " ".join(f"{r[c + '_ms']:>15.4f} {dense / r[c + '_ms']:>5.2f}" for c in calls)
+              + f" {r['rel_error']:>8.1e}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bundles", help="folder for the JSON bundles")
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--only", choices=list(SWEEPS), help="run one sweep")
+    parser.add_argument("--only", choices=[*SWEEPS, "gemv"], help="run one sweep")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA GPU here: this sweep only measures on a GPU (see benchmarks/kernels.py for the CPU)")
@@ -62,6 +105,10 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     speedups: dict[tuple[str, float], float] = {}
+    if args.only in (None, "gemv"):
+        rows = gemv_sweep(torch.device("cuda", torch.cuda.current_device()), torch.float16, args.repeats)
+        (out / "gemv.json").write_text(json.dumps(rows))
+        print_gemv(rows)
     for name, fields in SWEEPS.items():
         if args.only and name != args.only:
             continue

@@ -20,6 +20,11 @@ parent run, three calls are timed side by side (harness.time_interleaved: median
                  when a C compiler is there; otherwise the call is left out and info says why.
                  torch's embedding_bag pays a fixed cost per call that, on small layers, eats what
                  the skipped columns save; this is what a decoding kernel of the papers does.
+  gathered_triton  the same on a CUDA GPU through the lab's Triton kernel (triton_gemv.py), where
+                 Triton is installed; embedding_bag is 10x slower than dense there.
+On CUDA every call is timed as a CUDA-graph replay with the L2 cache flushed before it: a serving
+engine replays its decoding step as a graph, and eager timing of a 576x576 GEMV measures the CPU's
+launch cost (~30 us), not the GPU's few microseconds.
 x is a real activation, not a random one: the input each layer sees at the last token of one
 Rotten Tomatoes sentence (the first test image for an image model), captured from the dense
 model; idx is the parent method's keep set of that x, chosen as the parent run chose it
@@ -32,7 +37,7 @@ relative error.
 
 Metrics (x = the activation-sparsity target):
   layer_latency_ms  series `dense|layer`, `gathered|layer`, `topk+gathered|layer`
-  latency_ms, latency_iqr_ms  series `gemv:<call>` (dense, gathered, topk+gathered, gathered_c):
+  latency_ms, latency_iqr_ms  series `gemv:<call>` (dense, gathered, topk+gathered, gathered_c, gathered_triton):
                     summed over the prunable layers, one token through all of them (attention,
                     norms and the LM head are not in it)
   speedup           series `gemv:<call>` for every call but dense: summed dense / summed sparse
@@ -51,9 +56,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sparsity_core.jobs.context import ParentRun, RunContext, Stage
-from sparsity_core.kernels.harness import rel_error, time_interleaved
+from sparsity_core.kernels.harness import GraphCaptureError, rel_error, time_interleaved
 from sparsity_core.kernels.model import capture_inputs, model_inputs
 from sparsity_core.kernels.native import gather_gemv, gather_gemv_unavailable
+from sparsity_core.kernels.triton_gemv import triton_gather_gemv, triton_unavailable
 from sparsity_core.pruning.activation import (
     ACTIVATION_METHODS,
     ActivationMethod,
@@ -66,7 +72,10 @@ from sparsity_core.pruning.base import weight_2d
 from sparsity_core.specs import KernelSpec
 from sparsity_core.zoo import ModelHandle, load_model, prunable_linears
 
-CALLS = ("dense", "gathered", "topk+gathered", "gathered_c")  # gathered_c only where the C kernel builds
+CALLS = ("dense", "gathered", "topk+gathered", "gathered_c", "gathered_triton")  # the last two where they run
+OWN_KERNELS = {"gathered_c": gather_gemv, "gathered_triton": triton_gather_gemv}  # the lab's, by call
+OWN_DESCRIPTIONS = {"gathered_c": "the lab's C kernel (kernels/native/gather_gemv.c) over W^T",
+                    "gathered_triton": "the lab's Triton kernel (kernels/triton_gemv.py) over W^T"}
 MAX_REPEATS = 10  # per layer and target: 210 SmolLM2 layers x 4 targets x 3 calls stay near a minute
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -90,13 +99,21 @@ def native_unavailable(device: torch.device, dtype: torch.dtype) -> Optional[str
     return gather_gemv_unavailable()
 
 
+def own_kernels(device: torch.device, dtype: torch.dtype) -> dict[str, Optional[str]]:
+    """{call: None where the lab's own gathered kernel runs on `device` in `dtype`, else why not}."""
+    return {"gathered_c": native_unavailable(device, dtype), "gathered_triton": triton_unavailable(device, dtype)}
+
+
 @torch.no_grad()
 def time_layer(weight: Tensor, x: Tensor, norms: Optional[Tensor], target: float, device: torch.device,
-               warmup: int, repeats: int, selects: bool = True, native: bool = False) -> dict:
+               warmup: int, repeats: int, selects: bool = True, own: tuple[str, ...] = (),
+               l2_flush: bool = False) -> dict:
     """One layer at one target: medians / IQRs of the calls, the kept count and the check.
     norms: the score's column weights (None: |x_i| alone); selects: False for a layer that reuses
     another layer's selection of the same x, whose `topk+gathered` is then the gather alone;
-    native: also time the C kernel (`gathered_c`; see native_unavailable)."""
+    own: the lab's own kernels to time as well (OWN_KERNELS' calls that `own_kernels` says run here);
+    l2_flush: on CUDA, evict the weight from L2 before each call, as a decoding step that streams
+    the whole model does. On CUDA the calls are timed as CUDA-graph replays."""
     norms = None if norms is None else norms.to(device, torch.float32)
     mask = keep_mask(x, target, norms)
     idx = mask.nonzero().flatten()  # ascending: the kept rows of W^T in memory order
@@ -104,8 +121,8 @@ def time_layer(weight: Tensor, x: Tensor, norms: Optional[Tensor], target: float
     values = x[idx]
     ref = torch.mv(weight.float(), (x * mask).float())
     err = rel_error(gathered_gemv(weight_t, idx, values), ref)
-    if native:
-        err = max(err, rel_error(gather_gemv(weight_t, idx, values), ref))
+    for call in own:
+        err = max(err, rel_error(OWN_KERNELS[call](weight_t, idx, values), ref))
     k = kept_count(x.numel(), target)
 
     def select_and_gather() -> Tensor:  # the same top-k as keep_mask, its indices used as they come
@@ -115,10 +132,15 @@ def time_layer(weight: Tensor, x: Tensor, norms: Optional[Tensor], target: float
     calls = {"dense": lambda: torch.mv(weight, x),
              "gathered": lambda: gathered_gemv(weight_t, idx, values),
              "topk+gathered": select_and_gather if selects else lambda: gathered_gemv(weight_t, idx, values)}
-    if native:
-        calls["gathered_c"] = lambda: gather_gemv(weight_t, idx, values)
-    timings = time_interleaved(calls, device, warmup, repeats)
-    row = {"kept": int(idx.numel()), "inputs": int(x.numel()), "rel_error": err}
+    for call in own:
+        calls[call] = lambda kernel=OWN_KERNELS[call]: kernel(weight_t, idx, values)
+    clock = "cuda graph" if device.type == "cuda" else "perf_counter"
+    try:
+        timings = time_interleaved(calls, device, warmup, repeats, l2_flush, graphs=device.type == "cuda")
+    except GraphCaptureError as exc:  # every call eager then, so the calls stay comparable
+        clock = f"cuda events, eager (no graph: {exc})"
+        timings = time_interleaved(calls, device, warmup, repeats, l2_flush)
+    row = {"kept": int(idx.numel()), "inputs": int(x.numel()), "rel_error": err, "clock": clock}
     for call, t in timings.items():
         row[f"{call}_ms"], row[f"{call}_iqr_ms"] = t.median_ms, t.iqr_ms
     return row
@@ -126,11 +148,11 @@ def time_layer(weight: Tensor, x: Tensor, norms: Optional[Tensor], target: float
 
 def time_layers(handle: ModelHandle, inputs: dict[str, Tensor], method: ActivationMethod, targets: list[float],
                 device: torch.device, warmup: int, repeats: int, dtype: torch.dtype = torch.float32,
-                on_step=None) -> list[dict]:
+                on_step=None, l2_flush: bool = False) -> list[dict]:
     """Every prunable layer at every target, each with the parent method's plan; rows for `gemv`
-    (with `gathered_c` columns where native_unavailable says None)."""
+    (with the own kernels' columns where own_kernels says None)."""
     layers = prunable_linears(handle)
-    native = native_unavailable(device, dtype) is None
+    own = tuple(call for call, why in own_kernels(device, dtype).items() if why is None)
     plans = plan_layers(layers, method)
     if any(plan.basis is not None for plan in plans.values()):
         raise ValueError(f"{method.name} rotates its inputs: a rotated GEMV is not what this times")
@@ -145,14 +167,14 @@ def time_layers(handle: ModelHandle, inputs: dict[str, Tensor], method: Activati
             owner = first[plans[name].key]
             rows.append({"target": target, "layer": name, "mask_of": owner, "selects": owner == name,
                          **time_layer(weight, x, plans[name].norms, target, device, warmup, repeats,
-                                      selects=owner == name, native=native)})
+                                      selects=owner == name, own=own, l2_flush=l2_flush)})
             if on_step:
                 on_step((i * len(layers) + j + 1) / (len(targets) * len(layers)), target, j + 1, len(layers))
     return rows
 
 
 def timed_calls(rows: list[dict]) -> list[str]:
-    """The CALLS the rows hold (gathered_c only where the C kernel ran)."""
+    """The CALLS the rows hold (the own kernels only where they ran)."""
     return [c for c in CALLS if rows and f"{c}_ms" in rows[0]]
 
 
@@ -182,7 +204,7 @@ def run_activation_gemv(spec: KernelSpec, parent: ParentRun, ctx: RunContext, st
         stage(fraction, f"activation sparsity {target:.0%}: layer {done}/{total}, dense vs gathered GEMV")
 
     rows = time_layers(handle, inputs, method, targets, device, min(spec.warmup, 2), repeats,
-                       DTYPES[spec.dtype], on_step)
+                       DTYPES[spec.dtype], on_step, spec.l2_flush)
     # Step 3: metrics, the per-layer table and what was measured
     calls = timed_calls(rows)
     for row in rows:
@@ -200,10 +222,11 @@ def run_activation_gemv(spec: KernelSpec, parent: ParentRun, ctx: RunContext, st
     ctx.artifact("gemv", path, "parquet")
     ctx.info(activation={"parent_run": parent.id, "method": method.name, "targets": targets, "batch": 1,
                          "layers": len(prunable_linears(handle)), "repeats_per_layer": repeats,
+                         "clock": sorted({row["clock"] for row in rows}),
                          "input": "each layer's input at the last token of one example, captured from the dense model",
                          "gathered": "embedding_bag(sum) over W^T: reads only the kept columns of W",
-                         "gathered_c": native_unavailable(device, DTYPES[spec.dtype])
-                         or "the lab's C kernel (kernels/native/gather_gemv.c) over W^T",
+                         **{call: why or OWN_DESCRIPTIONS[call]
+                            for call, why in own_kernels(device, DTYPES[spec.dtype]).items()},
                          "selection": "the parent's plan: layers sharing an input and a score share one top-k, "
                                       "paid by the first of them",
                          "sum": "per-layer medians summed over the prunable layers (not the whole decode step)",

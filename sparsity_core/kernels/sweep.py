@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from sparsity_core.kernels.harness import rel_error, time_interleaved
+from sparsity_core.kernels.harness import cuda_graph, rel_error, time_interleaved
 from sparsity_core.kernels.layouts import layout_for, make_mask
 from sparsity_core.zoo.devices import resolve_device
 
@@ -39,20 +39,7 @@ def launch(module: nn.Module, x: Tensor, mode: str, device: torch.device) -> Cal
     if mode == "cuda_graph":
         if device.type != "cuda":
             raise Unsupported("CUDA graphs need a CUDA device")
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):  # warm-up off the capture stream, as the CUDA graph docs ask
-            for _ in range(3):
-                module(x)
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = module(x)
-
-        def replay() -> Tensor:
-            graph.replay()
-            return static_out
-        return replay
+        return cuda_graph(lambda: module(x), device)
     raise ValueError(f"unknown mode {mode!r}")
 
 

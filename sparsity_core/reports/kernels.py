@@ -165,7 +165,8 @@ def layer_latency_figure(frame: pd.DataFrame, run_id: int, sparsity: float) -> g
 # ---------------------------------------------------------------- what "auto" picked
 # a layout's name as a reader says it (the catalog's names are identifiers)
 LAYOUT_WORDS = {"dense": "dense", "csr": "CSR", "csr_tiled": "CSR (tiled C kernel)", "coo": "COO",
-                "bsr": "BSR", "semi24": "2:4 (cuSPARSELt)", "semi24_cutlass": "2:4 (CUTLASS)",
+                "bsr": "BSR", "bsr_triton": "BSR (Triton)", "semi24": "2:4 (cuSPARSELt)",
+                "semi24_direct": "2:4 (cuSPARSELt, direct)", "semi24_cutlass": "2:4 (CUTLASS)",
                 "shrunk": "shrunk dense"}
 AUTO_COLUMNS = ["sparsity", "auto picked", "auto (ms)", "dense (ms)", "auto ÷ dense", "per-layer model (ms)",
                 "noise (IQR, ms)", "against dense"]
@@ -173,8 +174,8 @@ AUTO_COLUMNS = ["sparsity", "auto picked", "auto (ms)", "dense (ms)", "auto ÷ d
 
 def layout_words(layout: Any, block: Optional[int] = None) -> str:
     """'csr' reads 'CSR', 'bsr' with block 16 'BSR 16x16', 'semi24' '2:4 (cuSPARSELt)'."""
-    if layout == "bsr" and block:
-        return f"BSR {int(block)}x{int(block)}"
+    if layout in ("bsr", "bsr_triton") and block:
+        return f"BSR {int(block)}x{int(block)}" + (" (Triton)" if layout == "bsr_triton" else "")
     return LAYOUT_WORDS.get(str(layout), str(layout))
 
 
@@ -277,13 +278,15 @@ def layer_choice_figure(layers: pd.DataFrame, sparsity: float, block: Optional[i
 # ---------------------------------------------------------------- activation sparsity at batch 1
 GEMV_CALLS = {"gemv:gathered": "kept columns only (gathered GEMV)",
               "gemv:topk+gathered": "top-k selection + kept columns",
-              "gemv:gathered_c": "kept columns, the lab's C kernel"}
+              "gemv:gathered_c": "kept columns, the lab's C kernel",
+              "gemv:gathered_triton": "kept columns, the lab's Triton kernel"}
+OWN_COLUMNS = {"gathered_c": "c", "gathered_triton": "triton"}  # call -> suffix of its speedup column
 
 
 def gemv_frame(frame: pd.DataFrame, run_id: int) -> pd.DataFrame:
     """A WINA / TEAL parent's batch-1 rows (kernels/activation.py): per activation-sparsity target,
-    the summed dense, gathered and top-k+gathered ms (and the C kernel's, where it ran), the speedups
-    and the largest rel_error."""
+    the summed dense, gathered and top-k+gathered ms (and the lab's own kernels', C or Triton, where
+    they ran), the speedups and the largest rel_error."""
     rows = frame[(frame["run_id"] == run_id) & frame["series"].astype(str).str.startswith("gemv:")]
     columns = ["activation sparsity", "dense_ms", "gathered_ms", "topk_gathered_ms", "speedup", "rel_error"]
     if rows.empty:
@@ -293,13 +296,14 @@ def gemv_frame(frame: pd.DataFrame, run_id: int) -> pd.DataFrame:
     table = pd.DataFrame({"activation sparsity": wide.index.to_numpy(), "dense_ms": get("latency_ms@gemv:dense"),
                           "gathered_ms": get("latency_ms@gemv:gathered"),
                           "topk_gathered_ms": get("latency_ms@gemv:topk+gathered"),
-                          "speedup": get("speedup@gemv:gathered"),
-                          "gathered_c_ms": get("latency_ms@gemv:gathered_c"), "speedup_c": get("speedup@gemv:gathered_c"),
-                          "rel_error": get("rel_error@gemv:gathered")})
-    if "latency_ms@gemv:gathered_c" not in wide:  # no C compiler, another device, or a run from before the kernel
-        table = table.drop(columns=["gathered_c_ms", "speedup_c"])
+                          "speedup": get("speedup@gemv:gathered")})
+    for call, suffix in OWN_COLUMNS.items():  # absent: no compiler / Triton, another device, an older run
+        if f"latency_ms@gemv:{call}" in wide:
+            table[f"{call}_ms"] = get(f"latency_ms@gemv:{call}")
+            table[f"speedup_{suffix}"] = get(f"speedup@gemv:{call}")
+    table["rel_error"] = get("rel_error@gemv:gathered")
     table.attrs["metric_keys"] = {"activation sparsity": "activation_sparsity", "speedup": "speedup",
-                                  "speedup_c": "speedup"}
+                                  **{f"speedup_{suffix}": "speedup" for suffix in OWN_COLUMNS.values()}}
     return table
 
 

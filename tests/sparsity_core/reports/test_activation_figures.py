@@ -63,4 +63,12 @@ def test_batch_one_gemv_figure_and_table():
     assert [t.name for t in gemv_figure(with_c, 7).data][-1] == "kept columns, the lab's C kernel"
     record = readable_table(gemv_frame(with_c, 7)).to_dict("records")[1]
     assert (record["gathered_c_ms"], record["speedup_c"]) == ("5", "4")
+    # on a GPU the Triton kernel's: its own line and columns, before rel_error
+    with_triton = frame(rows + [(7, "latency_ms", "gemv:gathered_triton", 0.5, 4.0),
+                                (7, "speedup", "gemv:gathered_triton", 0.5, 5.0)])
+    assert [t.name for t in gemv_figure(with_triton, 7).data][-1] == "kept columns, the lab's Triton kernel"
+    table = gemv_frame(with_triton, 7)
+    assert list(table.columns)[-3:] == ["gathered_triton_ms", "speedup_triton", "rel_error"]
+    assert table.attrs["metric_keys"]["speedup_triton"] == "speedup"
+    assert (table["gathered_triton_ms"].iloc[1], table["speedup_triton"].iloc[1]) == (4.0, 5.0)
     assert "no batch-1 GEMVs" in gemv_figure(metrics, 8).layout.annotations[0].text
