@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run cluster worker test lint bench clean
+.PHONY: install run cluster worker test gpu lint bench clean
 
 $(STAMP): requirements.txt requirements-bundled.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ worker: install
 test: install  ## every test, the browser test included (needs /usr/bin/chromium)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+gpu: install  ## on a CUDA machine: the GPU tests, then the GPU kernel sweep (bundles in ./bundles)
+	$(PY) -m pytest -m cuda -rs
+	$(PY) benchmarks/kernels_cuda.py --out bundles
 
 lint: install
 	$(PY) -m ruff check .

@@ -29,6 +29,7 @@ def test_the_reason_is_said_where_it_cannot_run():
         assert "not torch.int8" in triton_unavailable(torch.device("cuda"), torch.int8)
 
 
+@pytest.mark.cuda
 @needs_triton
 def test_hand_computed_gather():
     from sparsity_core.kernels.triton_gemv import triton_gather_gemv
@@ -40,6 +41,7 @@ def test_hand_computed_gather():
     assert out.tolist() == [1 + 30, 5 + 70]
 
 
+@pytest.mark.cuda
 @needs_triton
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_matches_the_dense_product_of_the_kept_columns(dtype):
