@@ -8,6 +8,7 @@ from db import repo
 from pages._ui import ErrorPlaces, estimate_line, model_widgets, preset_button, run_label, show_url_run
 from sparsity_core.catalog import METHODS, MODELS, caps
 from sparsity_core.catalog.pruning import (
+    ACTIVATION_ALLOCATIONS,
     ALLOCATIONS,
     CALIBRATIONS,
     NM_TRAININGS,
@@ -31,7 +32,7 @@ from sparsity_core.reports.pruning import (
     soup_key,
     weight_histogram,
 )
-from sparsity_core.specs import PruneSpec
+from sparsity_core.specs import GREEDY_CALIBRATION, PruneSpec
 
 st.title("✂️ Pruning")
 st.markdown(
@@ -55,8 +56,9 @@ preset_button("pruning")
 HF = "hf:<hub id or local path>"
 ACTIVATION_HELP = ("Activation sparsity: the weights stay dense; at inference every layer keeps, per token, only the "
                    "share of its inputs the method scores highest (WINA: |x_i| times the norm of weight column i; "
-                   "TEAL: |x_i|) and skips the rest. The targets are the shares skipped; no calibration, training or "
-                   "pattern. A kernel run on this run times what the skipped columns buy at batch 1.")
+                   "TEAL: |x_i|) and skips the rest. The targets are the shares skipped; no training or pattern, "
+                   "and no calibration unless the greedy allocation (as both papers run them) gives each input of "
+                   "a block its own share. A kernel run on this run times what the skipped columns buy at batch 1.")
 DEFAULTS = {name: info.default for name, info in PruneSpec.model_fields.items()}
 # every field this page sends -> the widget that sets it (its message shows right below)
 PLACES = ErrorPlaces(PruneSpec, {
@@ -111,7 +113,13 @@ with left:
                      help="layer: every layer to the target; global: one threshold over all layers")
     PLACES.field_error("scope")
     allocation = {}
-    if not METHODS[method].activation:  # how each target is shared out over the layers
+    if METHODS[method].activation:  # uniform, or TEAL's greedy allocation over each block's inputs
+        allocation["allocation"] = st.selectbox(
+            "Layer allocation", list(ACTIVATION_ALLOCATIONS), key="p_act_allocation",
+            help=" · ".join(f"{k}: {ALLOCATIONS.get(k, 'every layer skips the target share of its inputs')}"
+                            for k in ACTIVATION_ALLOCATIONS))
+        PLACES.field_error("allocation")
+    else:  # how each target is shared out over the layers
         allocation["allocation"] = st.selectbox(
             "Layer-wise allocation", list(ALLOCATIONS), key="p_allocation",
             help=" · ".join(f"{k}: {v}" for k, v in ALLOCATIONS.items()) + ". OWL and ERK need the layer scope "
@@ -147,13 +155,18 @@ with right:
         PLACES.field_error("calibration")
     elif METHODS[method].needs_calibration:
         st.caption("Calibration: one pass of the dense model (a global threshold ranks every layer at once).")
-    if METHODS[method].needs_calibration or allocation.get("allocation") == "owl":
+    if METHODS[method].needs_calibration or allocation.get("allocation") in ("owl", "greedy"):
+        greedy = allocation.get("allocation") == "greedy"  # its own, smaller defaults (and keys)
         calibration["calibration_samples"] = int(st.number_input(
-            "Calibration samples", 1, caps.CALIBRATION_SAMPLES, DEFAULTS["calibration_samples"], key="p_calib",
-            help="texts (or images) whose activations the method (or OWL's outlier ratios) reads"))
+            "Calibration samples", 1, caps.CALIBRATION_SAMPLES,
+            GREEDY_CALIBRATION[0] if greedy else DEFAULTS["calibration_samples"],
+            key="p_calib_greedy" if greedy else "p_calib",
+            help="texts (or images) whose activations the method (or OWL's outlier ratios, or the greedy "
+                 "allocation's block errors) reads; greedy runs every block ~200 times on them"))
         PLACES.field_error("calibration_samples")
-        calibration["seq_len"] = int(st.number_input("Calibration sequence length (tokens)", 8, caps.SEQ_LEN,
-                                                     DEFAULTS["seq_len"], key="p_seq"))
+        calibration["seq_len"] = int(st.number_input(
+            "Calibration sequence length (tokens)", 8, caps.SEQ_LEN, GREEDY_CALIBRATION[1] if greedy else DEFAULTS["seq_len"],
+            key="p_seq_greedy" if greedy else "p_seq"))
         PLACES.field_error("seq_len")
     with st.expander("Schedule and recovery"):
         schedule = st.radio("Schedule", SCHEDULES, horizontal=True, key="p_schedule")

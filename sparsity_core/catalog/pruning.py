@@ -91,7 +91,12 @@ ALLOCATIONS = {
             "activations, whatever the method"),
     "erk": ("ERK (Evci et al. 2020): a layer's density ~ (in + out) / (in x out), so small layers stay denser; "
             "parameter-weighted to the target (the allocation that makes random pruning competitive, Liu et al. 2022)"),
+    "greedy": ("activation sparsity (wina / teal) only: TEAL's block-wise greedy allocation (Liu et al. 2024), used by "
+               "WINA's release: per block, the input whose extra sparsity costs the block's output least on "
+               "calibration text is raised, step by step, until the block skips the target share of its weight reads"),
 }
+# the allocations an activation-sparsity method (wina / teal) takes
+ACTIVATION_ALLOCATIONS = ("uniform", "greedy")
 SCHEDULES = ("oneshot", "gradual")
 RECOVERIES = ("none", "finetune", "distill")
 # how an N:M mask trains under recovery (pruning/recovery.py): name -> what it does, for the page's help

@@ -167,7 +167,7 @@ class ActivationMethod:
             raise ValueError(f"weights must be one of {WEIGHTS}, not {self.weights!r}")
 
     def describe(self) -> dict:
-        return {"method": self.name, "score": self.score, "selection": "per-token top-k, uniform over layers",
+        return {"method": self.name, "score": self.score, "selection": "per-token top-k at each layer's level",
                 "shared_inputs": SHARING[self.weights], "transform": "SVD rotation of shared inputs" if self.transform else "none",
                 "kept_per_token": "in - round(s * in), at least 1", "calibration": "none"}
 
@@ -288,15 +288,16 @@ def sparsify(x: Tensor, sparsity: float, plan: LayerPlan) -> tuple[Tensor, Tenso
     return mask, kept, kept if plan.basis is None else (kept @ plan.basis.T).to(x.dtype)
 
 
-def _hook(name: str, sparsity: float, plan: LayerPlan, counts: InputCounts, shared: dict, readers: int):
-    """The pre-hook of one layer. Layers that read one input (q / k / v) share its mask: the first
-    reader of an x computes it and keeps it in `shared` for the `readers - 1` others, the last one
-    drops it, so at most one block's shared inputs are alive at a time (not every layer's)."""
+def _hook(name: str, levels: dict[str, float], plan: LayerPlan, counts: InputCounts, shared: dict, readers: int):
+    """The pre-hook of one layer, at sparsity levels[name] (read at each call). Layers that read one
+    input (q / k / v) share its mask: the first reader of an x computes it and keeps it in `shared`
+    for the `readers - 1` others, the last one drops it, so at most one block's shared inputs are
+    alive at a time (not every layer's)."""
     def pre_hook(_module: nn.Module, args: tuple):
         x = args[0]
         hit = shared.get(plan.key)
         if hit is None or hit[0] is not x:  # the first reader of this x computes the mask
-            hit = [x, *sparsify(x, sparsity, plan), readers]
+            hit = [x, *sparsify(x, levels[name], plan), readers]
             if readers > 1:
                 shared[plan.key] = hit
         _, mask, kept, sparse, _ = hit
@@ -310,18 +311,21 @@ def _hook(name: str, sparsity: float, plan: LayerPlan, counts: InputCounts, shar
 
 
 @contextlib.contextmanager
-def sparsify_inputs(linears: dict[str, nn.Module], method: ActivationMethod, sparsity: float,
+def sparsify_inputs(linears: dict[str, nn.Module], method: ActivationMethod, sparsity: float | dict[str, float],
                     plans: Optional[dict[str, LayerPlan]] = None) -> Iterator[InputCounts]:
     """Within the block every layer of `linears` sees its input sparsified per token by `method`
-    at `sparsity`; yields the InputCounts. `plans`: `plan_layers(linears, method)` when the caller
-    has it already (it does not depend on the target). The hooks are removed on exit, also after an error."""
+    at `sparsity`, one level for all or {layer: level} (a layer allocation, e.g. activation_greedy's;
+    read at every call, so its owner may change it between forwards; layers sharing a mask need one
+    level); yields the InputCounts. `plans`: `plan_layers(linears, method)` when the caller has it
+    already (it does not depend on the target). The hooks are removed on exit, also after an error."""
+    levels = sparsity if isinstance(sparsity, dict) else dict.fromkeys(linears, sparsity)
     counts, shared, handles = InputCounts(list(linears)), {}, []
     plans = plans if plans is not None else plan_layers(linears, method)
     readers = Counter(plan.key for plan in plans.values())
     try:
         for name, plan in plans.items():
             handles.append(linears[name].register_forward_pre_hook(
-                _hook(name, sparsity, plan, counts, shared, readers[plan.key])))
+                _hook(name, levels, plan, counts, shared, readers[plan.key])))
         yield counts
     finally:
         for handle in handles:
@@ -349,26 +353,56 @@ def record_target(ctx: RunContext, method: ActivationMethod, target: float, coun
 
 def run_activation(spec: PruneSpec, ctx: RunContext) -> None:
     """The `prune` job of an activation-sparsity method: evaluate the dense model with each
-    layer's inputs sparsified at each target (no weight changes, no calibration)."""
+    layer's inputs sparsified at each target (no weight changes). Allocation uniform reads no
+    calibration; greedy (activation_greedy.py) first chooses each layer's level per target."""
     # Step 1: the dense model, its evaluation and the method
     handle, evaluator = open_model(spec, ctx)
     linears = prunable_linears(handle)
     method = ACTIVATION_METHODS[spec.method]
-    ctx.info(method_params={}, activation={**method.describe(), "layers": len(linears),
+    described = {**method.describe(), "allocation": spec.allocation}
+    if spec.allocation == "greedy":
+        described["calibration"] = "calibration text, read by the greedy allocation only"
+    ctx.info(method_params={}, activation={**described, "layers": len(linears),
                                            "inputs_per_token": sum(in_features(m) for m in linears.values())})
     views: dict = {"pruned": {}}
     if handle.task == "causal_lm":
         views["generation"] = {"prompt": PROMPT, "dense": generate(handle), "pruned": {}}
-    # Step 2: each target from the same dense weights: evaluate under the hooks, then record
+    # Step 2: each layer's level at each target: the target everywhere, or the greedy allocation
     n, plans = len(spec.sparsities), plan_layers(linears, method)  # the plan (norms, rotations) is target-free
+    levels: dict[float, float | dict[str, float]] = {t: t for t in spec.sparsities}
+    start = 0.0
+    if spec.allocation == "greedy":
+        levels, start = greedy_allocation(spec, handle, method, ctx), GREEDY_SHARE
+    # Step 3: each target from the same dense weights: evaluate under the hooks, then record
     for i, target in enumerate(spec.sparsities):
-        stage = Stage(ctx, i / n, (i + 1) / n)
+        stage = Stage(ctx, start + (1 - start) * i / n, start + (1 - start) * (i + 1) / n)
         stage(0.0, f"activation sparsity {target:.0%}: evaluating")
-        with sparsify_inputs(linears, method, target, plans) as counts:
+        with sparsify_inputs(linears, method, levels[target], plans) as counts:
             quality = evaluator(handle)
         record_target(ctx, method, target, counts, quality)
         if "generation" in views:
             stage(0.9, f"activation sparsity {target:.0%}: generating")
-            with sparsify_inputs(linears, method, target, plans):
+            with sparsify_inputs(linears, method, levels[target], plans):
                 views["generation"]["pruned"][target_tag(target)] = generate(handle)
     write_json(ctx, "views", views)
+
+
+GREEDY_SHARE = 0.6  # of the run's progress bar: greedy allocation runs ~200 block forwards per block
+
+
+def greedy_allocation(spec: PruneSpec, handle, method: ActivationMethod, ctx: RunContext) -> dict[float, dict[str, float]]:
+    """{target: {layer: level}} by TEAL's greedy allocation on the spec's calibration text, with
+    the progress bar moving block by block; the run's info says what was read."""
+    from sparsity_core.data.calibration import calibration_set
+    from sparsity_core.pruning.activation_greedy import MAX_LEVEL, STEP, greedy_levels
+
+    stage = Stage(ctx, 0.0, GREEDY_SHARE)
+    stage(0.0, "greedy allocation: reading calibration text")
+    calib = calibration_set(handle, spec.calibration_samples, spec.seq_len, spec.seed)
+    levels = greedy_levels(handle, method, spec.sparsities, calib.batches,
+                           lambda i, n: stage(i / n, f"greedy allocation: block {i}/{n}"))
+    ctx.info(calibration={**calib.info, "mode": "dense-model block inputs, for greedy allocation"},
+             allocation={"kind": "greedy", "step": STEP, "max_level": MAX_LEVEL,
+                         "weighting": "each block's levels average to the target, weighted by the parameters "
+                                      "of the layers reading each input"})
+    return levels

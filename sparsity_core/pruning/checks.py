@@ -35,8 +35,9 @@ def structured(spec: PruneSpec) -> bool:
 
 
 def reads_calibration(spec: PruneSpec) -> bool:
-    """The run reads calibration activations: its method needs them, or OWL's outlier ratios do."""
-    return METHODS[spec.method].needs_calibration or spec.allocation == "owl"
+    """The run reads calibration activations: its method needs them, or OWL's outlier ratios, or
+    greedy activation allocation's block errors do."""
+    return METHODS[spec.method].needs_calibration or spec.allocation in ("owl", "greedy")
 
 
 def sequential(spec: PruneSpec) -> bool:

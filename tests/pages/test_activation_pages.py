@@ -55,6 +55,21 @@ def test_the_pruning_page_offers_wina_with_activation_targets_and_refuses_global
     assert (run.method, run.spec["sparsities"]) == ("wina", [0, 0.5, 0.7])
 
 
+def test_the_pruning_page_queues_teal_with_greedy_allocation_and_its_small_calibration():
+    at = AppTest.from_file(str(PAGES / "pruning.py"), default_timeout=60).run()
+    at.selectbox(key="p_model").set_value("smollm2-135m")
+    at.selectbox(key="p_method").set_value("teal").run()
+    allocation = at.selectbox(key="p_act_allocation")
+    assert allocation.options == ["uniform", "greedy"] and "TEAL's block-wise greedy" in allocation.help
+    assert not [n for n in at.number_input if n.key == "p_calib_greedy"]  # uniform reads no calibration
+    allocation.set_value("greedy").run()
+    assert (at.number_input(key="p_calib_greedy").value, at.number_input(key="p_seq_greedy").value) == (8, 128)
+    at.button(key="p_submit").click().run()
+    (run,) = repo.list_runs(kind="prune")
+    assert (run.method, run.spec["allocation"], run.spec["calibration_samples"], run.spec["seq_len"]) == \
+        ("teal", "greedy", 8, 128)
+
+
 def test_a_finished_wina_run_draws_quality_against_activation_sparsity():
     run_id = _finished(WINA, run_prune)
     at = _show("pruning.py", run_id)

@@ -97,7 +97,8 @@ def test_per_layer_sparsities_reach_each_layer_and_global_refuses_them():
     ({"allocation": "erk", "pattern": "neurons", "method": "magnitude"}, "allocation", "unstructured"),
     ({"allocation": "owl", "owl_m": 0.5}, "owl_m", "greater than or equal to 1"),
     ({"allocation": "owl", "owl_lambda": 0.5}, "owl_lambda", "less than or equal to 0.3"),
-    ({"allocation": "mixed"}, "allocation", "'uniform', 'owl' or 'erk'"),
+    ({"allocation": "mixed"}, "allocation", "'uniform', 'owl', 'erk' or 'greedy'"),
+    ({"allocation": "greedy"}, "allocation", "greedy allocates activation sparsity"),
 ])
 def test_the_spec_refuses_what_an_allocation_cannot_do(change, field, words):
     with pytest.raises(SpecError) as err:
