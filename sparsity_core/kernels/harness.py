@@ -93,15 +93,19 @@ class GraphCaptureError(RuntimeError):
 def cuda_graph(fn: Callable[[], object], device: torch.device) -> Callable[[], object]:
     """`fn` captured once into a CUDA graph; the returned call replays it (the same kernels, with no
     per-call CPU launch cost, as a serving engine runs a decoding step) and returns the captured output."""
+    before = torch.cuda.current_stream(device)
     side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
+    side.wait_stream(before)
     with torch.cuda.stream(side):  # warm-up off the capture stream, as the CUDA graph docs ask
         for _ in range(3):
             fn()
-    torch.cuda.current_stream(device).wait_stream(side)
+    before.wait_stream(side)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        out = fn()
+    try:
+        with torch.cuda.graph(graph):
+            out = fn()
+    finally:  # a failed capture leaves torch on the capture stream (graphs.py exits it without a finally)
+        torch.cuda.set_stream(before)
 
     def replay() -> object:
         graph.replay()
@@ -122,7 +126,8 @@ def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device 
             try:
                 captured[name] = cuda_graph(fn, device)
             except RuntimeError as exc:
-                raise GraphCaptureError(f"{name}: {str(exc).strip().splitlines()[0][:200]}") from exc
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise GraphCaptureError(f"{name}: {first[:200]}") from exc
         fns = captured
     # Step 1: warm-up (allocator, MKL/cuBLAS/cuSPARSELt plan caches, lazy CUDA modules)
     for _ in range(warmup):

@@ -98,7 +98,9 @@ class SparseMM(_Flat):
 class TritonBSRLinear(_Flat):
     """BSR through torch's Triton kernel (torch.sparse._triton_ops.bsr_dense_mm), which on a CUDA GPU
     multiplies whole blocks on the tensor cores; torch.sparse.mm / addmm on a BSR tensor go to
-    cuSPARSE's bsrmm instead (measured on an H200: 5x slower than dense at 90% sparsity)."""
+    cuSPARSE's bsrmm instead (measured on an H200: 3x slower than dense at 90% sparsity). Without
+    tuned settings for the GPU the kernel tiles the tokens by the block (or by all of them when
+    fewer), so tokens are padded to a multiple of the block, or to a power of two of at least 16."""
 
     def __init__(self, weight: Tensor, bias: Optional[Tensor], block: int):
         super().__init__()
@@ -108,8 +110,17 @@ class TritonBSRLinear(_Flat):
         self.bsr, self.bias, self.mm = weight.to_sparse_bsr((block, block)), bias, bsr_dense_mm
 
     def matmul(self, x):
-        out = self.mm(self.bsr, x.t())  # (out, tokens); its transpose is the (tokens, out) view
+        tokens = x.shape[0]
+        padded = triton_bsr_tokens(tokens, self.bsr.values().shape[-1])
+        dense = (F.pad(x, (0, 0, 0, padded - tokens)) if padded > tokens else x).t()
+        out = self.mm(self.bsr, dense)[:, :tokens]  # (out, tokens); its transpose is the (tokens, out) view
         return (out if self.bias is None else out.add_(self.bias[:, None])).t()
+
+
+def triton_bsr_tokens(tokens: int, block: int) -> int:
+    """The token count TritonBSRLinear pads to: a multiple of the block, or, below one block, the
+    next power of two of at least 16 (the untuned kernel's token tile must be a power of two)."""
+    return -(-tokens // block) * block if tokens >= block else max(16, 1 << (tokens - 1).bit_length())
 
 
 class Cusparselt24Linear(_Flat):
@@ -125,13 +136,14 @@ class Cusparselt24Linear(_Flat):
     def __init__(self, weight: Tensor, bias: Optional[Tensor]):
         super().__init__()
         self.out_features = weight.shape[0]
-        self.packed, self.bias = torch._cslt_compress(weight.contiguous()), bias
+        self.packed = torch._cslt_compress(weight.contiguous())
+        self.bias = None if bias is None else bias.to(weight.dtype)  # the op adds it unchecked
         self.alg_ids: dict[int, int] = {}
 
     def matmul(self, x):
         tokens = x.shape[0]
         pad = -tokens % self.PAD
-        dense = (F.pad(x, (0, 0, 0, pad)) if pad else x).t()  # (in, tokens): column-major, read as is
+        dense = (F.pad(x, (0, 0, 0, pad)) if pad else x.contiguous()).t()  # (in, tokens): column-major, read as is
         if tokens not in self.alg_ids:  # searched once per token count, outside any CUDA graph capture
             self.alg_ids[tokens] = torch._cslt_sparse_mm_search(self.packed, dense, bias=self.bias,
                                                                 transpose_result=True)
@@ -249,6 +261,8 @@ class BSRTriton(BSR):
             return "torch's Triton BSR kernel runs on CUDA GPUs"
         if dtype not in (torch.float16, torch.bfloat16):
             return f"torch's Triton BSR kernel takes float16 / bfloat16, not {dtype}"
+        if self.block < 16 or self.block & (self.block - 1):
+            return f"torch's Triton BSR kernel takes power-of-two blocks of at least 16, not {self.block}"
         if not _triton_bsr_available():
             return "this torch build has no Triton BSR kernel (torch.sparse._triton_ops)"
         return super().unsupported(weight, device, dtype)

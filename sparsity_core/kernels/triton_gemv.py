@@ -89,6 +89,7 @@ def triton_gather_gemv(weight_t: Tensor, idx: Tensor, values: Tensor) -> Tensor:
         raise RuntimeError(triton_unavailable(weight_t.device, weight_t.dtype))
     if weight_t.stride(1) != 1:
         raise ValueError("weight_t must be contiguous: W^T stored (in, out), each kept row read whole")
+    idx, values = idx.contiguous(), values.contiguous()  # the kernel reads both with stride 1
     kept, width = idx.numel(), weight_t.shape[1]
     out = torch.zeros(width, dtype=torch.float32, device=weight_t.device)
     if kept == 0:

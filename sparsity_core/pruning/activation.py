@@ -37,9 +37,10 @@ What is implemented, and how it relates to the papers:
   share s. TEAL's paper instead cuts each hidden state at a magnitude threshold calibrated offline
   from its activation distribution (the share skipped varies per token around the target) and
   allocates sparsity across layers greedily; WINA's release offers both top-k and that threshold and
-  the same greedy allocation. Neither is done here: uniform sparsity over layers for both methods,
-  top-k. Every token is sparsified (the release can keep the prompt's prefill dense), and no
-  calibration data is read.
+  the same greedy allocation. Here: top-k, and allocation `uniform` (every layer at the target, no
+  calibration data read) or `greedy` (activation_greedy.py: TEAL's block-wise greedy allocation on
+  calibration text, each input of a block its own level). Every token is sparsified (the release
+  can keep the prompt's prefill dense).
 - Where: the inputs of `zoo.prunable_linears` (in a Llama block q, k, v, o, gate, up and down, as
   both papers; embeddings and the LM head stay dense). Layers that share a mask compute it once
   per token (the first one called), the others reuse it (`plan_layers`, LayerPlan.key).

@@ -101,6 +101,16 @@ def test_cusparselt_pads_any_token_count(tokens):
     torch.testing.assert_close(out.float(), torch.nn.functional.linear(x, weight, bias).float(), rtol=1e-2, atol=1e-2)
 
 
+def test_triton_bsr_pads_tokens_to_a_tile_its_kernel_takes():
+    from sparsity_core.kernels.layouts import triton_bsr_tokens
+
+    assert [triton_bsr_tokens(t, 64) for t in (1, 5, 16, 17, 48, 64, 65, 100, 8192)] == \
+        [16, 16, 16, 32, 64, 64, 128, 128, 8192]
+    # checked before anything needs a GPU, so the reason reads the same on any machine
+    assert "power-of-two blocks of at least 16, not 24" in layout_for("bsr_triton", block=24).unsupported(
+        torch.zeros(48, 48), torch.device("cuda"), torch.float16)
+
+
 def test_registry_refuses_a_name_the_catalog_does_not_offer():
     from sparsity_core.kernels.layouts import Layout, register_layout
 
