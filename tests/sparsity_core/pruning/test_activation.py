@@ -179,19 +179,11 @@ def test_activation_methods_refuse_patterns_scopes_and_training_by_field():
         assert words in err.value.errors[field], (extra, err.value.errors)
 
 
-def test_a_causal_lm_run_records_perplexity_and_generations(tmp_path, monkeypatch):
+def test_a_causal_lm_run_records_perplexity_and_generations(tiny_llama_checkpoint, monkeypatch):
     """A 2-layer Llama (hidden 32, random weights) with minilm's tokenizer: the causal-LM path."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
     from sparsity_core.pruning.evaluate import Perplexity
-    from sparsity_core.zoo.minilm import model_dir
 
-    tok = AutoTokenizer.from_pretrained(model_dir())
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                                 eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+    tmp_path = tiny_llama_checkpoint
     monkeypatch.setattr(Perplexity, "CONTEXT", 64)  # a 30k-vocab head stays cheap
     spec = parse_spec({"kind": "prune", "model": f"hf:{tmp_path}", "method": "teal", "sparsities": [0, 0.5],
                        "eval_samples": 16})

@@ -73,21 +73,13 @@ def test_a_target_above_the_cap_is_refused():
         greedy_block(lambda: [block(x)], group, TEAL, plan_layers(group, TEAL), [0.97], [block(x).detach()])
 
 
-def test_a_greedy_teal_run_on_a_tiny_llama_averages_each_block_to_the_target(tmp_path):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
+def test_a_greedy_teal_run_on_a_tiny_llama_averages_each_block_to_the_target(tiny_llama_checkpoint):
     from sparsity_core.jobs.context import RunContext
     from sparsity_core.pruning.run import run_prune
     from sparsity_core.specs import parse_spec
     from sparsity_core.zoo import load_model, prunable_linears
-    from sparsity_core.zoo.minilm import model_dir
 
-    tok = AutoTokenizer.from_pretrained(model_dir())
-    torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                                 eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
+    tmp_path = tiny_llama_checkpoint
     spec = parse_spec({"kind": "prune", "model": f"hf:{tmp_path}", "method": "teal", "sparsities": [0, 0.5],
                        "allocation": "greedy", "eval_samples": 16, "calibration_samples": 2, "seq_len": 32})
     ctx = RunContext()
