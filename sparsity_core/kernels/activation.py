@@ -22,9 +22,9 @@ parent run, three calls are timed side by side (harness.time_interleaved: median
                  the skipped columns save; this is what a decoding kernel of the papers does.
   gathered_triton  the same on a CUDA GPU through the lab's Triton kernel (triton_gemv.py), where
                  Triton is installed; embedding_bag is 10x slower than dense there.
-On CUDA every call is timed as a CUDA-graph replay with the L2 cache flushed before it: a serving
-engine replays its decoding step as a graph, and eager timing of a 576x576 GEMV measures the CPU's
-launch cost (~30 us), not the GPU's few microseconds.
+On CUDA every call is timed as a CUDA-graph replay (and, with the spec's l2_flush, the L2 cache
+flushed before it): a serving engine replays its decoding step as a graph, and eager timing of a
+576x576 GEMV measures the CPU's launch cost (~30 us on an H200 host), not the GPU's few microseconds.
 x is a real activation, not a random one: the input each layer sees at the last token of one
 Rotten Tomatoes sentence (the first test image for an image model), captured from the dense
 model; idx is the parent method's keep set of that x, chosen as the parent run chose it
