@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 import torch  # noqa: E402
 
 from sparsity_core.jobs.context import RunContext  # noqa: E402
-from sparsity_core.kernels.activation import own_kernels, time_layer  # noqa: E402
+from sparsity_core.kernels.activation import own_kernels, time_layer, timed_calls  # noqa: E402
 from sparsity_core.kernels.run import run_kernel  # noqa: E402
 from sparsity_core.pruning.activation import weight_norms  # noqa: E402
 from sparsity_core.reports.bundle import kernel_bundle  # noqa: E402
@@ -83,7 +83,7 @@ def gemv_sweep(device: torch.device, dtype: torch.dtype, repeats: int) -> list[d
 
 def print_gemv(rows: list[dict]) -> None:
     print("\n== gemv: batch 1, WINA's keep set (speedup = dense / call)")
-    calls = [c for c in ("gathered", "topk+gathered", "gathered_c", "gathered_triton") if rows and f"{c}_ms" in rows[0]]
+    calls = timed_calls(rows)[1:]  # every timed call but dense, the reference
     print(f"{'shape':<11} {'target':>6} {'kept':>11} {'dense ms':>9} "
           + " ".join(f"{c[:15]:>15} {'x':>5}" for c in calls) + f" {'rel_err':>8}")
     for r in rows:

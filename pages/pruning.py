@@ -116,8 +116,7 @@ with left:
     if METHODS[method].activation:  # uniform, or TEAL's greedy allocation over each block's inputs
         allocation["allocation"] = st.selectbox(
             "Layer allocation", list(ACTIVATION_ALLOCATIONS), key="p_act_allocation",
-            help=" · ".join(f"{k}: {ALLOCATIONS.get(k, 'every layer skips the target share of its inputs')}"
-                            for k in ACTIVATION_ALLOCATIONS))
+            help=" · ".join(f"{k}: {v}" for k, v in ACTIVATION_ALLOCATIONS.items()))
         PLACES.field_error("allocation")
     else:  # how each target is shared out over the layers
         allocation["allocation"] = st.selectbox(

@@ -57,6 +57,7 @@ class BaseSpec(BaseModel):
 
 GREEDY_CALIBRATION = (8, 128)  # sequences x tokens greedy activation allocation reads unless told
 
+
 class PruneSpec(BaseSpec):
     """Prune a model at each target sparsity and evaluate it (kind `prune`)."""
 

@@ -95,8 +95,9 @@ ALLOCATIONS = {
                "WINA's release: per block, the input whose extra sparsity costs the block's output least on "
                "calibration text is raised, step by step, until the block skips the target share of its weight reads"),
 }
-# the allocations an activation-sparsity method (wina / teal) takes
-ACTIVATION_ALLOCATIONS = ("uniform", "greedy")
+# the allocations an activation-sparsity method (wina / teal) takes -> one line for the page's help
+ACTIVATION_ALLOCATIONS = {"uniform": "every layer skips the target share of its inputs",
+                          "greedy": ALLOCATIONS["greedy"]}
 SCHEDULES = ("oneshot", "gradual")
 RECOVERIES = ("none", "finetune", "distill")
 # how an N:M mask trains under recovery (pruning/recovery.py): name -> what it does, for the page's help
